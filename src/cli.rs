@@ -1,0 +1,144 @@
+//! Command-line definitions. Every `serve` flag also has an environment
+//! variable and a config-file key (see `config/creator-boost.toml`).
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::{LogFormat, Overrides};
+
+/// creator-boost: private-domain traffic boosts over gRPC.
+#[derive(Debug, Parser)]
+#[command(name = "creator-boost", version, about)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the gRPC service.
+    Serve(ServeArgs),
+    /// Send one event to a running server (RecordEvents).
+    Send(SendArgs),
+    /// Rank candidates on a running server (Rank).
+    Rank(RankArgs),
+    /// Show creators' scores from a running server (GetCreatorScores).
+    CreatorScores(CreatorScoresArgs),
+}
+
+/// `serve` flags.
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// TOML config file (defaults, model parameters, variants).
+    #[arg(long, env = "CREATOR_BOOST_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// gRPC listen address [default: 127.0.0.1:50051].
+    #[arg(long, env = "CREATOR_BOOST_LISTEN")]
+    pub listen: Option<String>,
+    /// Directory of the embedded store [default: ./data].
+    #[arg(long, env = "CREATOR_BOOST_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Most concurrent calls; beyond it RESOURCE_EXHAUSTED [default: 0 = unlimited].
+    #[arg(long, env = "CREATOR_BOOST_MAX_IN_FLIGHT")]
+    pub max_in_flight: Option<usize>,
+    /// File holding the bearer token required by RecordEvents/StreamEvents.
+    #[arg(long, env = "CREATOR_BOOST_WRITE_TOKEN_FILE")]
+    pub write_token_file: Option<PathBuf>,
+    /// Log format [default: text].
+    #[arg(long, env = "CREATOR_BOOST_LOG_FORMAT", value_enum)]
+    pub log_format: Option<LogFormat>,
+}
+
+impl ServeArgs {
+    /// The flags that override the config file.
+    pub fn overrides(&self) -> Overrides {
+        Overrides {
+            listen: self.listen.clone(),
+            data_dir: self.data_dir.clone(),
+            max_in_flight: self.max_in_flight,
+            write_token_file: self.write_token_file.clone(),
+            log_format: self.log_format,
+        }
+    }
+}
+
+/// Where a client subcommand connects.
+#[derive(Debug, clap::Args)]
+pub struct ServerArgs {
+    /// Server URL.
+    #[arg(long, env = "CREATOR_BOOST_SERVER", default_value = "http://127.0.0.1:50051")]
+    pub server: String,
+    /// File holding the bearer token for writes.
+    #[arg(long, env = "CREATOR_BOOST_TOKEN_FILE")]
+    pub token_file: Option<PathBuf>,
+}
+
+/// `send` flags.
+#[derive(Debug, clap::Args)]
+pub struct SendArgs {
+    /// Connection.
+    #[command(flatten)]
+    pub server: ServerArgs,
+    /// Event kind: view, like, comment, share, purchase, join_fan_group, tip,
+    /// follow, unfollow, leave_fan_group, report.
+    #[arg(long)]
+    pub kind: String,
+    /// Viewer id (0 = anonymous).
+    #[arg(long, default_value_t = 0)]
+    pub viewer: u64,
+    /// Creator id.
+    #[arg(long)]
+    pub creator: u64,
+    /// Amount (PURCHASE/TIP money, VIEW fraction watched).
+    #[arg(long, default_value_t = 0.0)]
+    pub amount: f64,
+    /// Idempotency key (empty = not deduplicated).
+    #[arg(long, default_value = "")]
+    pub event_id: String,
+    /// Timestamp, unix milliseconds (0 = now).
+    #[arg(long, default_value_t = 0)]
+    pub timestamp_ms: i64,
+}
+
+/// `rank` flags.
+#[derive(Debug, clap::Args)]
+pub struct RankArgs {
+    /// Connection.
+    #[command(flatten)]
+    pub server: ServerArgs,
+    /// Viewer id (0 = anonymous).
+    #[arg(long, default_value_t = 0)]
+    pub viewer: u64,
+    /// Variant name ("" = default).
+    #[arg(long, default_value = "")]
+    pub variant: String,
+    /// Print each candidate's explanation.
+    #[arg(long)]
+    pub explain: bool,
+    /// Return only the best K (0 = all).
+    #[arg(long, default_value_t = 0)]
+    pub top_k: u32,
+    /// Use the LOG score space (final = base + ln(boost)).
+    #[arg(long)]
+    pub log_space: bool,
+    /// Candidates as ITEM:CREATOR:BASE_SCORE.
+    #[arg(required = true)]
+    pub candidates: Vec<String>,
+}
+
+/// `creator-scores` flags.
+#[derive(Debug, clap::Args)]
+pub struct CreatorScoresArgs {
+    /// Connection.
+    #[command(flatten)]
+    pub server: ServerArgs,
+    /// Variant name ("" = default).
+    #[arg(long, default_value = "")]
+    pub variant: String,
+    /// Creator ids.
+    #[arg(required = true)]
+    pub creator_ids: Vec<u64>,
+}

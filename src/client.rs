@@ -1,0 +1,197 @@
+//! The client side of the command line: send events, rank, read scores.
+
+use tonic::Request;
+use tonic::metadata::MetadataValue;
+use tonic::transport::Channel;
+
+use crate::cli::{CreatorScoresArgs, RankArgs, SendArgs, ServerArgs};
+use crate::grpc::proto_kind;
+use crate::model::EventKind;
+use crate::proto;
+use crate::proto::creator_boost_client::CreatorBoostClient;
+
+/// Why a client command failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// Bad command-line input.
+    #[error("{0}")]
+    Usage(String),
+    /// Could not connect.
+    #[error("cannot connect to {url}: {source}")]
+    Connect {
+        /// The server.
+        url: String,
+        /// The cause.
+        source: tonic::transport::Error,
+    },
+    /// The server answered with an error.
+    #[error("server error: {}: {}", .0.code(), .0.message())]
+    Status(#[from] tonic::Status),
+}
+
+/// Connects to `args.server`.
+///
+/// # Errors
+/// [`ClientError::Connect`].
+pub async fn connect(args: &ServerArgs) -> Result<CreatorBoostClient<Channel>, ClientError> {
+    let channel = Channel::from_shared(args.server.clone())
+        .map_err(|e| ClientError::Usage(format!("bad server URL `{}`: {e}", args.server)))?
+        .connect()
+        .await
+        .map_err(|source| ClientError::Connect {
+            url: args.server.clone(),
+            source,
+        })?;
+    Ok(CreatorBoostClient::new(channel).max_decoding_message_size(64 * 1024 * 1024))
+}
+
+/// Wraps `message` in a request carrying the bearer token, if configured.
+///
+/// # Errors
+/// [`ClientError::Usage`] when the token file is unreadable.
+pub fn with_token<T>(args: &ServerArgs, message: T) -> Result<Request<T>, ClientError> {
+    let mut request = Request::new(message);
+    if let Some(path) = &args.token_file {
+        let token = std::fs::read_to_string(path)
+            .map_err(|e| ClientError::Usage(format!("cannot read token file {}: {e}", path.display())))?;
+        let value = MetadataValue::try_from(format!("Bearer {}", token.trim()))
+            .map_err(|_| ClientError::Usage("token contains characters not allowed in a header".into()))?;
+        request.metadata_mut().insert("authorization", value);
+    }
+    Ok(request)
+}
+
+/// Parses an event kind name as printed by [`EventKind::name`].
+pub fn parse_kind(name: &str) -> Option<EventKind> {
+    let wanted = name.trim().to_ascii_lowercase();
+    EventKind::ALL.into_iter().find(|kind| kind.name() == wanted)
+}
+
+/// `creator-boost send`.
+///
+/// # Errors
+/// [`ClientError`] on bad input, connection failure or a server error.
+pub async fn send(args: SendArgs) -> Result<(), ClientError> {
+    let kind =
+        parse_kind(&args.kind).ok_or_else(|| ClientError::Usage(format!("unknown event kind `{}`", args.kind)))?;
+    let mut client = connect(&args.server).await?;
+    let event = proto::Event {
+        event_id: args.event_id,
+        kind: proto_kind(kind) as i32,
+        viewer_id: args.viewer,
+        creator_id: args.creator,
+        timestamp_ms: args.timestamp_ms,
+        amount: args.amount,
+    };
+    let request = with_token(&args.server, proto::RecordEventsRequest { events: vec![event] })?;
+    let response = client.record_events(request).await?.into_inner();
+    println!("accepted {} duplicates {}", response.accepted, response.duplicates);
+    for rejected in response.rejected {
+        println!("rejected #{}: {}", rejected.index, rejected.reason);
+    }
+    Ok(())
+}
+
+/// `creator-boost rank`.
+///
+/// # Errors
+/// [`ClientError`] on bad input, connection failure or a server error.
+pub async fn rank(args: RankArgs) -> Result<(), ClientError> {
+    let candidates = args
+        .candidates
+        .iter()
+        .map(|text| parse_candidate(text))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut client = connect(&args.server).await?;
+    let request = proto::RankRequest {
+        viewer_id: args.viewer,
+        candidates,
+        variant: args.variant,
+        explain: args.explain,
+        top_k: args.top_k,
+        score_space: if args.log_space {
+            proto::ScoreSpace::Log
+        } else {
+            proto::ScoreSpace::Linear
+        } as i32,
+    };
+    let response = client.rank(request).await?.into_inner();
+    println!(
+        "model_version {} variant {:?} degraded {}",
+        response.model_version, response.variant, response.degraded
+    );
+    println!(
+        "{:>4} {:>12} {:>12} {:>10} {:>8} {:>8} {:>8} {:>10} relation",
+        "idx", "item", "creator", "base", "public", "private", "boost", "final"
+    );
+    for r in &response.results {
+        let relation = proto::Relation::try_from(r.relation)
+            .map(|r| r.as_str_name())
+            .unwrap_or("?");
+        println!(
+            "{:>4} {:>12} {:>12} {:>10.4} {:>8.4} {:>8.4} {:>8.4} {:>10.4} {}",
+            r.index,
+            r.item_id,
+            r.creator_id,
+            r.base_score,
+            r.public_boost,
+            r.private_boost,
+            r.boost,
+            r.final_score,
+            relation
+        );
+        if let Some(explanation) = &r.explanation {
+            println!("     {}", explanation.text);
+        }
+    }
+    Ok(())
+}
+
+fn parse_candidate(text: &str) -> Result<proto::Candidate, ClientError> {
+    let bad = || ClientError::Usage(format!("candidate `{text}` is not ITEM:CREATOR:BASE_SCORE"));
+    let mut parts = text.split(':');
+    let item_id = parts.next().and_then(|p| p.parse().ok()).ok_or_else(bad)?;
+    let creator_id = parts.next().and_then(|p| p.parse().ok()).ok_or_else(bad)?;
+    let base_score = parts.next().and_then(|p| p.parse().ok()).ok_or_else(bad)?;
+    if parts.next().is_some() {
+        return Err(bad());
+    }
+    Ok(proto::Candidate {
+        item_id,
+        creator_id,
+        base_score,
+    })
+}
+
+/// `creator-boost creator-scores`.
+///
+/// # Errors
+/// [`ClientError`] on connection failure or a server error.
+pub async fn creator_scores(args: CreatorScoresArgs) -> Result<(), ClientError> {
+    let mut client = connect(&args.server).await?;
+    let request = proto::GetCreatorScoresRequest {
+        creator_ids: args.creator_ids,
+        variant: args.variant,
+    };
+    let response = client.get_creator_scores(request).await?.into_inner();
+    println!(
+        "model_version {} variant {:?} degraded {}",
+        response.model_version, response.variant, response.degraded
+    );
+    println!("creator_id,found,followers,evidence,fan_value,long_term_value,creator_value,public_boost,updated_at_ms");
+    for s in response.scores {
+        println!(
+            "{},{},{},{},{:.6},{:.6},{:.6},{:.6},{}",
+            s.creator_id,
+            s.found,
+            s.followers,
+            s.evidence,
+            s.fan_value,
+            s.long_term_value,
+            s.creator_value,
+            s.public_boost,
+            s.updated_at_ms
+        );
+    }
+    Ok(())
+}

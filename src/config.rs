@@ -1,0 +1,441 @@
+//! Configuration: one TOML file for defaults, model parameters and named
+//! variants, typed and validated once at load, then passed down (no globals).
+//! Command-line flags and environment variables override the file.
+//! Every key is documented in `config/creator-boost.toml`.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::model::{IngestParams, ModelParams};
+
+/// Exit code for a configuration error (EX_USAGE).
+pub const EXIT_CONFIG: i32 = 64;
+
+/// Why a configuration was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML or has unknown or mistyped keys.
+    #[error("invalid config file {path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// A value is out of range.
+    #[error("invalid config: {0}")]
+    Invalid(String),
+}
+
+/// Limits on request sizes and event fields.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Most candidates in one Rank request.
+    pub max_candidates: usize,
+    /// Most creator ids in one GetCreatorScores request.
+    pub max_creator_ids: usize,
+    /// Most events in one RecordEvents request (or one StreamEvents message).
+    pub max_events_per_batch: usize,
+    /// Longest accepted `event_id`, in bytes.
+    pub max_event_id_bytes: usize,
+    /// How far in the future an event timestamp may be, in seconds.
+    pub max_future_skew_secs: u64,
+    /// How long an `event_id` is remembered for deduplication, in seconds.
+    pub dedupe_window_secs: u64,
+    /// Largest gRPC message accepted, in bytes.
+    pub max_message_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_candidates: 2_000,
+            max_creator_ids: 10_000,
+            max_events_per_batch: 10_000,
+            max_event_id_bytes: 128,
+            max_future_skew_secs: 300,
+            dedupe_window_secs: 7 * 24 * 3600,
+            max_message_bytes: 16 * 1024 * 1024,
+        }
+    }
+}
+
+/// Cache sizes and freshness.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CacheConfig {
+    /// Creator aggregates kept in memory.
+    pub creators: u64,
+    /// Viewer records kept in memory.
+    pub viewers: u64,
+    /// Time to live of a cached entry, in milliseconds: the bound on how stale
+    /// a replica can be about writes made through another replica.
+    pub ttl_ms: u64,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        CacheConfig {
+            creators: 1_000_000,
+            viewers: 200_000,
+            ttl_ms: 5_000,
+        }
+    }
+}
+
+/// A named, validated parameter set and the version string that identifies it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Variant {
+    /// "" for the default.
+    pub name: String,
+    /// Effective parameters.
+    pub params: ModelParams,
+    /// Identifies the effective parameters (and the ingest parameters they read).
+    pub model_version: String,
+}
+
+/// The default parameter set and the named variants.
+#[derive(Clone, Debug)]
+pub struct Variants {
+    default: Arc<Variant>,
+    named: BTreeMap<String, Arc<Variant>>,
+}
+
+impl Variants {
+    /// The variant called `name` ("" = default), or `None` if unknown.
+    pub fn get(&self, name: &str) -> Option<&Arc<Variant>> {
+        if name.is_empty() {
+            Some(&self.default)
+        } else {
+            self.named.get(name)
+        }
+    }
+
+    /// The default variant.
+    pub fn default_variant(&self) -> &Arc<Variant> {
+        &self.default
+    }
+
+    /// Names of the named variants.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.named.keys().map(String::as_str)
+    }
+}
+
+/// Log output format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Default, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Everything `serve` needs.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// gRPC listen address.
+    pub listen: SocketAddr,
+    /// Directory of the embedded store.
+    pub data_dir: PathBuf,
+    /// Most concurrent calls; beyond it calls get RESOURCE_EXHAUSTED. 0 = no limit.
+    pub max_in_flight: usize,
+    /// File holding the bearer token that writes must carry.
+    pub write_token_file: Option<PathBuf>,
+    /// How long shutdown waits for in-flight calls.
+    pub shutdown_grace: Duration,
+    /// Log format.
+    pub log_format: LogFormat,
+    /// Size limits.
+    pub limits: Limits,
+    /// Cache settings.
+    pub cache: CacheConfig,
+    /// What is stored per event.
+    pub ingest: IngestParams,
+    /// Scoring parameter sets.
+    pub variants: Variants,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    listen: Option<String>,
+    data_dir: Option<PathBuf>,
+    max_in_flight: Option<usize>,
+    write_token_file: Option<PathBuf>,
+    shutdown_grace_ms: Option<u64>,
+    log_format: Option<LogFormat>,
+    #[serde(default)]
+    limits: Limits,
+    #[serde(default)]
+    cache: CacheConfig,
+    #[serde(default)]
+    ingest: IngestParams,
+    #[serde(default)]
+    model: toml::Table,
+    #[serde(default)]
+    variants: BTreeMap<String, toml::Table>,
+}
+
+/// Values given on the command line or in the environment; they win over the file.
+#[derive(Clone, Debug, Default)]
+pub struct Overrides {
+    /// `--listen`.
+    pub listen: Option<String>,
+    /// `--data-dir`.
+    pub data_dir: Option<PathBuf>,
+    /// `--max-in-flight`.
+    pub max_in_flight: Option<usize>,
+    /// `--write-token-file`.
+    pub write_token_file: Option<PathBuf>,
+    /// `--log-format`.
+    pub log_format: Option<LogFormat>,
+}
+
+impl Config {
+    /// Reads `path` (if any), applies `overrides`, validates everything.
+    ///
+    /// # Errors
+    /// [`ConfigError`] naming the file, key or value at fault.
+    pub fn load(path: Option<&Path>, overrides: Overrides) -> Result<Config, ConfigError> {
+        let text = match path {
+            Some(path) => std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                path: path.to_owned(),
+                source,
+            })?,
+            None => String::new(),
+        };
+        let origin = path.map_or_else(|| PathBuf::from("<defaults>"), Path::to_owned);
+        Config::from_toml(&text, &origin, overrides)
+    }
+
+    /// Parses and validates configuration text; `origin` names it in errors.
+    ///
+    /// # Errors
+    /// [`ConfigError`] naming the key or value at fault.
+    pub fn from_toml(text: &str, origin: &Path, overrides: Overrides) -> Result<Config, ConfigError> {
+        let parse_error = |message: String| ConfigError::Parse {
+            path: origin.to_owned(),
+            message,
+        };
+        let raw: RawConfig = toml::from_str(text).map_err(|e| parse_error(e.to_string()))?;
+
+        let listen_text = overrides
+            .listen
+            .or(raw.listen)
+            .unwrap_or_else(|| "127.0.0.1:50051".into());
+        let listen: SocketAddr = listen_text
+            .parse()
+            .map_err(|_| ConfigError::Invalid(format!("listen: `{listen_text}` is not an IP:port address")))?;
+        let limits = raw.limits;
+        validate_limits(&limits)?;
+        if raw.cache.ttl_ms == 0 || raw.cache.creators == 0 || raw.cache.viewers == 0 {
+            return Err(ConfigError::Invalid(
+                "cache: creators, viewers and ttl_ms must be > 0".into(),
+            ));
+        }
+        raw.ingest
+            .validate()
+            .map_err(|e| ConfigError::Invalid(format!("ingest.{e}")))?;
+        let variants = build_variants(&raw.model, &raw.variants, &raw.ingest).map_err(|e| match e {
+            VariantError::Parse(message) => parse_error(message),
+            VariantError::Invalid(message) => ConfigError::Invalid(message),
+        })?;
+        Ok(Config {
+            listen,
+            data_dir: overrides
+                .data_dir
+                .or(raw.data_dir)
+                .unwrap_or_else(|| PathBuf::from("./data")),
+            max_in_flight: overrides.max_in_flight.or(raw.max_in_flight).unwrap_or(0),
+            write_token_file: overrides.write_token_file.or(raw.write_token_file),
+            shutdown_grace: Duration::from_millis(raw.shutdown_grace_ms.unwrap_or(10_000)),
+            log_format: overrides.log_format.or(raw.log_format).unwrap_or_default(),
+            limits,
+            cache: raw.cache,
+            ingest: raw.ingest,
+            variants,
+        })
+    }
+}
+
+fn validate_limits(limits: &Limits) -> Result<(), ConfigError> {
+    let checks = [
+        ("max_candidates", limits.max_candidates, 1, 1_000_000),
+        ("max_creator_ids", limits.max_creator_ids, 1, 1_000_000),
+        ("max_events_per_batch", limits.max_events_per_batch, 1, 1_000_000),
+        ("max_event_id_bytes", limits.max_event_id_bytes, 1, 4096),
+        ("max_message_bytes", limits.max_message_bytes, 1024, 1 << 30),
+    ];
+    for (name, value, low, high) in checks {
+        if !(low..=high).contains(&value) {
+            return Err(ConfigError::Invalid(format!(
+                "limits.{name} must be in [{low}, {high}], got {value}"
+            )));
+        }
+    }
+    if limits.dedupe_window_secs == 0 {
+        return Err(ConfigError::Invalid("limits.dedupe_window_secs must be > 0".into()));
+    }
+    Ok(())
+}
+
+enum VariantError {
+    Parse(String),
+    Invalid(String),
+}
+
+fn build_variants(
+    model: &toml::Table,
+    named: &BTreeMap<String, toml::Table>,
+    ingest: &IngestParams,
+) -> Result<Variants, VariantError> {
+    let default = make_variant("", model, ingest)?;
+    let mut variants = BTreeMap::new();
+    for (name, overrides) in named {
+        if name.is_empty() || name.len() > 64 {
+            return Err(VariantError::Invalid(format!(
+                "variant name `{name}` must be 1 to 64 characters"
+            )));
+        }
+        let mut merged = model.clone();
+        merge(&mut merged, overrides);
+        variants.insert(name.clone(), Arc::new(make_variant(name, &merged, ingest)?));
+    }
+    Ok(Variants {
+        default: Arc::new(default),
+        named: variants,
+    })
+}
+
+fn make_variant(name: &str, table: &toml::Table, ingest: &IngestParams) -> Result<Variant, VariantError> {
+    let section = if name.is_empty() {
+        "model".to_owned()
+    } else {
+        format!("variants.{name}")
+    };
+    let params: ModelParams = toml::Value::Table(table.clone())
+        .try_into()
+        .map_err(|e: toml::de::Error| VariantError::Parse(format!("[{section}]: {}", e.message())))?;
+    params
+        .validate()
+        .map_err(|e| VariantError::Invalid(format!("[{section}] {e}")))?;
+    let model_version = model_version(&params, ingest);
+    Ok(Variant {
+        name: name.to_owned(),
+        params,
+        model_version,
+    })
+}
+
+/// Deep merge: tables merge key by key, anything else is replaced.
+fn merge(base: &mut toml::Table, overrides: &toml::Table) {
+    for (key, value) in overrides {
+        match (base.get_mut(key), value) {
+            (Some(toml::Value::Table(base_table)), toml::Value::Table(override_table)) => {
+                merge(base_table, override_table);
+            }
+            _ => {
+                base.insert(key.clone(), value.clone());
+            }
+        }
+    }
+}
+
+/// `cb1-` and a 64-bit FNV-1a hash of the effective parameters, printed with
+/// full float precision: equal parameters give equal versions on every replica.
+fn model_version(params: &ModelParams, ingest: &IngestParams) -> String {
+    let canonical = format!("{params:?}|{ingest:?}");
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in canonical.bytes() {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    format!("cb1-{hash:016x}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str) -> Result<Config, ConfigError> {
+        Config::from_toml(text, Path::new("test.toml"), Overrides::default())
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        let config = load("").expect("defaults");
+        assert_eq!(config.listen.to_string(), "127.0.0.1:50051");
+        assert_eq!(config.data_dir, PathBuf::from("./data"));
+        assert_eq!(config.variants.default_variant().params, ModelParams::default());
+    }
+
+    #[test]
+    fn shipped_example_config_is_valid() {
+        let text = include_str!("../config/creator-boost.toml");
+        let config = load(text).expect("example config");
+        assert!(config.variants.names().count() >= 1);
+    }
+
+    #[test]
+    fn variants_override_and_version() {
+        let config = load("[model]\nnon_fan_factor = 0.5\n[variants.deep]\nweights.tip = 20.0\n[variants.same]\n")
+            .expect("config");
+        let default = config.variants.get("").expect("default");
+        let deep = config.variants.get("deep").expect("deep");
+        let same = config.variants.get("same").expect("same");
+        assert_eq!(deep.params.non_fan_factor, 0.5);
+        assert_eq!(deep.params.weights.tip, 20.0);
+        assert_eq!(deep.params.weights.like, 2.0);
+        assert_ne!(deep.model_version, default.model_version);
+        assert_eq!(same.model_version, default.model_version);
+        assert!(config.variants.get("missing").is_none());
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let cases = [
+            ("[model]\nboost_min = 2.0", "boost_min"),
+            ("[model]\nweights.like = -1.0", "weights.like"),
+            ("[model]\nno_such_key = 1", "no_such_key"),
+            ("[variants.x]\nnon_fan_factor = 7.0", "variants.x"),
+            ("[ingest]\nengagement_half_life_days = 0.5", "engagement_half_life_days"),
+            ("[limits]\nmax_candidates = 0", "max_candidates"),
+            ("listen = \"nowhere\"", "listen"),
+            ("listen = [", "invalid config file"),
+        ];
+        for (text, expected) in cases {
+            let error = load(text).expect_err(text).to_string();
+            assert!(error.contains(expected), "{text:?} gave {error:?}");
+        }
+    }
+
+    #[test]
+    fn overrides_win() {
+        let overrides = Overrides {
+            listen: Some("127.0.0.1:1".into()),
+            max_in_flight: Some(3),
+            ..Default::default()
+        };
+        let config = Config::from_toml("listen = \"127.0.0.1:2\"\nmax_in_flight = 9", Path::new("x"), overrides)
+            .expect("config");
+        assert_eq!(config.listen.port(), 1);
+        assert_eq!(config.max_in_flight, 3);
+    }
+}

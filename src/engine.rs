@@ -1,0 +1,407 @@
+//! The domain service: rank, creator scores and event recording, over the
+//! store and the caches. No proto types here; [`crate::grpc`] converts.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::cache::{CachedCreator, Caches};
+use crate::config::{Limits, Variant, Variants};
+use crate::error::Error;
+use crate::ingest::{RawEvent, RejectReason, validate};
+use crate::model::rank::sort_and_truncate;
+use crate::model::score::Scorer;
+use crate::model::{
+    CreatorAggregate, CreatorScore, Decay, IngestParams, PrivateScore, RankedItem, ScoreSpace, ViewerRecord,
+};
+use crate::store::{Applied, Store};
+
+/// Where "now" comes from: the system clock, or a settable instant for tests
+/// and replays ("as of").
+#[derive(Clone, Debug)]
+pub struct Clock(Option<Arc<AtomicI64>>);
+
+impl Clock {
+    /// The system clock.
+    pub fn system() -> Clock {
+        Clock(None)
+    }
+
+    /// A clock fixed at `now_ms` until [`Clock::set`] moves it.
+    pub fn manual(now_ms: i64) -> Clock {
+        Clock(Some(Arc::new(AtomicI64::new(now_ms))))
+    }
+
+    /// Moves a manual clock (no effect on the system clock).
+    pub fn set(&self, now_ms: i64) {
+        if let Some(now) = &self.0 {
+            now.store(now_ms, Ordering::Release);
+        }
+    }
+
+    /// Now, unix milliseconds.
+    pub fn now_ms(&self) -> i64 {
+        match &self.0 {
+            Some(now) => now.load(Ordering::Acquire),
+            None => SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+                .unwrap_or(0),
+        }
+    }
+}
+
+/// One candidate of a Rank call.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Candidate {
+    /// The item.
+    pub item_id: u64,
+    /// Its creator.
+    pub creator_id: u64,
+    /// The caller's score.
+    pub base_score: f64,
+}
+
+/// A Rank call.
+#[derive(Clone, Debug, Default)]
+pub struct RankQuery {
+    /// 0 = anonymous.
+    pub viewer_id: u64,
+    /// The batch.
+    pub candidates: Vec<Candidate>,
+    /// "" = default.
+    pub variant: String,
+    /// 0 = all.
+    pub top_k: usize,
+    /// How boost and base combine.
+    pub score_space: ScoreSpace,
+}
+
+/// The scores of one distinct creator of a batch.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct CreatorSlot {
+    /// The creator.
+    pub creator_id: u64,
+    /// Creator-level scores.
+    pub creator: CreatorScore,
+    /// The viewer's relation to the creator.
+    pub private: PrivateScore,
+}
+
+/// A Rank answer: sorted items pointing into the table of distinct creators.
+#[derive(Clone, Debug)]
+pub struct RankOutcome {
+    /// Sorted, cut to `top_k`.
+    pub items: Vec<RankedItem>,
+    /// One entry per distinct creator, indexed by `RankedItem::creator_slot`.
+    pub slots: Vec<CreatorSlot>,
+    /// The variant used.
+    pub variant: Arc<Variant>,
+    /// Some boosts are neutral or stale because the store failed.
+    pub degraded: bool,
+}
+
+/// A GetCreatorScores answer.
+#[derive(Clone, Debug)]
+pub struct ScoresOutcome {
+    /// In request order.
+    pub scores: Vec<(u64, CreatorScore)>,
+    /// The variant used.
+    pub variant: Arc<Variant>,
+    /// Some scores are neutral because the store failed.
+    pub degraded: bool,
+}
+
+/// A RecordEvents answer.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct RecordOutcome {
+    /// Events counted (durable).
+    pub accepted: u32,
+    /// Events whose id was seen before.
+    pub duplicates: u32,
+    /// Rejected events: index in the request, reason.
+    pub rejected: Vec<(u32, RejectReason)>,
+}
+
+/// The engine's fixed settings.
+#[derive(Clone, Debug)]
+pub struct EngineSettings {
+    /// Request limits.
+    pub limits: Limits,
+    /// What is stored per event.
+    pub ingest: IngestParams,
+    /// Scoring parameter sets.
+    pub variants: Variants,
+}
+
+/// Rank, scores and ingest over a store `S`; share it behind an `Arc`.
+pub struct Engine<S> {
+    store: S,
+    caches: Arc<Caches>,
+    settings: EngineSettings,
+    decay: Decay,
+    clock: Clock,
+}
+
+impl<S: Store> Engine<S> {
+    /// An engine over `store`; `caches` must be the ones the store's commit hook refreshes.
+    pub fn new(store: S, caches: Arc<Caches>, settings: EngineSettings, clock: Clock) -> Engine<S> {
+        let decay = settings.ingest.decay();
+        Engine {
+            store,
+            caches,
+            settings,
+            decay,
+            clock,
+        }
+    }
+
+    /// The store.
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    /// The clock.
+    pub fn clock(&self) -> &Clock {
+        &self.clock
+    }
+
+    /// The request limits.
+    pub fn limits(&self) -> &Limits {
+        &self.settings.limits
+    }
+
+    fn variant(&self, name: &str) -> Result<Arc<Variant>, Error> {
+        self.settings
+            .variants
+            .get(name)
+            .cloned()
+            .ok_or_else(|| Error::UnknownVariant(name.to_owned()))
+    }
+
+    /// Boosts and orders one viewer's candidates.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] naming the offending index or limit, or
+    /// [`Error::UnknownVariant`]. A store failure is not an error: it degrades.
+    pub async fn rank(&self, query: &RankQuery) -> Result<RankOutcome, Error> {
+        let variant = self.variant(&query.variant)?;
+        let limit = self.settings.limits.max_candidates;
+        if query.candidates.len() > limit {
+            return Err(Error::InvalidArgument(format!(
+                "{} candidates exceed max_candidates ({limit})",
+                query.candidates.len()
+            )));
+        }
+        for (index, candidate) in query.candidates.iter().enumerate() {
+            if !query.score_space.accepts(candidate.base_score) {
+                let space = match query.score_space {
+                    ScoreSpace::Linear => "LINEAR score space needs a finite base_score >= 0",
+                    ScoreSpace::Log => "LOG score space needs a finite base_score",
+                };
+                return Err(Error::InvalidArgument(format!(
+                    "candidates[{index}].base_score = {}: {space}",
+                    candidate.base_score
+                )));
+            }
+        }
+        if query.candidates.is_empty() {
+            return Ok(RankOutcome {
+                items: Vec::new(),
+                slots: Vec::new(),
+                variant,
+                degraded: false,
+            });
+        }
+
+        let mut creator_ids: Vec<u64> = query.candidates.iter().map(|c| c.creator_id).collect();
+        creator_ids.sort_unstable();
+        creator_ids.dedup();
+        let (aggregates, mut degraded) = self.creator_aggregates(&creator_ids).await;
+        let viewer = if query.viewer_id == 0 {
+            None
+        } else {
+            let (viewer, viewer_degraded) = self.viewer_record(query.viewer_id).await;
+            degraded |= viewer_degraded;
+            viewer
+        };
+        let (global, global_degraded) = self.global().await;
+        degraded |= global_degraded;
+
+        let scorer = Scorer::new(&variant.params, &self.decay, &global, self.clock.now_ms());
+        let slots: Vec<CreatorSlot> = creator_ids
+            .iter()
+            .zip(&aggregates)
+            .map(|(&creator_id, aggregate)| CreatorSlot {
+                creator_id,
+                creator: scorer.creator(aggregate.as_deref()),
+                private: scorer.private(viewer.as_ref().and_then(|v| v.relation(creator_id))),
+            })
+            .collect();
+
+        let mut items: Vec<RankedItem> = Vec::with_capacity(query.candidates.len());
+        for (index, candidate) in query.candidates.iter().enumerate() {
+            // Every creator id of the batch is in `creator_ids`; the fallback
+            // only satisfies the type.
+            let slot = creator_ids.binary_search(&candidate.creator_id).unwrap_or(0);
+            let scores = &slots[slot];
+            let boost = scores.creator.public_boost * scores.private.private_boost;
+            items.push(RankedItem {
+                index: index as u32,
+                creator_slot: slot as u32,
+                base_score: candidate.base_score,
+                boost,
+                final_score: query.score_space.combine(candidate.base_score, boost),
+            });
+        }
+        sort_and_truncate(&mut items, query.top_k);
+        if degraded {
+            tracing::warn!(
+                viewer_id = query.viewer_id,
+                "rank answered with neutral or cached boosts: store unavailable"
+            );
+        }
+        Ok(RankOutcome {
+            items,
+            slots,
+            variant,
+            degraded,
+        })
+    }
+
+    /// Scores of the given creators, in request order.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] over the limit, [`Error::UnknownVariant`].
+    pub async fn creator_scores(&self, creator_ids: &[u64], variant: &str) -> Result<ScoresOutcome, Error> {
+        let variant = self.variant(variant)?;
+        let limit = self.settings.limits.max_creator_ids;
+        if creator_ids.len() > limit {
+            return Err(Error::InvalidArgument(format!(
+                "{} creator_ids exceed max_creator_ids ({limit})",
+                creator_ids.len()
+            )));
+        }
+        let mut distinct = creator_ids.to_vec();
+        distinct.sort_unstable();
+        distinct.dedup();
+        let (aggregates, degraded) = self.creator_aggregates(&distinct).await;
+        let (global, global_degraded) = self.global().await;
+        let scorer = Scorer::new(&variant.params, &self.decay, &global, self.clock.now_ms());
+        let scores = creator_ids
+            .iter()
+            .map(|id| {
+                let slot = distinct.binary_search(id).unwrap_or(0);
+                (*id, scorer.creator(aggregates[slot].as_deref()))
+            })
+            .collect();
+        Ok(ScoresOutcome {
+            scores,
+            variant,
+            degraded: degraded || global_degraded,
+        })
+    }
+
+    /// Validates and stores a batch; answers once accepted events are durable.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] over the batch limit; [`Error::Store`] when
+    /// the store cannot make the batch durable (nothing was acknowledged).
+    pub async fn record(&self, events: Vec<RawEvent>) -> Result<RecordOutcome, Error> {
+        let limit = self.settings.limits.max_events_per_batch;
+        if events.len() > limit {
+            return Err(Error::InvalidArgument(format!(
+                "{} events exceed max_events_per_batch ({limit})",
+                events.len()
+            )));
+        }
+        let now_ms = self.clock.now_ms();
+        let mut outcome = RecordOutcome::default();
+        let mut valid = Vec::with_capacity(events.len());
+        for (index, raw) in events.into_iter().enumerate() {
+            match validate(raw, now_ms, &self.settings.limits, &self.decay) {
+                Ok(event) => valid.push(event),
+                Err(reason) => outcome.rejected.push((index as u32, reason)),
+            }
+        }
+        for status in self.store.apply(valid, now_ms).await? {
+            match status {
+                Applied::Accepted => outcome.accepted += 1,
+                Applied::Duplicate => outcome.duplicates += 1,
+            }
+        }
+        Ok(outcome)
+    }
+
+    /// Aggregates of sorted distinct `creator_ids`, from cache, else one store
+    /// read for all misses. On store failure the misses are `None` and the
+    /// flag is set.
+    async fn creator_aggregates(&self, creator_ids: &[u64]) -> (Vec<CachedCreator>, bool) {
+        let mut found: Vec<CachedCreator> = Vec::with_capacity(creator_ids.len());
+        let mut missing: Vec<usize> = Vec::new();
+        for (slot, id) in creator_ids.iter().enumerate() {
+            match self.caches.creator(*id) {
+                Some(cached) => found.push(cached),
+                None => {
+                    found.push(None);
+                    missing.push(slot);
+                }
+            }
+        }
+        if missing.is_empty() {
+            return (found, false);
+        }
+        let generation = self.caches.generation();
+        let ids: Vec<u64> = missing.iter().map(|slot| creator_ids[*slot]).collect();
+        match self.store.creators(ids).await {
+            Ok(loaded) => {
+                for (slot, aggregate) in missing.into_iter().zip(loaded) {
+                    let value = aggregate.map(Arc::new);
+                    self.caches.insert_creator(generation, creator_ids[slot], value.clone());
+                    found[slot] = value;
+                }
+                (found, false)
+            }
+            Err(error) => {
+                tracing::warn!(%error, misses = missing.len(), "creator read failed; neutral boosts");
+                (found, true)
+            }
+        }
+    }
+
+    async fn viewer_record(&self, viewer_id: u64) -> (Option<Arc<ViewerRecord>>, bool) {
+        if let Some(cached) = self.caches.viewer(viewer_id) {
+            return (cached, false);
+        }
+        let generation = self.caches.generation();
+        match self.store.viewer(viewer_id).await {
+            Ok(record) => {
+                let value = record.map(Arc::new);
+                self.caches.insert_viewer(generation, viewer_id, value.clone());
+                (value, false)
+            }
+            Err(error) => {
+                tracing::warn!(%error, viewer_id, "viewer read failed; neutral private boosts");
+                (None, true)
+            }
+        }
+    }
+
+    async fn global(&self) -> (Arc<CreatorAggregate>, bool) {
+        if let Some(global) = self.caches.global() {
+            return (global, false);
+        }
+        let generation = self.caches.generation();
+        match self.store.global().await {
+            Ok(global) => {
+                let global = Arc::new(global);
+                self.caches.insert_global(generation, Arc::clone(&global));
+                (global, false)
+            }
+            Err(error) => {
+                tracing::warn!(%error, "platform aggregate read failed; default priors");
+                (Arc::new(CreatorAggregate::default()), true)
+            }
+        }
+    }
+}

@@ -1,0 +1,368 @@
+//! The tonic adapter: converts proto ⇄ domain, enforces the in-flight limit
+//! and the write token, maps [`Error`] to `Status`. No scoring here.
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_stream::{Stream, StreamExt};
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::engine::{Candidate, Engine, RankQuery, RecordOutcome};
+use crate::error::Error;
+use crate::ingest::RawEvent;
+use crate::model::{EventKind, Relation, ScoreSpace};
+use crate::proto;
+use crate::proto::creator_boost_server::CreatorBoost;
+use crate::store::{Store, StoreError};
+
+impl From<Error> for Status {
+    fn from(error: Error) -> Status {
+        match error {
+            Error::InvalidArgument(message) => Status::invalid_argument(message),
+            Error::UnknownVariant(name) => Status::invalid_argument(format!("unknown variant `{name}`")),
+            Error::Unauthenticated => Status::unauthenticated("missing or invalid bearer token"),
+            Error::Overloaded { limit } => {
+                let mut status = Status::resource_exhausted(format!(
+                    "server busy: {limit} calls in flight; retry after a short backoff"
+                ));
+                status
+                    .metadata_mut()
+                    .insert("retry-after-ms", tonic::metadata::MetadataValue::from_static("50"));
+                status
+            }
+            Error::Store(store) => {
+                // The cause goes to the log; the client learns only that the
+                // store is unavailable and may retry.
+                tracing::error!(error = %store, "store failure");
+                match store {
+                    StoreError::Backend(_) | StoreError::Closed => {
+                        Status::unavailable("store unavailable; nothing from this batch was acknowledged")
+                    }
+                    StoreError::Corrupt(_) => Status::internal("store record unreadable"),
+                }
+            }
+        }
+    }
+}
+
+/// The `CreatorBoost` service over an engine.
+pub struct GrpcService<S> {
+    engine: Arc<Engine<S>>,
+    in_flight: Option<Arc<Semaphore>>,
+    max_in_flight: usize,
+    write_token: Option<Arc<str>>,
+}
+
+impl<S> GrpcService<S> {
+    /// `max_in_flight` 0 = no limit; `write_token` `None` = writes open.
+    pub fn new(engine: Arc<Engine<S>>, max_in_flight: usize, write_token: Option<String>) -> Self {
+        GrpcService {
+            engine,
+            in_flight: (max_in_flight > 0).then(|| Arc::new(Semaphore::new(max_in_flight))),
+            max_in_flight,
+            write_token: write_token.map(Arc::from),
+        }
+    }
+
+    fn admit(&self) -> Result<Option<OwnedSemaphorePermit>, Status> {
+        match &self.in_flight {
+            None => Ok(None),
+            Some(semaphore) => Arc::clone(semaphore).try_acquire_owned().map(Some).map_err(|_| {
+                Error::Overloaded {
+                    limit: self.max_in_flight,
+                }
+                .into()
+            }),
+        }
+    }
+
+    fn authorize<T>(&self, request: &Request<T>) -> Result<(), Status> {
+        let Some(expected) = &self.write_token else {
+            return Ok(());
+        };
+        let presented = request
+            .metadata()
+            .get("authorization")
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.strip_prefix("Bearer "))
+            .unwrap_or("");
+        if constant_time_eq(presented.as_bytes(), expected.as_bytes()) {
+            Ok(())
+        } else {
+            Err(Error::Unauthenticated.into())
+        }
+    }
+}
+
+/// Compares without an early exit, so timing does not reveal how much of a
+/// token matched (the length is not secret).
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn event_kind(kind: i32) -> Option<EventKind> {
+    match proto::EventKind::try_from(kind).ok()? {
+        proto::EventKind::Unspecified => None,
+        proto::EventKind::View => Some(EventKind::View),
+        proto::EventKind::Like => Some(EventKind::Like),
+        proto::EventKind::Comment => Some(EventKind::Comment),
+        proto::EventKind::Share => Some(EventKind::Share),
+        proto::EventKind::Purchase => Some(EventKind::Purchase),
+        proto::EventKind::JoinFanGroup => Some(EventKind::JoinFanGroup),
+        proto::EventKind::Tip => Some(EventKind::Tip),
+        proto::EventKind::Follow => Some(EventKind::Follow),
+        proto::EventKind::Unfollow => Some(EventKind::Unfollow),
+        proto::EventKind::LeaveFanGroup => Some(EventKind::LeaveFanGroup),
+        proto::EventKind::Report => Some(EventKind::Report),
+    }
+}
+
+/// The proto value of a domain event kind.
+pub fn proto_kind(kind: EventKind) -> proto::EventKind {
+    match kind {
+        EventKind::View => proto::EventKind::View,
+        EventKind::Like => proto::EventKind::Like,
+        EventKind::Comment => proto::EventKind::Comment,
+        EventKind::Share => proto::EventKind::Share,
+        EventKind::Purchase => proto::EventKind::Purchase,
+        EventKind::JoinFanGroup => proto::EventKind::JoinFanGroup,
+        EventKind::Tip => proto::EventKind::Tip,
+        EventKind::Follow => proto::EventKind::Follow,
+        EventKind::Unfollow => proto::EventKind::Unfollow,
+        EventKind::LeaveFanGroup => proto::EventKind::LeaveFanGroup,
+        EventKind::Report => proto::EventKind::Report,
+    }
+}
+
+fn raw_event(event: proto::Event) -> RawEvent {
+    RawEvent {
+        kind: event_kind(event.kind),
+        event_id: event.event_id,
+        viewer_id: event.viewer_id,
+        creator_id: event.creator_id,
+        timestamp_ms: event.timestamp_ms,
+        amount: event.amount,
+    }
+}
+
+fn record_response(outcome: RecordOutcome) -> proto::RecordEventsResponse {
+    proto::RecordEventsResponse {
+        accepted: outcome.accepted,
+        duplicates: outcome.duplicates,
+        rejected: outcome
+            .rejected
+            .into_iter()
+            .map(|(index, reason)| proto::RejectedEvent {
+                index,
+                reason: reason.to_string(),
+            })
+            .collect(),
+    }
+}
+
+fn relation(relation: Relation) -> proto::Relation {
+    match relation {
+        Relation::None => proto::Relation::None,
+        Relation::Follower => proto::Relation::Follower,
+        Relation::FanGroupMember => proto::Relation::FanGroupMember,
+    }
+}
+
+type EventStream = Pin<Box<dyn Stream<Item = Result<proto::RecordEventsResponse, Status>> + Send + 'static>>;
+
+#[tonic::async_trait]
+impl<S: Store> CreatorBoost for GrpcService<S> {
+    async fn rank(&self, request: Request<proto::RankRequest>) -> Result<Response<proto::RankResponse>, Status> {
+        let _permit = self.admit()?;
+        let request = request.into_inner();
+        let score_space = match proto::ScoreSpace::try_from(request.score_space) {
+            Ok(proto::ScoreSpace::Linear) => ScoreSpace::Linear,
+            Ok(proto::ScoreSpace::Log) => ScoreSpace::Log,
+            Err(_) => {
+                return Err(Status::invalid_argument(format!(
+                    "unknown score_space {}",
+                    request.score_space
+                )));
+            }
+        };
+        let query = RankQuery {
+            viewer_id: request.viewer_id,
+            candidates: request
+                .candidates
+                .iter()
+                .map(|c| Candidate {
+                    item_id: c.item_id,
+                    creator_id: c.creator_id,
+                    base_score: c.base_score,
+                })
+                .collect(),
+            variant: request.variant,
+            top_k: request.top_k as usize,
+            score_space,
+        };
+        let outcome = self.engine.rank(&query).await?;
+        let results = outcome
+            .items
+            .iter()
+            .map(|item| {
+                let candidate = &request.candidates[item.index as usize];
+                let slot = &outcome.slots[item.creator_slot as usize];
+                let explanation = request.explain.then(|| {
+                    let c = &slot.creator;
+                    let p = &slot.private;
+                    proto::Explanation {
+                        fan_value: c.fan_value,
+                        long_term_value: c.long_term_value,
+                        creator_value: c.creator_value,
+                        fan_lift: c.fan_lift,
+                        churn_lift: c.churn_lift,
+                        report_lift: c.report_lift,
+                        relation_tier: p.tier,
+                        intimacy: p.intimacy,
+                        intimacy_factor: p.intimacy_factor,
+                        evidence: c.evidence,
+                        followers: c.followers,
+                        text: format!(
+                            "public {:.4} = clamp(exp({:.4} = fan_value {:.4} [fan_lift {:.4}] + long_term_value {:.4} \
+                             [churn_lift {:.4}, report_lift {:.4}])); private {:.4} = clamp(tier {:.2} x intimacy {:.4} \
+                             [I = {:.3}]); boost {:.4}",
+                            c.public_boost,
+                            c.creator_value,
+                            c.fan_value,
+                            c.fan_lift,
+                            c.long_term_value,
+                            c.churn_lift,
+                            c.report_lift,
+                            p.private_boost,
+                            p.tier,
+                            p.intimacy_factor,
+                            p.intimacy,
+                            item.boost
+                        ),
+                    }
+                });
+                proto::RankedCandidate {
+                    item_id: candidate.item_id,
+                    creator_id: candidate.creator_id,
+                    index: item.index,
+                    base_score: item.base_score,
+                    public_boost: slot.creator.public_boost,
+                    private_boost: slot.private.private_boost,
+                    boost: item.boost,
+                    final_score: item.final_score,
+                    relation: relation(slot.private.relation) as i32,
+                    explanation,
+                }
+            })
+            .collect();
+        Ok(Response::new(proto::RankResponse {
+            results,
+            model_version: outcome.variant.model_version.clone(),
+            variant: outcome.variant.name.clone(),
+            degraded: outcome.degraded,
+        }))
+    }
+
+    async fn get_creator_scores(
+        &self,
+        request: Request<proto::GetCreatorScoresRequest>,
+    ) -> Result<Response<proto::GetCreatorScoresResponse>, Status> {
+        let _permit = self.admit()?;
+        let request = request.into_inner();
+        let outcome = self
+            .engine
+            .creator_scores(&request.creator_ids, &request.variant)
+            .await?;
+        let scores = outcome
+            .scores
+            .iter()
+            .map(|(creator_id, s)| proto::CreatorScore {
+                creator_id: *creator_id,
+                found: s.found,
+                fan_value: s.fan_value,
+                long_term_value: s.long_term_value,
+                creator_value: s.creator_value,
+                public_boost: s.public_boost,
+                followers: s.followers,
+                evidence: s.evidence,
+                updated_at_ms: s.updated_at_ms,
+            })
+            .collect();
+        Ok(Response::new(proto::GetCreatorScoresResponse {
+            scores,
+            model_version: outcome.variant.model_version.clone(),
+            variant: outcome.variant.name.clone(),
+            degraded: outcome.degraded,
+        }))
+    }
+
+    async fn record_events(
+        &self,
+        request: Request<proto::RecordEventsRequest>,
+    ) -> Result<Response<proto::RecordEventsResponse>, Status> {
+        self.authorize(&request)?;
+        let _permit = self.admit()?;
+        let events = request.into_inner().events.into_iter().map(raw_event).collect();
+        let outcome = self.engine.record(events).await?;
+        Ok(Response::new(record_response(outcome)))
+    }
+
+    type StreamEventsStream = EventStream;
+
+    async fn stream_events(
+        &self,
+        request: Request<Streaming<proto::RecordEventsRequest>>,
+    ) -> Result<Response<Self::StreamEventsStream>, Status> {
+        self.authorize(&request)?;
+        let permit = self.admit()?;
+        let engine = Arc::clone(&self.engine);
+        let mut incoming = request.into_inner();
+        let output = async_stream(move |sender| async move {
+            // The permit lives as long as the stream.
+            let _permit = permit;
+            while let Some(message) = incoming.next().await {
+                let reply = match message {
+                    Ok(batch) => {
+                        let events = batch.events.into_iter().map(raw_event).collect();
+                        engine.record(events).await.map(record_response).map_err(Status::from)
+                    }
+                    Err(status) => Err(status),
+                };
+                let failed = reply.is_err();
+                if sender.send(reply).await.is_err() || failed {
+                    break;
+                }
+            }
+        });
+        Ok(Response::new(output))
+    }
+}
+
+/// A response stream fed by a task through a small channel, so a slow reader
+/// slows the producer instead of growing a queue.
+fn async_stream<F, Fut>(produce: F) -> EventStream
+where
+    F: FnOnce(tokio::sync::mpsc::Sender<Result<proto::RecordEventsResponse, Status>>) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let (sender, receiver) = tokio::sync::mpsc::channel(16);
+    tokio::spawn(produce(sender));
+    Box::pin(tokio_stream::wrappers::ReceiverStream::new(receiver))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::constant_time_eq;
+
+    #[test]
+    fn token_comparison() {
+        assert!(constant_time_eq(b"secret", b"secret"));
+        assert!(!constant_time_eq(b"secret", b"secreT"));
+        assert!(!constant_time_eq(b"secret", b"secret2"));
+        assert!(constant_time_eq(b"", b""));
+    }
+}

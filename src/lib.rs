@@ -1,0 +1,30 @@
+//! creator-boost: traffic boosts for recommendation candidates, weighted by
+//! each creator's private-domain value and the viewer's relation to them.
+//!
+//! # Layout
+//!
+//! - [`model`]: the scoring model — pure code, no I/O, no proto types.
+//! - [`store`]: the store trait and its backends (embedded redb).
+//! - [`cache`]: moka caches of creator aggregates and viewer records.
+//! - [`ingest`]: event validation.
+//! - [`engine`]: the domain service — rank, scores, record — over store and cache.
+//! - [`grpc`]: the tonic adapter: proto ⇄ domain, errors → `Status`, nothing else.
+//! - [`server`]: wiring: health, reflection, limits, graceful shutdown.
+//! - [`config`]: typed, validated configuration with named variants.
+//! - [`cli`], [`client`], [`telemetry`]: the command line, its gRPC client, logs.
+
+#![forbid(unsafe_code)]
+
+pub mod cache;
+pub mod cli;
+pub mod client;
+pub mod config;
+pub mod engine;
+pub mod error;
+pub mod grpc;
+pub mod ingest;
+pub mod model;
+pub mod proto;
+pub mod server;
+pub mod store;
+pub mod telemetry;

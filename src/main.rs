@@ -1,0 +1,52 @@
+//! The `creator-boost` binary: parses flags and hands over to the library.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use creator_boost::cli::{Cli, Command};
+use creator_boost::config::{Config, EXIT_CONFIG};
+use creator_boost::{client, server, telemetry};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match cli.command {
+        Command::Serve(args) => {
+            let config = match Config::load(args.config.as_deref(), args.overrides()) {
+                Ok(config) => config,
+                Err(error) => {
+                    eprintln!("error: {error}");
+                    return ExitCode::from(EXIT_CONFIG as u8);
+                }
+            };
+            telemetry::init(config.log_format);
+            match runtime.block_on(server::serve(config)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(error) => {
+                    tracing::error!(%error, "server failed");
+                    eprintln!("error: {error}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Send(args) => finish(runtime.block_on(client::send(args))),
+        Command::Rank(args) => finish(runtime.block_on(client::rank(args))),
+        Command::CreatorScores(args) => finish(runtime.block_on(client::creator_scores(args))),
+    }
+}
+
+fn finish(result: Result<(), client::ClientError>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,269 @@
+//! Tunable parameters. [`ModelParams`] may differ per variant; [`IngestParams`]
+//! shape what is stored and so are the same for every variant.
+
+use serde::{Deserialize, Serialize};
+
+use super::aggregate::ENGAGEMENT_KINDS;
+use super::decay::Decay;
+
+/// One weight per engagement kind, shallow to deep.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KindWeights {
+    /// VIEW.
+    pub view: f64,
+    /// LIKE.
+    pub like: f64,
+    /// COMMENT.
+    pub comment: f64,
+    /// SHARE.
+    pub share: f64,
+    /// PURCHASE.
+    pub purchase: f64,
+    /// JOIN_FAN_GROUP.
+    pub join_fan_group: f64,
+    /// TIP.
+    pub tip: f64,
+}
+
+impl Default for KindWeights {
+    fn default() -> Self {
+        KindWeights {
+            view: 1.0,
+            like: 2.0,
+            comment: 3.0,
+            share: 4.0,
+            purchase: 6.0,
+            join_fan_group: 8.0,
+            tip: 10.0,
+        }
+    }
+}
+
+impl KindWeights {
+    /// The weights indexed like [`super::EventKind::engagement_index`].
+    pub fn as_array(&self) -> [f64; ENGAGEMENT_KINDS] {
+        [
+            self.view,
+            self.like,
+            self.comment,
+            self.share,
+            self.purchase,
+            self.join_fan_group,
+            self.tip,
+        ]
+    }
+}
+
+/// Scoring parameters; every one may be overridden by a named variant.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ModelParams {
+    /// Weight `w_k` of each engagement kind in `E`.
+    pub weights: KindWeights,
+    /// Weight of engagement from viewers who did not follow the creator.
+    pub non_fan_factor: f64,
+    /// Default `μ_e` (weighted engagement per exposure) while data is thin.
+    pub prior_engagement_rate: f64,
+    /// Default `μ_u` (share of fans who leave).
+    pub prior_churn_rate: f64,
+    /// Default `μ_r` (reports per view).
+    pub prior_report_rate: f64,
+    /// Pseudo-count of platform exposure behind the default priors.
+    pub prior_strength: f64,
+    /// `m_e`: pseudo-exposures shrinking `fan_lift` towards 1.
+    pub m_engagement: f64,
+    /// `m_u`: pseudo-fans shrinking `churn_lift` towards 1.
+    pub m_churn: f64,
+    /// `m_r`: pseudo-views shrinking `report_lift` towards 1.
+    pub m_report: f64,
+    /// `a_u`: weight of churn in long-term value.
+    pub churn_weight: f64,
+    /// `a_r`: weight of reports in long-term value.
+    pub report_weight: f64,
+    /// `w_fv`: weight of fan value in creator value.
+    pub fan_value_weight: f64,
+    /// `w_ltv`: weight of long-term value in creator value.
+    pub long_term_value_weight: f64,
+    /// Lower clamp of the public boost.
+    pub boost_min: f64,
+    /// Upper clamp of the public boost.
+    pub boost_max: f64,
+    /// Relation tier of a follower.
+    pub tier_follower: f64,
+    /// Relation tier of a fan-group member.
+    pub tier_fan_group: f64,
+    /// Largest extra factor from intimacy: `1 + intimacy_gain`.
+    pub intimacy_gain: f64,
+    /// Intimacy at which `1 − 1/e` of the gain is reached.
+    pub intimacy_scale: f64,
+    /// Upper clamp of the private boost.
+    pub private_max: f64,
+}
+
+impl Default for ModelParams {
+    fn default() -> Self {
+        ModelParams {
+            weights: KindWeights::default(),
+            non_fan_factor: 0.3,
+            prior_engagement_rate: 0.4,
+            prior_churn_rate: 0.1,
+            prior_report_rate: 0.001,
+            prior_strength: 10_000.0,
+            m_engagement: 50.0,
+            m_churn: 10.0,
+            m_report: 1_000.0,
+            churn_weight: 1.0,
+            report_weight: 1.0,
+            fan_value_weight: 1.0,
+            long_term_value_weight: 1.0,
+            boost_min: 0.5,
+            boost_max: 2.0,
+            tier_follower: 1.25,
+            tier_fan_group: 1.5,
+            intimacy_gain: 0.3,
+            intimacy_scale: 20.0,
+            private_max: 2.0,
+        }
+    }
+}
+
+impl ModelParams {
+    /// Checks every parameter; the message names the first bad one.
+    ///
+    /// # Errors
+    /// A human-readable description of the offending parameter.
+    pub fn validate(&self) -> Result<(), String> {
+        for (name, weight) in [
+            ("view", self.weights.view),
+            ("like", self.weights.like),
+            ("comment", self.weights.comment),
+            ("share", self.weights.share),
+            ("purchase", self.weights.purchase),
+            ("join_fan_group", self.weights.join_fan_group),
+            ("tip", self.weights.tip),
+        ] {
+            non_negative(&format!("weights.{name}"), weight)?;
+        }
+        if self.weights.as_array().iter().all(|w| *w == 0.0) {
+            return Err("weights: at least one engagement weight must be positive".into());
+        }
+        in_unit_interval("non_fan_factor", self.non_fan_factor)?;
+        positive("prior_engagement_rate", self.prior_engagement_rate)?;
+        positive("prior_churn_rate", self.prior_churn_rate)?;
+        if self.prior_churn_rate >= 1.0 {
+            return Err("prior_churn_rate must be below 1".into());
+        }
+        positive("prior_report_rate", self.prior_report_rate)?;
+        positive("prior_strength", self.prior_strength)?;
+        positive("m_engagement", self.m_engagement)?;
+        positive("m_churn", self.m_churn)?;
+        positive("m_report", self.m_report)?;
+        non_negative("churn_weight", self.churn_weight)?;
+        non_negative("report_weight", self.report_weight)?;
+        non_negative("fan_value_weight", self.fan_value_weight)?;
+        non_negative("long_term_value_weight", self.long_term_value_weight)?;
+        positive("boost_min", self.boost_min)?;
+        if !(self.boost_min <= 1.0 && 1.0 <= self.boost_max && self.boost_max.is_finite()) {
+            return Err("need boost_min <= 1 <= boost_max (finite)".into());
+        }
+        if !(1.0..=1e6).contains(&self.tier_follower) {
+            return Err("tier_follower must be in [1, 1e6]".into());
+        }
+        if !(1.0..=1e6).contains(&self.tier_fan_group) {
+            return Err("tier_fan_group must be in [1, 1e6]".into());
+        }
+        non_negative("intimacy_gain", self.intimacy_gain)?;
+        positive("intimacy_scale", self.intimacy_scale)?;
+        if !(1.0..=1e6).contains(&self.private_max) {
+            return Err("private_max must be in [1, 1e6]".into());
+        }
+        Ok(())
+    }
+}
+
+/// Parameters applied when an event is stored.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IngestParams {
+    /// Half-life of engagement, exposure and intimacy, in days.
+    pub engagement_half_life_days: f64,
+    /// Half-life of unfollows and reports, in days.
+    pub negative_half_life_days: f64,
+    /// Weight of each engagement kind in a viewer's intimacy with a creator.
+    pub intimacy_weights: KindWeights,
+    /// Most creators remembered per viewer; the least intimate pair without a
+    /// follow or fan-group history is forgotten first.
+    pub max_relations_per_viewer: usize,
+}
+
+impl Default for IngestParams {
+    fn default() -> Self {
+        IngestParams {
+            engagement_half_life_days: 14.0,
+            negative_half_life_days: 30.0,
+            intimacy_weights: KindWeights::default(),
+            max_relations_per_viewer: 1_000,
+        }
+    }
+}
+
+/// Shortest half-life accepted: keeps 2^((t − L)/H) finite for decades.
+pub const MIN_HALF_LIFE_DAYS: f64 = 7.0;
+
+impl IngestParams {
+    /// The half-lives as a [`Decay`].
+    pub fn decay(&self) -> Decay {
+        const DAY_MS: f64 = 86_400_000.0;
+        Decay {
+            engagement_half_life_ms: self.engagement_half_life_days * DAY_MS,
+            negative_half_life_ms: self.negative_half_life_days * DAY_MS,
+        }
+    }
+
+    /// Checks every parameter; the message names the first bad one.
+    ///
+    /// # Errors
+    /// A human-readable description of the offending parameter.
+    pub fn validate(&self) -> Result<(), String> {
+        for (name, days) in [
+            ("engagement_half_life_days", self.engagement_half_life_days),
+            ("negative_half_life_days", self.negative_half_life_days),
+        ] {
+            if !(MIN_HALF_LIFE_DAYS..=36_500.0).contains(&days) {
+                return Err(format!("{name} must be between {MIN_HALF_LIFE_DAYS} and 36500 days"));
+            }
+        }
+        for weight in self.intimacy_weights.as_array() {
+            non_negative("intimacy_weights", weight)?;
+        }
+        if !(1..=1_000_000).contains(&self.max_relations_per_viewer) {
+            return Err("max_relations_per_viewer must be in [1, 1000000]".into());
+        }
+        Ok(())
+    }
+}
+
+fn non_negative(name: &str, value: f64) -> Result<(), String> {
+    if value.is_finite() && value >= 0.0 {
+        Ok(())
+    } else {
+        Err(format!("{name} must be finite and >= 0, got {value}"))
+    }
+}
+
+fn positive(name: &str, value: f64) -> Result<(), String> {
+    if value.is_finite() && value > 0.0 {
+        Ok(())
+    } else {
+        Err(format!("{name} must be finite and > 0, got {value}"))
+    }
+}
+
+fn in_unit_interval(name: &str, value: f64) -> Result<(), String> {
+    if (0.0..=1.0).contains(&value) {
+        Ok(())
+    } else {
+        Err(format!("{name} must be in [0, 1], got {value}"))
+    }
+}

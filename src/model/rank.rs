@@ -1,0 +1,99 @@
+//! Final scores for a batch: combine base score and boost, sort, cut.
+
+use std::cmp::Ordering;
+
+/// How the boost combines with the caller's base score.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum ScoreSpace {
+    /// `final = base × boost`; base must be finite and ≥ 0.
+    #[default]
+    Linear,
+    /// `final = base + ln(boost)`; any finite base.
+    Log,
+}
+
+impl ScoreSpace {
+    /// Whether `base_score` is acceptable in this space.
+    pub fn accepts(self, base_score: f64) -> bool {
+        match self {
+            ScoreSpace::Linear => base_score.is_finite() && base_score >= 0.0,
+            ScoreSpace::Log => base_score.is_finite(),
+        }
+    }
+
+    /// The final score of a candidate.
+    pub fn combine(self, base_score: f64, boost: f64) -> f64 {
+        match self {
+            ScoreSpace::Linear => base_score * boost,
+            ScoreSpace::Log => base_score + boost.ln(),
+        }
+    }
+}
+
+/// One candidate's boost, before and after ranking.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct RankedItem {
+    /// Position in the request.
+    pub index: u32,
+    /// Position of the candidate's creator in the caller's table of distinct creators.
+    pub creator_slot: u32,
+    /// The caller's base score.
+    pub base_score: f64,
+    /// `public_boost × private_boost`.
+    pub boost: f64,
+    /// Base and boost combined in the requested score space.
+    pub final_score: f64,
+}
+
+/// Sorts by `final_score` descending, ties by `index` ascending, and keeps the
+/// first `top_k` (0 = all). Only the kept prefix is fully sorted.
+pub fn sort_and_truncate(items: &mut Vec<RankedItem>, top_k: usize) {
+    let order = |a: &RankedItem, b: &RankedItem| -> Ordering {
+        b.final_score.total_cmp(&a.final_score).then(a.index.cmp(&b.index))
+    };
+    if top_k > 0 && top_k < items.len() {
+        items.select_nth_unstable_by(top_k - 1, order);
+        items.truncate(top_k);
+    }
+    items.sort_unstable_by(order);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn item(index: u32, final_score: f64) -> RankedItem {
+        RankedItem {
+            index,
+            creator_slot: 0,
+            base_score: final_score,
+            boost: 1.0,
+            final_score,
+        }
+    }
+
+    #[test]
+    fn sorts_descending_with_index_ties_and_cuts() {
+        let scores = [1.0, 3.0, 2.0, 3.0, 0.5, 2.0];
+        let all: Vec<RankedItem> = scores.iter().enumerate().map(|(i, s)| item(i as u32, *s)).collect();
+        let mut full = all.clone();
+        sort_and_truncate(&mut full, 0);
+        let order: Vec<u32> = full.iter().map(|i| i.index).collect();
+        assert_eq!(order, vec![1, 3, 2, 5, 0, 4]);
+        for k in 1..=scores.len() + 1 {
+            let mut cut = all.clone();
+            sort_and_truncate(&mut cut, k);
+            assert_eq!(cut, full[..k.min(full.len())].to_vec(), "top_k = {k}");
+        }
+    }
+
+    #[test]
+    fn score_spaces() {
+        assert_eq!(ScoreSpace::Linear.combine(2.0, 1.5), 3.0);
+        assert!((ScoreSpace::Log.combine(-1.0, std::f64::consts::E) - 0.0).abs() < 1e-15);
+        assert!(!ScoreSpace::Linear.accepts(-0.1));
+        assert!(ScoreSpace::Log.accepts(-0.1));
+        assert!(!ScoreSpace::Log.accepts(f64::NAN));
+        assert!(!ScoreSpace::Linear.accepts(f64::INFINITY));
+    }
+}

@@ -1,0 +1,226 @@
+//! Wiring: engine, gRPC service, health, reflection, graceful shutdown.
+//! `main` only parses flags and calls [`serve`]; tests call [`run`] with a
+//! listener bound to an ephemeral port.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tonic::transport::Server;
+use tonic::transport::server::TcpIncoming;
+
+use crate::cache::Caches;
+use crate::config::Config;
+use crate::engine::{Clock, Engine, EngineSettings};
+use crate::grpc::GrpcService;
+use crate::proto;
+use crate::proto::creator_boost_server::CreatorBoostServer;
+use crate::store::embedded::{EmbeddedStore, WriterSettings};
+use crate::store::{Store, StoreError};
+
+/// Why the server could not start or stopped abnormally.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The store could not be opened.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The listen address could not be bound.
+    #[error("cannot listen on {address}: {source}")]
+    Bind {
+        /// The address.
+        address: std::net::SocketAddr,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The write token file could not be read or is empty.
+    #[error("write token file {0}")]
+    Token(String),
+    /// The transport failed.
+    #[error("transport: {0}")]
+    Transport(#[from] tonic::transport::Error),
+    /// Reflection could not be built from the descriptor set.
+    #[error("reflection: {0}")]
+    Reflection(String),
+}
+
+/// Settings of the gRPC server itself.
+#[derive(Clone, Debug)]
+pub struct ServerOptions {
+    /// Most concurrent calls (0 = unlimited).
+    pub max_in_flight: usize,
+    /// Bearer token required for writes.
+    pub write_token: Option<String>,
+    /// How long shutdown waits for in-flight calls.
+    pub shutdown_grace: Duration,
+    /// Largest message accepted.
+    pub max_message_bytes: usize,
+}
+
+impl ServerOptions {
+    /// The options of `config`, reading the token file if one is set.
+    ///
+    /// # Errors
+    /// [`ServeError::Token`] when the token file is unreadable or empty.
+    pub fn from_config(config: &Config) -> Result<ServerOptions, ServeError> {
+        let write_token = match &config.write_token_file {
+            Some(path) => {
+                let text =
+                    std::fs::read_to_string(path).map_err(|e| ServeError::Token(format!("{}: {e}", path.display())))?;
+                let token = text.trim().to_owned();
+                if token.is_empty() {
+                    return Err(ServeError::Token(format!("{} is empty", path.display())));
+                }
+                Some(token)
+            }
+            None => None,
+        };
+        Ok(ServerOptions {
+            max_in_flight: config.max_in_flight,
+            write_token,
+            shutdown_grace: config.shutdown_grace,
+            max_message_bytes: config.limits.max_message_bytes,
+        })
+    }
+}
+
+/// Opens the embedded store in `config.data_dir` and builds the engine over it.
+///
+/// # Errors
+/// [`StoreError`] when the store cannot be opened.
+pub fn embedded_engine(config: &Config, clock: Clock) -> Result<Arc<Engine<EmbeddedStore>>, StoreError> {
+    let caches = Arc::new(Caches::new(&config.cache));
+    let hook_caches = Arc::clone(&caches);
+    let store = EmbeddedStore::open(
+        &config.data_dir,
+        WriterSettings {
+            ingest: config.ingest.clone(),
+            dedupe_window_ms: i64::try_from(config.limits.dedupe_window_secs.saturating_mul(1000)).unwrap_or(i64::MAX),
+            on_commit: Some(Arc::new(move |changes| hook_caches.apply_commit(changes))),
+        },
+    )?;
+    let settings = EngineSettings {
+        limits: config.limits.clone(),
+        ingest: config.ingest.clone(),
+        variants: config.variants.clone(),
+    };
+    Ok(Arc::new(Engine::new(store, caches, settings, clock)))
+}
+
+/// Runs `serve` as configured until SIGTERM or SIGINT.
+///
+/// # Errors
+/// [`ServeError`] when the store, address or token file cannot be used.
+pub async fn serve(config: Config) -> Result<(), ServeError> {
+    let options = ServerOptions::from_config(&config)?;
+    let engine = embedded_engine(&config, Clock::system())?;
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| ServeError::Bind {
+            address: config.listen,
+            source,
+        })?;
+    let address = listener.local_addr().map_err(|source| ServeError::Bind {
+        address: config.listen,
+        source,
+    })?;
+    tracing::info!(%address, data_dir = %config.data_dir.display(), "creator-boost serving");
+    run(listener, engine, options, shutdown_signal()).await
+}
+
+/// Serves on `listener` until `shutdown` resolves, then reports NOT_SERVING,
+/// stops accepting, and drains in-flight calls for at most the grace period.
+///
+/// # Errors
+/// [`ServeError`] when reflection cannot be built or the transport fails.
+pub async fn run<S: Store>(
+    listener: TcpListener,
+    engine: Arc<Engine<S>>,
+    options: ServerOptions,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    let (health_reporter, health_service) = tonic_health::server::health_reporter();
+    let service = GrpcService::new(engine, options.max_in_flight, options.write_token.clone());
+    let service = CreatorBoostServer::new(service)
+        .max_decoding_message_size(options.max_message_bytes)
+        .max_encoding_message_size(options.max_message_bytes);
+    health_reporter
+        .set_serving::<CreatorBoostServer<GrpcService<S>>>()
+        .await;
+
+    let reflection_v1 = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .map_err(|e| ServeError::Reflection(e.to_string()))?;
+    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()
+        .map_err(|e| ServeError::Reflection(e.to_string()))?;
+
+    // `shutdown` first flips health to NOT_SERVING so load balancers stop
+    // sending, then lets tonic stop accepting and drain.
+    let (drain_started_tx, drain_started) = tokio::sync::oneshot::channel::<()>();
+    let reporter = health_reporter.clone();
+    let signal = async move {
+        shutdown.await;
+        tracing::info!("shutting down: health NOT_SERVING, draining in-flight calls");
+        reporter.set_not_serving::<CreatorBoostServer<GrpcService<S>>>().await;
+        reporter
+            .set_service_status("", tonic_health::ServingStatus::NotServing)
+            .await;
+        let _ = drain_started_tx.send(());
+    };
+
+    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+    let server = Server::builder()
+        .tcp_nodelay(true)
+        .http2_adaptive_window(Some(true))
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(service)
+        .serve_with_incoming_shutdown(incoming, signal);
+
+    let grace = options.shutdown_grace;
+    tokio::pin!(server);
+    tokio::select! {
+        result = &mut server => result?,
+        () = async {
+            if drain_started.await.is_ok() {
+                tokio::time::sleep(grace).await;
+            } else {
+                std::future::pending::<()>().await;
+            }
+        } => {
+            tracing::warn!(grace_ms = grace.as_millis() as u64, "grace period over; abandoning remaining calls");
+        }
+    }
+    tracing::info!("server stopped");
+    Ok(())
+}
+
+/// Resolves on the first SIGTERM or SIGINT (Ctrl-C).
+pub async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut terminate) => {
+                tokio::select! {
+                    _ = interrupt => {}
+                    _ = terminate.recv() => {}
+                }
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot watch SIGTERM; only Ctrl-C stops the server");
+                let _ = interrupt.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = interrupt.await;
+    }
+}

@@ -1,0 +1,342 @@
+//! The embedded backend: one redb file, written by one thread with group
+//! commit, read from the blocking pool.
+//!
+//! Writers hand batches to the writer thread over a bounded channel; it takes
+//! every batch waiting, applies them all in one write transaction, commits
+//! durably (fsync), runs the commit hook, then acknowledges each batch. Many
+//! small concurrent batches thus share one fsync.
+
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+use std::sync::Arc;
+
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use tokio::sync::{mpsc, oneshot};
+
+use super::codec::{decode_creator, decode_viewer, encode_creator, encode_viewer};
+use super::{Applied, Changes, CommitHook, Store, StoreError};
+use crate::model::aggregate::apply_event;
+use crate::model::{CreatorAggregate, Decay, Event, IngestParams, ViewerRecord};
+
+const CREATORS: TableDefinition<u64, &[u8]> = TableDefinition::new("creators");
+const VIEWERS: TableDefinition<u64, &[u8]> = TableDefinition::new("viewers");
+const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+/// event_id → acceptance time (unix ms).
+const DEDUPE: TableDefinition<&str, i64> = TableDefinition::new("dedupe");
+/// (acceptance time, event_id) → (), for expiring the dedupe window in order.
+const DEDUPE_EXPIRY: TableDefinition<(i64, &str), ()> = TableDefinition::new("dedupe_expiry");
+const GLOBAL_KEY: &str = "global";
+
+/// File name of the database inside the data directory.
+pub const DB_FILE: &str = "creator-boost.redb";
+/// Most events applied in one group commit.
+const MAX_GROUP_EVENTS: usize = 200_000;
+/// Most expired dedupe entries removed per commit, to bound commit latency.
+const MAX_EXPIRED_PER_COMMIT: usize = 20_000;
+
+/// Handle to the embedded store; cheap to clone.
+#[derive(Clone)]
+pub struct EmbeddedStore {
+    db: Arc<Database>,
+    writer: mpsc::Sender<WriteJob>,
+}
+
+struct WriteJob {
+    events: Vec<Event>,
+    now_ms: i64,
+    reply: oneshot::Sender<Result<Vec<Applied>, StoreError>>,
+}
+
+/// Settings of the writer.
+#[derive(Clone)]
+pub struct WriterSettings {
+    /// What is stored per event.
+    pub ingest: IngestParams,
+    /// Dedupe window, in milliseconds.
+    pub dedupe_window_ms: i64,
+    /// Called after each commit, before acknowledging it.
+    pub on_commit: Option<CommitHook>,
+}
+
+impl EmbeddedStore {
+    /// Opens (or creates) the store in `data_dir` and starts its writer thread.
+    ///
+    /// # Errors
+    /// [`StoreError::Backend`] when the directory or file cannot be opened.
+    pub fn open(data_dir: &Path, settings: WriterSettings) -> Result<EmbeddedStore, StoreError> {
+        std::fs::create_dir_all(data_dir)
+            .map_err(|e| StoreError::Backend(format!("cannot create {}: {e}", data_dir.display())))?;
+        let path = data_dir.join(DB_FILE);
+        let db =
+            Database::create(&path).map_err(|e| StoreError::Backend(format!("cannot open {}: {e}", path.display())))?;
+        let db = Arc::new(db);
+        create_tables(&db)?;
+        let (writer, jobs) = mpsc::channel(1024);
+        let thread_db = Arc::clone(&db);
+        std::thread::Builder::new()
+            .name("store-writer".into())
+            .spawn(move || writer_loop(&thread_db, &settings, jobs))
+            .map_err(|e| StoreError::Backend(format!("cannot start writer thread: {e}")))?;
+        Ok(EmbeddedStore { db, writer })
+    }
+
+    /// Every creator and its aggregate, in id order (for offline scoring).
+    ///
+    /// # Errors
+    /// [`StoreError`] on a read failure or a corrupt record.
+    pub fn scan_creators(&self) -> Result<Vec<(u64, CreatorAggregate)>, StoreError> {
+        let txn = self.db.begin_read().map_err(backend)?;
+        let table = txn.open_table(CREATORS).map_err(backend)?;
+        let mut out = Vec::new();
+        for entry in table.iter().map_err(backend)? {
+            let (key, value) = entry.map_err(backend)?;
+            out.push((key.value(), decode_creator(value.value())?));
+        }
+        Ok(out)
+    }
+
+    /// The platform aggregate, read synchronously (for offline tools).
+    ///
+    /// # Errors
+    /// [`StoreError`] on a read failure or a corrupt record.
+    pub fn global_blocking(&self) -> Result<CreatorAggregate, StoreError> {
+        read_global(&self.db)
+    }
+
+    async fn read<T, F>(&self, read: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Database) -> Result<T, StoreError> + Send + 'static,
+    {
+        let db = Arc::clone(&self.db);
+        tokio::task::spawn_blocking(move || read(&db))
+            .await
+            .map_err(|e| StoreError::Backend(format!("read task failed: {e}")))?
+    }
+}
+
+impl Store for EmbeddedStore {
+    async fn creators(&self, creator_ids: Vec<u64>) -> Result<Vec<Option<CreatorAggregate>>, StoreError> {
+        self.read(move |db| {
+            let txn = db.begin_read().map_err(backend)?;
+            let table = txn.open_table(CREATORS).map_err(backend)?;
+            creator_ids
+                .iter()
+                .map(|id| match table.get(id).map_err(backend)? {
+                    Some(value) => decode_creator(value.value()).map(Some),
+                    None => Ok(None),
+                })
+                .collect()
+        })
+        .await
+    }
+
+    async fn viewer(&self, viewer_id: u64) -> Result<Option<ViewerRecord>, StoreError> {
+        self.read(move |db| {
+            let txn = db.begin_read().map_err(backend)?;
+            let table = txn.open_table(VIEWERS).map_err(backend)?;
+            match table.get(viewer_id).map_err(backend)? {
+                Some(value) => decode_viewer(value.value()).map(Some),
+                None => Ok(None),
+            }
+        })
+        .await
+    }
+
+    async fn global(&self) -> Result<CreatorAggregate, StoreError> {
+        self.read(read_global).await
+    }
+
+    async fn apply(&self, events: Vec<Event>, now_ms: i64) -> Result<Vec<Applied>, StoreError> {
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (reply, answer) = oneshot::channel();
+        self.writer
+            .send(WriteJob { events, now_ms, reply })
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        answer.await.map_err(|_| StoreError::Closed)?
+    }
+}
+
+fn backend(error: impl std::fmt::Display) -> StoreError {
+    StoreError::Backend(error.to_string())
+}
+
+fn create_tables(db: &Database) -> Result<(), StoreError> {
+    let txn = db.begin_write().map_err(backend)?;
+    txn.open_table(CREATORS).map_err(backend)?;
+    txn.open_table(VIEWERS).map_err(backend)?;
+    txn.open_table(META).map_err(backend)?;
+    txn.open_table(DEDUPE).map_err(backend)?;
+    txn.open_table(DEDUPE_EXPIRY).map_err(backend)?;
+    txn.commit().map_err(backend)
+}
+
+fn read_global(db: &Database) -> Result<CreatorAggregate, StoreError> {
+    let txn = db.begin_read().map_err(backend)?;
+    let table = txn.open_table(META).map_err(backend)?;
+    match table.get(GLOBAL_KEY).map_err(backend)? {
+        Some(value) => decode_creator(value.value()),
+        None => Ok(CreatorAggregate::default()),
+    }
+}
+
+fn writer_loop(db: &Database, settings: &WriterSettings, mut jobs: mpsc::Receiver<WriteJob>) {
+    let decay = settings.ingest.decay();
+    while let Some(first) = jobs.blocking_recv() {
+        let mut group = vec![first];
+        let mut events = group[0].events.len();
+        while events < MAX_GROUP_EVENTS {
+            match jobs.try_recv() {
+                Ok(job) => {
+                    events += job.events.len();
+                    group.push(job);
+                }
+                Err(_) => break,
+            }
+        }
+        let outcome = commit_group(db, settings, &decay, &group);
+        match outcome {
+            Ok((statuses, changes)) => {
+                if let Some(hook) = &settings.on_commit {
+                    hook(&changes);
+                }
+                for (job, status) in group.into_iter().zip(statuses) {
+                    // A caller that went away still had its events committed.
+                    let _ = job.reply.send(Ok(status));
+                }
+            }
+            Err(error) => {
+                tracing::error!(%error, batches = group.len(), events, "store commit failed");
+                for job in group {
+                    let _ = job.reply.send(Err(error.clone()));
+                }
+            }
+        }
+    }
+}
+
+type GroupOutcome = (Vec<Vec<Applied>>, Changes);
+
+fn commit_group(
+    db: &Database,
+    settings: &WriterSettings,
+    decay: &Decay,
+    group: &[WriteJob],
+) -> Result<GroupOutcome, StoreError> {
+    let txn = db.begin_write().map_err(backend)?;
+    let mut statuses = Vec::with_capacity(group.len());
+    let changes;
+    {
+        let mut creators_table = txn.open_table(CREATORS).map_err(backend)?;
+        let mut viewers_table = txn.open_table(VIEWERS).map_err(backend)?;
+        let mut meta = txn.open_table(META).map_err(backend)?;
+        let mut dedupe = txn.open_table(DEDUPE).map_err(backend)?;
+        let mut expiry = txn.open_table(DEDUPE_EXPIRY).map_err(backend)?;
+
+        let mut global = match meta.get(GLOBAL_KEY).map_err(backend)? {
+            Some(value) => decode_creator(value.value())?,
+            None => CreatorAggregate::default(),
+        };
+        let mut creators: HashMap<u64, CreatorAggregate> = HashMap::new();
+        let mut viewers: HashMap<u64, ViewerRecord> = HashMap::new();
+        let mut seen: HashSet<&str> = HashSet::new();
+        let mut newest_ms = i64::MIN;
+
+        for job in group {
+            newest_ms = newest_ms.max(job.now_ms);
+            let mut job_statuses = Vec::with_capacity(job.events.len());
+            for event in &job.events {
+                if !event.event_id.is_empty() {
+                    let id = event.event_id.as_str();
+                    if seen.contains(id) || dedupe.get(id).map_err(backend)?.is_some() {
+                        job_statuses.push(Applied::Duplicate);
+                        continue;
+                    }
+                    seen.insert(id);
+                    dedupe.insert(id, job.now_ms).map_err(backend)?;
+                    expiry.insert((job.now_ms, id), ()).map_err(backend)?;
+                }
+                let creator = match creators.entry(event.creator_id) {
+                    std::collections::hash_map::Entry::Occupied(entry) => entry.into_mut(),
+                    std::collections::hash_map::Entry::Vacant(entry) => {
+                        let loaded = match creators_table.get(event.creator_id).map_err(backend)? {
+                            Some(value) => decode_creator(value.value())?,
+                            None => CreatorAggregate::default(),
+                        };
+                        entry.insert(loaded)
+                    }
+                };
+                let viewer = if event.viewer_id == 0 {
+                    None
+                } else {
+                    Some(match viewers.entry(event.viewer_id) {
+                        std::collections::hash_map::Entry::Occupied(entry) => entry.into_mut(),
+                        std::collections::hash_map::Entry::Vacant(entry) => {
+                            let loaded = match viewers_table.get(event.viewer_id).map_err(backend)? {
+                                Some(value) => decode_viewer(value.value())?,
+                                None => ViewerRecord::default(),
+                            };
+                            entry.insert(loaded)
+                        }
+                    })
+                };
+                apply_event(event, &settings.ingest, decay, creator, &mut global, viewer);
+                job_statuses.push(Applied::Accepted);
+            }
+            statuses.push(job_statuses);
+        }
+
+        for (id, aggregate) in &creators {
+            creators_table
+                .insert(id, encode_creator(aggregate).as_slice())
+                .map_err(backend)?;
+        }
+        for (id, record) in &viewers {
+            viewers_table
+                .insert(id, encode_viewer(record).as_slice())
+                .map_err(backend)?;
+        }
+        meta.insert(GLOBAL_KEY, encode_creator(&global).as_slice())
+            .map_err(backend)?;
+        expire_dedupe(
+            &mut dedupe,
+            &mut expiry,
+            newest_ms.saturating_sub(settings.dedupe_window_ms),
+        )?;
+
+        changes = Changes {
+            creators: creators.into_iter().map(|(id, a)| (id, Arc::new(a))).collect(),
+            viewers: viewers.into_iter().map(|(id, r)| (id, Arc::new(r))).collect(),
+            global: Arc::new(global),
+        };
+    }
+    txn.commit().map_err(backend)?;
+    Ok((statuses, changes))
+}
+
+/// Forgets event ids accepted before `cutoff_ms`, oldest first, a bounded
+/// number per commit.
+fn expire_dedupe(
+    dedupe: &mut redb::Table<&str, i64>,
+    expiry: &mut redb::Table<(i64, &str), ()>,
+    cutoff_ms: i64,
+) -> Result<(), StoreError> {
+    let mut expired: Vec<(i64, String)> = Vec::new();
+    for entry in expiry
+        .range(..(cutoff_ms, ""))
+        .map_err(backend)?
+        .take(MAX_EXPIRED_PER_COMMIT)
+    {
+        let (key, _) = entry.map_err(backend)?;
+        let (at, id) = key.value();
+        expired.push((at, id.to_owned()));
+    }
+    for (at, id) in &expired {
+        expiry.remove((*at, id.as_str())).map_err(backend)?;
+        dedupe.remove(id.as_str()).map_err(backend)?;
+    }
+    Ok(())
+}

@@ -13,6 +13,9 @@ pub mod params;
 pub mod rank;
 pub mod score;
 
+#[cfg(test)]
+mod properties;
+
 pub use aggregate::{CreatorAggregate, Event, EventKind, PairRelation, ViewerRecord};
 pub use decay::Decay;
 pub use params::{IngestParams, ModelParams};

@@ -34,11 +34,31 @@ const MAX_GROUP_EVENTS: usize = 200_000;
 /// Most expired dedupe entries removed per commit, to bound commit latency.
 const MAX_EXPIRED_PER_COMMIT: usize = 20_000;
 
-/// Handle to the embedded store; cheap to clone.
+/// Handle to the embedded store; cheap to clone. When the last clone is
+/// dropped the writer finishes its queue and the file is closed, so the same
+/// directory can be opened again at once (a restart in tests).
 #[derive(Clone)]
 pub struct EmbeddedStore {
     db: Arc<Database>,
-    writer: mpsc::Sender<WriteJob>,
+    writer: Arc<Writer>,
+}
+
+/// The writer thread's queue and handle.
+struct Writer {
+    jobs: Option<mpsc::Sender<WriteJob>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        // Closing the queue ends the thread's loop once it is drained.
+        drop(self.jobs.take());
+        if let Some(thread) = self.thread.take()
+            && thread.join().is_err()
+        {
+            tracing::error!("store writer thread panicked");
+        }
+    }
 }
 
 struct WriteJob {
@@ -71,12 +91,16 @@ impl EmbeddedStore {
             Database::create(&path).map_err(|e| StoreError::Backend(format!("cannot open {}: {e}", path.display())))?;
         let db = Arc::new(db);
         create_tables(&db)?;
-        let (writer, jobs) = mpsc::channel(1024);
+        let (sender, jobs) = mpsc::channel(1024);
         let thread_db = Arc::clone(&db);
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name("store-writer".into())
             .spawn(move || writer_loop(&thread_db, &settings, jobs))
             .map_err(|e| StoreError::Backend(format!("cannot start writer thread: {e}")))?;
+        let writer = Arc::new(Writer {
+            jobs: Some(sender),
+            thread: Some(thread),
+        });
         Ok(EmbeddedStore { db, writer })
     }
 
@@ -152,8 +176,8 @@ impl Store for EmbeddedStore {
             return Ok(Vec::new());
         }
         let (reply, answer) = oneshot::channel();
-        self.writer
-            .send(WriteJob { events, now_ms, reply })
+        let jobs = self.writer.jobs.as_ref().ok_or(StoreError::Closed)?;
+        jobs.send(WriteJob { events, now_ms, reply })
             .await
             .map_err(|_| StoreError::Closed)?;
         answer.await.map_err(|_| StoreError::Closed)?

@@ -1,0 +1,351 @@
+//! The six properties every version of the model must keep, checked on
+//! random event histories.
+
+use proptest::prelude::*;
+
+use super::aggregate::apply_event;
+use super::decay::LANDMARK_MS;
+use super::params::{IngestParams, ModelParams};
+use super::score::Scorer;
+use super::{CreatorAggregate, Event, EventKind, ViewerRecord};
+
+const DAY: i64 = 86_400_000;
+const CREATOR: u64 = 1_000;
+const START: i64 = LANDMARK_MS + 900 * DAY;
+
+fn event_strategy() -> impl Strategy<Value = Event> {
+    (
+        0usize..EventKind::ALL.len(),
+        1u64..12,
+        0i64..60 * DAY,
+        0.0f64..1.0,
+        0.0f64..500.0,
+    )
+        .prop_map(|(kind, viewer_id, offset, fraction, money)| {
+            let kind = EventKind::ALL[kind];
+            let amount = match kind {
+                EventKind::View => fraction,
+                EventKind::Purchase | EventKind::Tip => money,
+                _ => 0.0,
+            };
+            Event {
+                event_id: String::new(),
+                kind,
+                viewer_id,
+                creator_id: CREATOR,
+                timestamp_ms: START + offset,
+                amount,
+            }
+        })
+}
+
+/// Per-viewer records and the creator aggregate after applying `events` in order.
+fn replay(events: &[Event], params: &IngestParams) -> (CreatorAggregate, Vec<ViewerRecord>) {
+    let decay = params.decay();
+    let mut creator = CreatorAggregate::default();
+    let mut global = CreatorAggregate::default();
+    let mut viewers = vec![ViewerRecord::default(); 16];
+    for event in events {
+        let viewer = &mut viewers[event.viewer_id as usize];
+        apply_event(event, params, &decay, &mut creator, &mut global, Some(viewer));
+    }
+    (creator, viewers)
+}
+
+/// A platform of many average creators, so priors do not move with the one under test.
+fn platform() -> CreatorAggregate {
+    let params = IngestParams::default();
+    let decay = params.decay();
+    let mut global = CreatorAggregate::default();
+    let t = START + 30 * DAY;
+    global.exposure_non_fan = 100_000.0 * decay.engagement_weight(t);
+    global.non_fan[0] = 60_000.0 * decay.engagement_weight(t);
+    global.non_fan[1] = 2_000.0 * decay.engagement_weight(t);
+    global.views = 100_000.0 * decay.negative_weight(t);
+    global.reports = 50.0 * decay.negative_weight(t);
+    global.followers = 5_000;
+    global.unfollows = 600.0 * decay.negative_weight(t);
+    global
+}
+
+fn close(a: f64, b: f64) -> bool {
+    (a - b).abs() <= 1e-9 * a.abs().max(b.abs()).max(1.0)
+}
+
+fn aggregates_close(a: &CreatorAggregate, b: &CreatorAggregate) -> bool {
+    let floats = |x: &CreatorAggregate| {
+        let mut v: Vec<f64> = x.fan.iter().chain(&x.non_fan).copied().collect();
+        v.extend([x.exposure_fan, x.exposure_non_fan, x.unfollows, x.reports, x.views]);
+        v
+    };
+    floats(a).iter().zip(floats(b)).all(|(x, y)| close(*x, y))
+        && a.followers == b.followers
+        && a.fan_group_members == b.fan_group_members
+        && a.evidence == b.evidence
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// 1. Monotone: at the same exposure, one more engagement event of any
+    /// non-VIEW kind, or a deeper kind in place of a shallower one, never
+    /// lowers fan value; one more unfollow or report never raises long-term value.
+    #[test]
+    fn monotone(events in prop::collection::vec(event_strategy(), 0..60), extra in event_strategy(), shallow in 1usize..6) {
+        let ingest = IngestParams::default();
+        let params = ModelParams::default();
+        let global = platform();
+        let as_of = START + 61 * DAY;
+        let scorer = Scorer::new(&params, &ingest.decay(), &global, as_of);
+        let (base, _) = replay(&events, &ingest);
+        let before = scorer.creator(Some(&base));
+
+        let kind = EventKind::ALL[shallow];
+        let mut more = events.clone();
+        more.push(Event { kind, amount: 0.0, ..extra.clone() });
+        let after = scorer.creator(Some(&replay(&more, &ingest).0));
+        prop_assert!(after.fan_value >= before.fan_value - 1e-12, "{kind:?}: {} < {}", after.fan_value, before.fan_value);
+
+        let deeper_kind = EventKind::ALL[shallow + 1];
+        let mut deeper = events.clone();
+        deeper.push(Event { kind: deeper_kind, amount: 0.0, ..extra.clone() });
+        let deeper_score = scorer.creator(Some(&replay(&deeper, &ingest).0));
+        // JOIN_FAN_GROUP also changes the relation, not the exposure; compare fan value only.
+        prop_assert!(deeper_score.fan_value >= after.fan_value - 1e-12, "{deeper_kind:?} below {kind:?}");
+
+        for negative in [EventKind::Unfollow, EventKind::Report] {
+            let mut worse = events.clone();
+            worse.push(Event { kind: negative, amount: 0.0, ..extra.clone() });
+            let worse_score = scorer.creator(Some(&replay(&worse, &ingest).0));
+            prop_assert!(worse_score.long_term_value <= before.long_term_value + 1e-12, "{negative:?} raised ltv");
+        }
+    }
+
+    /// 4. Bounded: any history, any valid parameters: boosts inside their
+    /// ranges and finite.
+    #[test]
+    fn bounded_and_finite(
+        events in prop::collection::vec(event_strategy(), 0..80),
+        boost_max in 1.0f64..10.0,
+        boost_min in 0.01f64..1.0,
+        w in 0.0f64..50.0,
+        m in 0.001f64..1e4,
+        private_max in 1.0f64..5.0,
+        gain in 0.0f64..10.0,
+        as_of_days in -2000i64..2000,
+    ) {
+        let ingest = IngestParams::default();
+        let mut params = ModelParams { boost_min, boost_max, private_max, intimacy_gain: gain, ..ModelParams::default() };
+        params.weights.tip = w;
+        params.m_engagement = m;
+        params.m_churn = m;
+        params.m_report = m;
+        params.fan_value_weight = w;
+        let (creator, viewers) = replay(&events, &ingest);
+        let scorer = Scorer::new(&params, &ingest.decay(), &creator, START + as_of_days * DAY);
+        let score = scorer.creator(Some(&creator));
+        prop_assert!(score.public_boost.is_finite());
+        prop_assert!((boost_min..=boost_max).contains(&score.public_boost));
+        for record in &viewers {
+            let private = scorer.private(record.relation(CREATOR));
+            prop_assert!(private.private_boost.is_finite());
+            prop_assert!((1.0..=private_max).contains(&private.private_boost));
+        }
+    }
+
+    /// 5. Deterministic: the same events in another arrival order give the same
+    /// aggregates and scores. Relation events may arrive in any order among
+    /// themselves (last-writer-wins registers); engagement is classified fan or
+    /// non-fan by the relation known when it is applied, so the orders compared
+    /// deliver each pair's relation events before its engagement.
+    #[test]
+    fn order_independent(events in prop::collection::vec(event_strategy(), 0..80), seed in any::<u64>()) {
+        let ingest = IngestParams::default();
+        let (relation, engagement): (Vec<Event>, Vec<Event>) =
+            events.iter().cloned().partition(|e| e.kind.is_relation() && e.kind != EventKind::JoinFanGroup);
+        let mut first = relation.clone();
+        first.extend(engagement.iter().cloned());
+        let mut second_relation = relation;
+        let mut second_engagement = engagement;
+        shuffle(&mut second_relation, seed);
+        shuffle(&mut second_engagement, seed.rotate_left(17));
+        let mut second = second_relation;
+        second.extend(second_engagement);
+
+        let (a, viewers_a) = replay(&first, &ingest);
+        let (b, viewers_b) = replay(&second, &ingest);
+        prop_assert!(aggregates_close(&a, &b), "{a:?} vs {b:?}");
+        let params = ModelParams::default();
+        let scorer = Scorer::new(&params, &ingest.decay(), &platform(), START + 61 * DAY);
+        prop_assert!(close(scorer.creator(Some(&a)).public_boost, scorer.creator(Some(&b)).public_boost));
+        for (x, y) in viewers_a.iter().zip(&viewers_b) {
+            let (px, py) = (scorer.private(x.relation(CREATOR)), scorer.private(y.relation(CREATOR)));
+            prop_assert_eq!(px.relation, py.relation);
+            prop_assert!(close(px.private_boost, py.private_boost));
+        }
+    }
+
+    /// 6. Explainable: the terms multiply back to the boost.
+    #[test]
+    fn explainable(events in prop::collection::vec(event_strategy(), 0..80)) {
+        let ingest = IngestParams::default();
+        let params = ModelParams { fan_value_weight: 1.3, long_term_value_weight: 0.7, churn_weight: 2.0, ..ModelParams::default() };
+        let (creator, viewers) = replay(&events, &ingest);
+        let scorer = Scorer::new(&params, &ingest.decay(), &platform(), START + 61 * DAY);
+        let s = scorer.creator(Some(&creator));
+        prop_assert!(close(s.fan_value, s.fan_lift.ln()));
+        prop_assert!(close(s.long_term_value, -(2.0 * s.churn_lift.ln() + s.report_lift.ln())));
+        prop_assert!(close(s.creator_value, 1.3 * s.fan_value + 0.7 * s.long_term_value));
+        prop_assert!(close(s.public_boost, s.creator_value.exp().clamp(params.boost_min, params.boost_max)));
+        for record in &viewers {
+            let p = scorer.private(record.relation(CREATOR));
+            let factor = 1.0 + params.intimacy_gain * (1.0 - (-p.intimacy / params.intimacy_scale).exp());
+            prop_assert!(close(p.intimacy_factor, factor));
+            prop_assert!(close(p.private_boost, (p.tier * p.intimacy_factor).clamp(1.0, params.private_max)));
+        }
+    }
+}
+
+fn shuffle<T>(items: &mut [T], seed: u64) {
+    // A small deterministic Fisher–Yates (xorshift), enough to permute test input.
+    let mut state = seed | 1;
+    for i in (1..items.len()).rev() {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        items.swap(i, (state % (i as u64 + 1)) as usize);
+    }
+}
+
+/// Property 2, neutral cold start: no evidence, boost exactly 1.0 — for a
+/// creator never seen, for one whose record holds no engagement, and for a
+/// viewer never seen.
+#[test]
+fn neutral_cold_start_is_exactly_one() {
+    let ingest = IngestParams::default();
+    let params = ModelParams::default();
+    for global in [CreatorAggregate::default(), platform()] {
+        for as_of in [START, START + 365 * DAY, LANDMARK_MS - 3000 * DAY] {
+            let scorer = Scorer::new(&params, &ingest.decay(), &global, as_of);
+            assert_eq!(scorer.creator(None).public_boost, 1.0);
+            let empty = scorer.creator(Some(&CreatorAggregate::default()));
+            assert_eq!(empty.public_boost, 1.0);
+            assert_eq!((empty.fan_lift, empty.churn_lift, empty.report_lift), (1.0, 1.0, 1.0));
+            assert_eq!(scorer.private(None).private_boost, 1.0);
+        }
+    }
+    // An UNFOLLOW of a non-follower is evidence of nothing: still exactly 1.0.
+    let unfollow = Event {
+        event_id: String::new(),
+        kind: EventKind::Unfollow,
+        viewer_id: 3,
+        creator_id: CREATOR,
+        timestamp_ms: START,
+        amount: 0.0,
+    };
+    let (creator, viewers) = replay(&[unfollow], &ingest);
+    assert_eq!(creator.followers, 0);
+    let scorer = Scorer::new(&params, &ingest.decay(), &platform(), START);
+    assert_eq!(scorer.creator(Some(&creator)).public_boost, 1.0);
+    assert_eq!(scorer.private(viewers[3].relation(CREATOR)).private_boost, 1.0);
+}
+
+/// Property 3, forgetting: an event's weight halves every half-life, and an
+/// unfollow wave long ago stops mattering.
+#[test]
+fn forgetting() {
+    let ingest = IngestParams::default();
+    let params = ModelParams::default();
+    let decay = ingest.decay();
+    let like = Event {
+        event_id: String::new(),
+        kind: EventKind::Like,
+        viewer_id: 1,
+        creator_id: CREATOR,
+        timestamp_ms: START,
+        amount: 0.0,
+    };
+    let (creator, _) = replay(std::slice::from_ref(&like), &ingest);
+    let half_life = (ingest.engagement_half_life_days * DAY as f64) as i64;
+    let at = |t: i64| creator.non_fan[1] * decay.engagement_scale(t);
+    assert!(close(at(START), 1.0));
+    assert!(close(at(START + half_life), 0.5));
+    assert!(close(at(START + 3 * half_life), 0.125));
+
+    // 200 fans follow, then 150 leave in one wave.
+    let mut wave = Vec::new();
+    for viewer in 1..=200u64 {
+        wave.push(Event {
+            kind: EventKind::Follow,
+            viewer_id: viewer,
+            ..like.clone()
+        });
+    }
+    for viewer in 1..=150u64 {
+        wave.push(Event {
+            kind: EventKind::Unfollow,
+            viewer_id: viewer,
+            timestamp_ms: START + DAY,
+            ..like.clone()
+        });
+    }
+    let mut creator = CreatorAggregate::default();
+    let mut global = CreatorAggregate::default();
+    let mut viewers = vec![ViewerRecord::default(); 201];
+    for event in &wave {
+        apply_event(
+            event,
+            &ingest,
+            &decay,
+            &mut creator,
+            &mut global,
+            Some(&mut viewers[event.viewer_id as usize]),
+        );
+    }
+    assert_eq!(creator.followers, 50);
+    let platform = platform();
+    let soon = Scorer::new(&params, &decay, &platform, START + 2 * DAY).creator(Some(&creator));
+    let long_after = Scorer::new(&params, &decay, &platform, START + 2 * 365 * DAY).creator(Some(&creator));
+    assert!(
+        soon.long_term_value < -1.0,
+        "the wave hurts at first: {}",
+        soon.long_term_value
+    );
+    assert!(
+        long_after.long_term_value > -0.05,
+        "and is forgotten: {}",
+        long_after.long_term_value
+    );
+    assert!(long_after.public_boost > 0.95);
+}
+
+/// Exact follower counts: repeated FOLLOWs count once; UNFOLLOW of a
+/// non-follower changes nothing; a later FOLLOW wins over an earlier UNFOLLOW
+/// whatever the arrival order.
+#[test]
+fn follower_counts_are_exact() {
+    let ingest = IngestParams::default();
+    let follow = |viewer_id, t| Event {
+        event_id: String::new(),
+        kind: EventKind::Follow,
+        viewer_id,
+        creator_id: CREATOR,
+        timestamp_ms: START + t,
+        amount: 0.0,
+    };
+    let unfollow = |viewer_id, t| Event {
+        kind: EventKind::Unfollow,
+        ..follow(viewer_id, t)
+    };
+    let (c, _) = replay(&[follow(1, 1), follow(1, 2), follow(2, 1), unfollow(3, 1)], &ingest);
+    assert_eq!(c.followers, 2);
+    assert_eq!(c.unfollows, 0.0);
+    let (c, _) = replay(&[unfollow(1, 5), follow(1, 10)], &ingest);
+    let (d, _) = replay(&[follow(1, 10), unfollow(1, 5)], &ingest);
+    assert_eq!((c.followers, d.followers), (1, 1));
+    assert_eq!((c.unfollows, d.unfollows), (0.0, 0.0));
+    let (c, _) = replay(&[follow(1, 1), unfollow(1, 5)], &ingest);
+    let (d, _) = replay(&[unfollow(1, 5), follow(1, 1)], &ingest);
+    assert_eq!((c.followers, d.followers), (0, 0));
+    assert!(c.unfollows > 0.0 && c.unfollows == d.unfollows);
+}

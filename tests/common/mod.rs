@@ -1,0 +1,211 @@
+//! One way to start a real server for black-box tests: `spawn_server()` binds
+//! 127.0.0.1:0, opens a real redb file in a temporary directory and serves the
+//! production code path until stopped.
+
+#![allow(dead_code, unreachable_pub)]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use creator_boost::config::{Config, Overrides};
+use creator_boost::engine::Clock;
+use creator_boost::proto;
+use creator_boost::proto::creator_boost_client::CreatorBoostClient;
+use creator_boost::server::{ServerOptions, embedded_engine, run};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tonic::transport::Channel;
+
+/// A fixed "now" for tests: 2026-06-01T00:00:00Z.
+pub const NOW_MS: i64 = 1_780_272_000_000;
+
+/// Test configuration: a strict limit set and two variants.
+pub const TEST_CONFIG: &str = r#"
+[limits]
+max_candidates = 500
+max_events_per_batch = 1000
+max_event_id_bytes = 64
+
+[variants.deep_fans]
+fan_value_weight = 2.0
+weights.tip = 30.0
+
+[variants.no_private]
+tier_follower = 1.0
+tier_fan_group = 1.0
+intimacy_gain = 0.0
+"#;
+
+/// A running server and what it needs to stop or restart.
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub data_dir: PathBuf,
+    pub clock: Clock,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<()>>,
+    _temp: Option<tempfile::TempDir>,
+}
+
+/// Options for [`spawn_with`].
+#[derive(Clone, Default)]
+pub struct Spawn {
+    pub config: Option<String>,
+    pub data_dir: Option<PathBuf>,
+    pub write_token: Option<String>,
+    pub max_in_flight: usize,
+    pub now_ms: Option<i64>,
+}
+
+/// A server with the test config, a fresh data dir and a clock fixed at [`NOW_MS`].
+pub async fn spawn_server() -> TestServer {
+    spawn_with(Spawn::default()).await
+}
+
+/// A server with explicit options.
+pub async fn spawn_with(options: Spawn) -> TestServer {
+    let (temp, data_dir) = match options.data_dir {
+        Some(dir) => (None, dir),
+        None => {
+            let temp = tempfile::tempdir().expect("temp dir");
+            let dir = temp.path().to_owned();
+            (Some(temp), dir)
+        }
+    };
+    let text = options.config.unwrap_or_else(|| TEST_CONFIG.to_owned());
+    let overrides = Overrides {
+        data_dir: Some(data_dir.clone()),
+        ..Overrides::default()
+    };
+    let config = Config::from_toml(&text, Path::new("test.toml"), overrides).expect("test config");
+    let clock = Clock::manual(options.now_ms.unwrap_or(NOW_MS));
+    let engine = embedded_engine(&config, clock.clone()).expect("engine");
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let server_options = ServerOptions {
+        max_in_flight: options.max_in_flight,
+        write_token: options.write_token,
+        shutdown_grace: Duration::from_secs(5),
+        max_message_bytes: config.limits.max_message_bytes,
+    };
+    let (shutdown, signal) = oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        run(listener, engine, server_options, async move {
+            let _ = signal.await;
+        })
+        .await
+        .expect("server run");
+    });
+    TestServer {
+        addr,
+        data_dir,
+        clock,
+        shutdown: Some(shutdown),
+        task: Some(task),
+        _temp: temp,
+    }
+}
+
+impl TestServer {
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub async fn channel(&self) -> Channel {
+        Channel::from_shared(self.url())
+            .expect("url")
+            .connect()
+            .await
+            .expect("connect")
+    }
+
+    pub async fn client(&self) -> CreatorBoostClient<Channel> {
+        CreatorBoostClient::new(self.channel().await)
+    }
+
+    /// Signals shutdown without waiting for the drain.
+    pub fn begin_shutdown(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+    }
+
+    /// Stops the server and waits until the store is closed.
+    pub async fn stop(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await.expect("server task");
+        }
+    }
+
+    /// Stops this server and starts another on the same data dir (new port).
+    pub async fn restart(mut self) -> TestServer {
+        self.stop().await;
+        let temp = self._temp.take();
+        let mut next = spawn_with(Spawn {
+            data_dir: Some(self.data_dir.clone()),
+            ..Spawn::default()
+        })
+        .await;
+        next._temp = temp;
+        next
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+    }
+}
+
+pub fn event(id: &str, kind: proto::EventKind, viewer_id: u64, creator_id: u64) -> proto::Event {
+    proto::Event {
+        event_id: id.to_owned(),
+        kind: kind as i32,
+        viewer_id,
+        creator_id,
+        timestamp_ms: NOW_MS - 3_600_000,
+        amount: 0.0,
+    }
+}
+
+pub fn candidate(item_id: u64, creator_id: u64, base_score: f64) -> proto::Candidate {
+    proto::Candidate {
+        item_id,
+        creator_id,
+        base_score,
+    }
+}
+
+pub async fn record(
+    client: &mut CreatorBoostClient<Channel>,
+    events: Vec<proto::Event>,
+) -> proto::RecordEventsResponse {
+    client
+        .record_events(proto::RecordEventsRequest { events })
+        .await
+        .expect("record")
+        .into_inner()
+}
+
+/// A creator with engaged fans: follows, likes, shares, tips from viewers `viewers`.
+pub fn loyal_creator_events(prefix: &str, creator_id: u64, viewers: std::ops::Range<u64>) -> Vec<proto::Event> {
+    use proto::EventKind::*;
+    let mut events = Vec::new();
+    for viewer in viewers {
+        for (n, kind) in [Follow, View, Like, Share, Tip, View].into_iter().enumerate() {
+            let mut e = event(&format!("{prefix}-{viewer}-{n}"), kind, viewer, creator_id);
+            e.timestamp_ms += n as i64 * 1000;
+            if kind == Tip {
+                e.amount = 20.0;
+            }
+            events.push(e);
+        }
+    }
+    events
+}

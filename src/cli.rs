@@ -27,6 +27,8 @@ pub enum Command {
     Rank(RankArgs),
     /// Show creators' scores from a running server (GetCreatorScores).
     CreatorScores(CreatorScoresArgs),
+    /// Ask a running server's health service; exit 0 only when SERVING.
+    Health(HealthArgs),
 }
 
 /// `serve` flags.
@@ -141,4 +143,18 @@ pub struct CreatorScoresArgs {
     /// Creator ids.
     #[arg(required = true)]
     pub creator_ids: Vec<u64>,
+}
+
+/// `health` flags.
+#[derive(Debug, clap::Args)]
+pub struct HealthArgs {
+    /// Server URL.
+    #[arg(long, env = "CREATOR_BOOST_SERVER", default_value = "http://127.0.0.1:50051")]
+    pub server: String,
+    /// Service to ask about ("" = the whole server).
+    #[arg(long, default_value = "")]
+    pub service: String,
+    /// Give up after this many milliseconds.
+    #[arg(long, default_value_t = 2000)]
+    pub timeout_ms: u64,
 }

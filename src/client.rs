@@ -4,7 +4,7 @@ use tonic::Request;
 use tonic::metadata::MetadataValue;
 use tonic::transport::Channel;
 
-use crate::cli::{CreatorScoresArgs, RankArgs, SendArgs, ServerArgs};
+use crate::cli::{CreatorScoresArgs, HealthArgs, RankArgs, SendArgs, ServerArgs};
 use crate::grpc::proto_kind;
 use crate::model::EventKind;
 use crate::proto;
@@ -194,4 +194,33 @@ pub async fn creator_scores(args: CreatorScoresArgs) -> Result<(), ClientError> 
         );
     }
     Ok(())
+}
+
+/// `creator-boost health`: `Ok(true)` when the server reports SERVING.
+///
+/// # Errors
+/// [`ClientError`] when the server cannot be reached in time or answers with an error.
+pub async fn health(args: HealthArgs) -> Result<bool, ClientError> {
+    use tonic_health::pb::HealthCheckRequest;
+    use tonic_health::pb::health_check_response::ServingStatus;
+    use tonic_health::pb::health_client::HealthClient;
+
+    let timeout = std::time::Duration::from_millis(args.timeout_ms);
+    let channel = Channel::from_shared(args.server.clone())
+        .map_err(|e| ClientError::Usage(format!("bad server URL `{}`: {e}", args.server)))?
+        .connect_timeout(timeout)
+        .timeout(timeout)
+        .connect()
+        .await
+        .map_err(|source| ClientError::Connect {
+            url: args.server.clone(),
+            source,
+        })?;
+    let response = HealthClient::new(channel)
+        .check(HealthCheckRequest { service: args.service })
+        .await?
+        .into_inner();
+    let status = ServingStatus::try_from(response.status).unwrap_or(ServingStatus::Unknown);
+    println!("{}", status.as_str_name());
+    Ok(status == ServingStatus::Serving)
 }

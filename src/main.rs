@@ -38,6 +38,14 @@ fn main() -> ExitCode {
         Command::Send(args) => finish(runtime.block_on(client::send(args))),
         Command::Rank(args) => finish(runtime.block_on(client::rank(args))),
         Command::CreatorScores(args) => finish(runtime.block_on(client::creator_scores(args))),
+        Command::Health(args) => match runtime.block_on(client::health(args)) {
+            Ok(true) => ExitCode::SUCCESS,
+            Ok(false) => ExitCode::FAILURE,
+            Err(error) => {
+                eprintln!("error: {error}");
+                ExitCode::FAILURE
+            }
+        },
     }
 }
 

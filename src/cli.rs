@@ -6,6 +6,8 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 
 use crate::config::{LogFormat, Overrides};
+use crate::import::Format;
+use crate::scores::ScoresFormat;
 
 /// creator-boost: private-domain traffic boosts over gRPC.
 #[derive(Debug, Parser)]
@@ -29,6 +31,14 @@ pub enum Command {
     CreatorScores(CreatorScoresArgs),
     /// Ask a running server's health service; exit 0 only when SERVING.
     Health(HealthArgs),
+    /// Bulk-load events (KuaiRand CSV or JSON Lines, plain or .gz).
+    Import(ImportArgs),
+    /// Every creator's scores from the embedded store, as of an instant.
+    Scores(ScoresArgs),
+    /// Write seeded synthetic events as JSON Lines to stdout.
+    Generate(GenerateArgs),
+    /// Rank correlation of creator_value with next-window engagement on a KuaiRand log.
+    Evaluate(EvaluateArgs),
 }
 
 /// `serve` flags.
@@ -157,4 +167,103 @@ pub struct HealthArgs {
     /// Give up after this many milliseconds.
     #[arg(long, default_value_t = 2000)]
     pub timeout_ms: u64,
+}
+
+/// `import` flags.
+#[derive(Debug, clap::Args)]
+pub struct ImportArgs {
+    /// Files to read, in order.
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+    /// Embedded store to write (the server must be stopped) [default: ./data].
+    #[arg(long, env = "CREATOR_BOOST_DATA_DIR", conflicts_with = "server")]
+    pub data_dir: Option<PathBuf>,
+    /// Send to a running server over StreamEvents instead.
+    #[arg(long)]
+    pub server: Option<String>,
+    /// File holding the bearer token for `--server`.
+    #[arg(long, env = "CREATOR_BOOST_TOKEN_FILE")]
+    pub token_file: Option<PathBuf>,
+    /// Input format [default: from the file name: .jsonl → jsonl, else kuairand].
+    #[arg(long, value_enum)]
+    pub format: Option<Format>,
+    /// Skip events at or after TIME (RFC 3339, date, unix ms or `now`).
+    #[arg(long)]
+    pub until: Option<String>,
+    /// Config file (its [ingest] half-lives must match the server's).
+    #[arg(long, env = "CREATOR_BOOST_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Events per batch.
+    #[arg(long, default_value_t = 5000)]
+    pub batch_size: usize,
+}
+
+/// `scores` flags.
+#[derive(Debug, clap::Args)]
+pub struct ScoresArgs {
+    /// Embedded store to read (the server must be stopped) [default: ./data].
+    #[arg(long, env = "CREATOR_BOOST_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Config file (model parameters and variants).
+    #[arg(long, env = "CREATOR_BOOST_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Score as of TIME (RFC 3339, date, unix ms or `now`); events after it
+    /// are not excluded, so import with `--until` to split history.
+    #[arg(long, default_value = "now")]
+    pub as_of: String,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "csv")]
+    pub format: ScoresFormat,
+    /// Variant name ("" = default).
+    #[arg(long, default_value = "")]
+    pub variant: String,
+    /// Only these creators (repeatable); unknown ones print as neutral.
+    #[arg(long = "creator")]
+    pub creators: Vec<u64>,
+}
+
+/// `generate` flags.
+#[derive(Debug, clap::Args)]
+pub struct GenerateArgs {
+    /// RNG seed.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Number of creators.
+    #[arg(long, default_value_t = 1_000)]
+    pub creators: u64,
+    /// Number of viewers.
+    #[arg(long, default_value_t = 20_000)]
+    pub viewers: u64,
+    /// Number of events.
+    #[arg(long, default_value_t = 200_000)]
+    pub events: u64,
+    /// Timestamp of the end of the period (fixed by default, for reproducibility).
+    #[arg(long, default_value = "2026-11-01T00:00:00Z")]
+    pub end: String,
+    /// Length of the period in days.
+    #[arg(long, default_value_t = 14)]
+    pub days: u32,
+}
+
+/// `evaluate` flags.
+#[derive(Debug, clap::Args)]
+pub struct EvaluateArgs {
+    /// KuaiRand log file (plain or .gz).
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Start of the judged window [default: middle of the data].
+    #[arg(long)]
+    pub split: Option<String>,
+    /// Creators need this many impressions in both windows.
+    #[arg(long, default_value_t = 50)]
+    pub min_impressions: u64,
+    /// Config file whose parameters are evaluated [default: built-in defaults].
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Also search a parameter grid on an inner split.
+    #[arg(long)]
+    pub tune: bool,
+    /// Write SVG charts into this directory.
+    #[arg(long)]
+    pub charts: Option<PathBuf>,
 }

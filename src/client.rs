@@ -224,3 +224,59 @@ pub async fn health(args: HealthArgs) -> Result<bool, ClientError> {
     println!("{}", status.as_str_name());
     Ok(status == ServingStatus::Serving)
 }
+
+/// Sends import batches to a running server over one `StreamEvents` call,
+/// one response per batch.
+pub struct StreamSink {
+    requests: tokio::sync::mpsc::Sender<proto::RecordEventsRequest>,
+    responses: tonic::Streaming<proto::RecordEventsResponse>,
+}
+
+impl StreamSink {
+    /// Opens the stream.
+    ///
+    /// # Errors
+    /// [`ClientError`] when the server cannot be reached or refuses the stream.
+    pub async fn open(args: &ServerArgs) -> Result<StreamSink, ClientError> {
+        let mut client = connect(args).await?;
+        let (requests, receiver) = tokio::sync::mpsc::channel(4);
+        let request = with_token(args, tokio_stream::wrappers::ReceiverStream::new(receiver))?;
+        let responses = client.stream_events(request).await?.into_inner();
+        Ok(StreamSink { requests, responses })
+    }
+}
+
+impl crate::import::Sink for StreamSink {
+    async fn send(&mut self, batch: Vec<crate::ingest::RawEvent>) -> Result<crate::engine::RecordOutcome, String> {
+        let events = batch
+            .into_iter()
+            .map(|e| proto::Event {
+                event_id: e.event_id,
+                kind: e.kind.map_or(proto::EventKind::Unspecified, proto_kind) as i32,
+                viewer_id: e.viewer_id,
+                creator_id: e.creator_id,
+                timestamp_ms: e.timestamp_ms,
+                amount: e.amount,
+            })
+            .collect();
+        self.requests
+            .send(proto::RecordEventsRequest { events })
+            .await
+            .map_err(|_| "the server closed the stream".to_owned())?;
+        let response = self
+            .responses
+            .message()
+            .await
+            .map_err(|status| format!("server error: {}: {}", status.code(), status.message()))?
+            .ok_or_else(|| "the server ended the stream".to_owned())?;
+        Ok(crate::engine::RecordOutcome {
+            accepted: response.accepted,
+            duplicates: response.duplicates,
+            rejected: response
+                .rejected
+                .iter()
+                .map(|r| (r.index, crate::ingest::RejectReason::from_message(&r.reason)))
+                .collect(),
+        })
+    }
+}

@@ -66,6 +66,31 @@ impl RejectReason {
     }
 }
 
+impl RejectReason {
+    /// Every reason.
+    pub const ALL: [RejectReason; 10] = [
+        RejectReason::UnspecifiedKind,
+        RejectReason::MissingCreator,
+        RejectReason::SelfInteraction,
+        RejectReason::AnonymousRelation,
+        RejectReason::FutureTimestamp,
+        RejectReason::TimestampOutOfRange,
+        RejectReason::NonFiniteAmount,
+        RejectReason::NegativeAmount,
+        RejectReason::ViewFractionAboveOne,
+        RejectReason::EventIdTooLong,
+    ];
+
+    /// Recovers the reason from a server's message (it ends with `(code)`);
+    /// unknown messages map to the unspecified kind.
+    pub fn from_message(message: &str) -> RejectReason {
+        RejectReason::ALL
+            .into_iter()
+            .find(|reason| message.ends_with(&format!("({})", reason.code())))
+            .unwrap_or(RejectReason::UnspecifiedKind)
+    }
+}
+
 impl fmt::Display for RejectReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let text = match self {

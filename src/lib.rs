@@ -11,20 +11,29 @@
 //! - [`grpc`]: the tonic adapter: proto ⇄ domain, errors → `Status`, nothing else.
 //! - [`server`]: wiring: health, reflection, limits, graceful shutdown.
 //! - [`config`]: typed, validated configuration with named variants.
-//! - [`cli`], [`client`], [`telemetry`]: the command line, its gRPC client, logs.
+//! - [`import`], [`scores`], [`generate`], [`evaluate`]: offline tools — bulk
+//!   import, scores as of an instant, synthetic events, the evaluation.
+//! - [`cli`], [`commands`], [`client`], [`telemetry`], [`time`]: the command
+//!   line, its subcommands, its gRPC client, logs, time arguments.
 
 #![forbid(unsafe_code)]
 
 pub mod cache;
 pub mod cli;
 pub mod client;
+pub mod commands;
 pub mod config;
 pub mod engine;
 pub mod error;
+pub mod evaluate;
+pub mod generate;
 pub mod grpc;
+pub mod import;
 pub mod ingest;
 pub mod model;
 pub mod proto;
+pub mod scores;
 pub mod server;
 pub mod store;
 pub mod telemetry;
+pub mod time;

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use creator_boost::cli::{Cli, Command};
 use creator_boost::config::{Config, EXIT_CONFIG};
-use creator_boost::{client, server, telemetry};
+use creator_boost::{client, commands, server, telemetry};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -38,6 +38,34 @@ fn main() -> ExitCode {
         Command::Send(args) => finish(runtime.block_on(client::send(args))),
         Command::Rank(args) => finish(runtime.block_on(client::rank(args))),
         Command::CreatorScores(args) => finish(runtime.block_on(client::creator_scores(args))),
+        Command::Import(args) => match runtime.block_on(commands::import(args)) {
+            Ok(stats) => {
+                println!("{stats}");
+                ExitCode::SUCCESS
+            }
+            Err(error) => fail(&error),
+        },
+        Command::Scores(args) => {
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            match commands::scores(args, &mut out) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(error) => fail(&error),
+            }
+        }
+        Command::Generate(args) => {
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            match commands::generate_events(args, &mut out) {
+                Ok(_) => ExitCode::SUCCESS,
+                Err(error) => fail(&error),
+            }
+        }
+        Command::Evaluate(args) => match commands::evaluate(args) {
+            Ok(report) => {
+                println!("{report}");
+                ExitCode::SUCCESS
+            }
+            Err(error) => fail(&error),
+        },
         Command::Health(args) => match runtime.block_on(client::health(args)) {
             Ok(true) => ExitCode::SUCCESS,
             Ok(false) => ExitCode::FAILURE,
@@ -52,9 +80,11 @@ fn main() -> ExitCode {
 fn finish(result: Result<(), client::ClientError>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("error: {error}");
-            ExitCode::FAILURE
-        }
+        Err(error) => fail(&error),
     }
+}
+
+fn fail(error: &dyn std::fmt::Display) -> ExitCode {
+    eprintln!("error: {error}");
+    ExitCode::FAILURE
 }

@@ -26,6 +26,7 @@ const DEDUPE: TableDefinition<&str, i64> = TableDefinition::new("dedupe");
 /// (acceptance time, event_id) → (), for expiring the dedupe window in order.
 const DEDUPE_EXPIRY: TableDefinition<(i64, &str), ()> = TableDefinition::new("dedupe_expiry");
 const GLOBAL_KEY: &str = "global";
+const DECAY_KEY: &str = "decay";
 
 /// File name of the database inside the data directory.
 pub const DB_FILE: &str = "creator-boost.redb";
@@ -91,6 +92,7 @@ impl EmbeddedStore {
             Database::create(&path).map_err(|e| StoreError::Backend(format!("cannot open {}: {e}", path.display())))?;
         let db = Arc::new(db);
         create_tables(&db)?;
+        check_decay(&db, &settings.ingest)?;
         let (sender, jobs) = mpsc::channel(1024);
         let thread_db = Arc::clone(&db);
         let thread = std::thread::Builder::new()
@@ -195,6 +197,36 @@ fn create_tables(db: &Database) -> Result<(), StoreError> {
     txn.open_table(META).map_err(backend)?;
     txn.open_table(DEDUPE).map_err(backend)?;
     txn.open_table(DEDUPE_EXPIRY).map_err(backend)?;
+    txn.commit().map_err(backend)
+}
+
+/// Stored sums are only meaningful with the half-lives they were written
+/// with: the first open records them, later opens must match.
+fn check_decay(db: &Database, ingest: &IngestParams) -> Result<(), StoreError> {
+    let wanted = format!(
+        "engagement_half_life_days={} negative_half_life_days={}",
+        ingest.engagement_half_life_days, ingest.negative_half_life_days
+    );
+    let txn = db.begin_write().map_err(backend)?;
+    {
+        let mut meta = txn.open_table(META).map_err(backend)?;
+        let stored = meta
+            .get(DECAY_KEY)
+            .map_err(backend)?
+            .map(|v| String::from_utf8_lossy(v.value()).into_owned());
+        match stored {
+            Some(stored) if stored != wanted => {
+                return Err(StoreError::Backend(format!(
+                    "this data dir was written with {stored}; the config says {wanted}. \
+                     Use the same [ingest] half-lives, or import into a new data dir"
+                )));
+            }
+            Some(_) => {}
+            None => {
+                meta.insert(DECAY_KEY, wanted.as_bytes()).map_err(backend)?;
+            }
+        }
+    }
     txn.commit().map_err(backend)
 }
 

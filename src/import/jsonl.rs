@@ -1,0 +1,144 @@
+//! JSON Lines events: one JSON object per line, fields as in the `Event`
+//! message. `kind` is a name (`"LIKE"` or `"like"`) or the enum number.
+//!
+//! ```json
+//! {"event_id":"e1","kind":"LIKE","viewer_id":7,"creator_id":100,"timestamp_ms":1650812741436,"amount":0}
+//! ```
+//! `event_id`, `timestamp_ms` (0 = now) and `amount` may be left out.
+
+use serde::{Deserialize, Serialize};
+
+use crate::ingest::RawEvent;
+use crate::model::EventKind;
+
+/// One line of the JSON Lines format.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JsonEvent {
+    /// Idempotency key.
+    #[serde(default)]
+    pub event_id: String,
+    /// Kind name or number.
+    pub kind: serde_json::Value,
+    /// Viewer (0 = anonymous).
+    #[serde(default)]
+    pub viewer_id: u64,
+    /// Creator.
+    pub creator_id: u64,
+    /// Unix milliseconds (0 = now).
+    #[serde(default)]
+    pub timestamp_ms: i64,
+    /// Money or fraction watched.
+    #[serde(default)]
+    pub amount: f64,
+}
+
+/// Parses one line.
+///
+/// # Errors
+/// The JSON error, shortened to its kind (for counting).
+pub fn parse_line(line: &str) -> Result<RawEvent, String> {
+    let event: JsonEvent = serde_json::from_str(line).map_err(|e| format!("invalid JSON event: {e}"))?;
+    let kind = match &event.kind {
+        serde_json::Value::String(name) => {
+            let name = name.to_ascii_lowercase();
+            if name == "event_kind_unspecified" {
+                None
+            } else {
+                Some(
+                    EventKind::ALL
+                        .into_iter()
+                        .find(|k| k.name() == name)
+                        .ok_or_else(|| format!("unknown kind `{name}`"))?,
+                )
+            }
+        }
+        serde_json::Value::Number(number) => match number.as_u64() {
+            Some(0) => None,
+            Some(n) if (n as usize) <= EventKind::ALL.len() => Some(EventKind::ALL[n as usize - 1]),
+            _ => return Err(format!("unknown kind number {number}")),
+        },
+        other => return Err(format!("kind must be a name or number, got {other}")),
+    };
+    Ok(RawEvent {
+        event_id: event.event_id,
+        kind,
+        viewer_id: event.viewer_id,
+        creator_id: event.creator_id,
+        timestamp_ms: event.timestamp_ms,
+        amount: event.amount,
+    })
+}
+
+/// Writes one event as a JSON line (without the newline).
+pub fn to_line(event: &RawEvent) -> String {
+    let kind = event
+        .kind
+        .map_or("EVENT_KIND_UNSPECIFIED".to_owned(), |k| k.name().to_ascii_uppercase());
+    let json = JsonEvent {
+        event_id: event.event_id.clone(),
+        kind: serde_json::Value::String(kind),
+        viewer_id: event.viewer_id,
+        creator_id: event.creator_id,
+        timestamp_ms: event.timestamp_ms,
+        amount: event.amount,
+    };
+    // Serializing this plain struct cannot fail (no maps with non-string keys).
+    serde_json::to_string(&json).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_names_numbers_and_defaults() {
+        let e = parse_line(
+            r#"{"event_id":"a","kind":"LIKE","viewer_id":7,"creator_id":100,"timestamp_ms":5,"amount":0.5}"#,
+        )
+        .expect("line");
+        assert_eq!(e.kind, Some(EventKind::Like));
+        assert_eq!((e.viewer_id, e.creator_id, e.timestamp_ms, e.amount), (7, 100, 5, 0.5));
+        let e = parse_line(r#"{"kind":7,"creator_id":1}"#).expect("numbered");
+        assert_eq!(e.kind, Some(EventKind::Tip));
+        assert_eq!(e.event_id, "");
+        assert_eq!(
+            parse_line(r#"{"kind":"follow","creator_id":1,"viewer_id":2}"#)
+                .expect("lower")
+                .kind,
+            Some(EventKind::Follow)
+        );
+        assert_eq!(parse_line(r#"{"kind":0,"creator_id":1}"#).expect("zero").kind, None);
+    }
+
+    #[test]
+    fn round_trips() {
+        let event = RawEvent {
+            event_id: "x".into(),
+            kind: Some(EventKind::JoinFanGroup),
+            viewer_id: 1,
+            creator_id: 2,
+            timestamp_ms: 3,
+            amount: 0.25,
+        };
+        assert_eq!(parse_line(&to_line(&event)).expect("round trip"), event);
+    }
+
+    #[test]
+    fn malformed_lines_are_errors() {
+        for bad in [
+            "",
+            "{",
+            "[]",
+            r#"{"kind":"LIKE"}"#,
+            r#"{"kind":"SMILE","creator_id":1}"#,
+            r#"{"kind":12,"creator_id":1}"#,
+            r#"{"kind":true,"creator_id":1}"#,
+            r#"{"kind":"LIKE","creator_id":-1}"#,
+            r#"{"kind":"LIKE","creator_id":1,"extra":1}"#,
+            r#"{"kind":"LIKE","creator_id":18446744073709551616}"#,
+        ] {
+            assert!(parse_line(bad).is_err(), "{bad}");
+        }
+    }
+}

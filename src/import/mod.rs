@@ -1,0 +1,353 @@
+//! Bulk import of event history: KuaiRand CSV logs (plain or gzip) and JSON
+//! Lines, into the embedded store directly or into a running server over
+//! `StreamEvents`.
+//!
+//! A reader thread parses files into batches; the async side hands each batch
+//! to the sink and counts what the store says. Malformed rows are counted by
+//! reason, never fatal.
+
+pub mod jsonl;
+pub mod kuairand;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+
+use crate::engine::{Engine, RecordOutcome};
+use crate::ingest::RawEvent;
+use crate::store::Store;
+
+/// Input file format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// KuaiRand interaction log CSV (with header), plain or `.gz`.
+    Kuairand,
+    /// One JSON event per line, plain or `.gz`.
+    Jsonl,
+}
+
+impl Format {
+    /// Guesses the format from the file name (`.jsonl`/`.json` → JSON Lines, else KuaiRand).
+    pub fn guess(path: &Path) -> Format {
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("")
+            .to_ascii_lowercase();
+        let name = name.strip_suffix(".gz").unwrap_or(&name);
+        if name.ends_with(".jsonl") || name.ends_with(".json") || name.ends_with(".ndjson") {
+            Format::Jsonl
+        } else {
+            Format::Kuairand
+        }
+    }
+}
+
+/// What to import and how.
+#[derive(Clone, Debug)]
+pub struct ImportOptions {
+    /// Input files, read in order.
+    pub files: Vec<PathBuf>,
+    /// Forced format; `None` = guess per file.
+    pub format: Option<Format>,
+    /// Skip events at or after this instant (unix ms).
+    pub until_ms: Option<i64>,
+    /// Events per batch.
+    pub batch_size: usize,
+}
+
+/// Counts of one import.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ImportStats {
+    /// Data rows (lines) read.
+    pub rows: u64,
+    /// Events produced from the rows.
+    pub events: u64,
+    /// Events the store accepted.
+    pub accepted: u64,
+    /// Events already seen.
+    pub duplicates: u64,
+    /// Events rejected by validation, by reason code.
+    pub rejected: BTreeMap<String, u64>,
+    /// Rows that could not be parsed, by reason.
+    pub malformed: BTreeMap<String, u64>,
+    /// Rows skipped by `--until`.
+    pub after_until: u64,
+    /// Wall time.
+    pub elapsed: Duration,
+}
+
+impl ImportStats {
+    /// Rejected events, all reasons.
+    pub fn rejected_total(&self) -> u64 {
+        self.rejected.values().sum()
+    }
+
+    /// Malformed rows, all reasons.
+    pub fn malformed_total(&self) -> u64 {
+        self.malformed.values().sum()
+    }
+
+    fn add_outcome(&mut self, outcome: &RecordOutcome) {
+        self.accepted += u64::from(outcome.accepted);
+        self.duplicates += u64::from(outcome.duplicates);
+        for (_, reason) in &outcome.rejected {
+            *self.rejected.entry(reason.code().to_owned()).or_default() += 1;
+        }
+    }
+}
+
+impl fmt::Display for ImportStats {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let seconds = self.elapsed.as_secs_f64().max(1e-9);
+        write!(
+            f,
+            "rows {} ({:.0} rows/s), events {}, accepted {}, duplicates {}, rejected {}, malformed rows {}, after --until {}, {:.2} s",
+            self.rows,
+            self.rows as f64 / seconds,
+            self.events,
+            self.accepted,
+            self.duplicates,
+            self.rejected_total(),
+            self.malformed_total(),
+            self.after_until,
+            seconds
+        )?;
+        for (reason, count) in self.rejected.iter().chain(&self.malformed) {
+            write!(f, "\n  {reason}: {count}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Why an import stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ImportError {
+    /// A file could not be opened or read.
+    #[error("{path}: {message}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        message: String,
+    },
+    /// The sink failed (store error, server error); counts so far are kept.
+    #[error("import stopped: {0}")]
+    Sink(String),
+}
+
+/// Where batches go.
+pub trait Sink {
+    /// Sends one batch and waits for its outcome.
+    fn send(&mut self, batch: Vec<RawEvent>)
+    -> impl std::future::Future<Output = Result<RecordOutcome, String>> + Send;
+}
+
+/// Writes through an engine (the embedded store, server stopped).
+pub struct EngineSink<S>(pub Arc<Engine<S>>);
+
+impl<S: Store> Sink for EngineSink<S> {
+    async fn send(&mut self, batch: Vec<RawEvent>) -> Result<RecordOutcome, String> {
+        self.0.record(batch).await.map_err(|e| e.to_string())
+    }
+}
+
+enum Parsed {
+    Batch(Vec<RawEvent>),
+    Progress {
+        rows: u64,
+        malformed: BTreeMap<String, u64>,
+        after_until: u64,
+    },
+    Failed(ImportError),
+}
+
+/// Reads every file and sends its events through `sink`, batch by batch.
+///
+/// # Errors
+/// [`ImportError`] when a file cannot be read or the sink fails; malformed
+/// rows are counted, not errors.
+pub async fn run_import(options: ImportOptions, sink: &mut impl Sink) -> Result<ImportStats, ImportError> {
+    let started = Instant::now();
+    let (sender, mut receiver) = mpsc::channel::<Parsed>(8);
+    let reader_options = options.clone();
+    let reader = std::thread::spawn(move || read_files(&reader_options, &sender));
+    let progress = progress_bar();
+    let mut stats = ImportStats::default();
+    let mut failure = None;
+    while let Some(parsed) = receiver.recv().await {
+        match parsed {
+            Parsed::Batch(batch) => {
+                stats.events += batch.len() as u64;
+                match sink.send(batch).await {
+                    Ok(outcome) => stats.add_outcome(&outcome),
+                    Err(message) => {
+                        failure = Some(ImportError::Sink(message));
+                        break;
+                    }
+                }
+                progress.set_message(format!(
+                    "{} events, {} accepted, {} duplicates",
+                    stats.events, stats.accepted, stats.duplicates
+                ));
+            }
+            Parsed::Progress {
+                rows,
+                malformed,
+                after_until,
+            } => {
+                stats.rows = rows;
+                stats.malformed = malformed;
+                stats.after_until = after_until;
+                progress.set_position(rows);
+            }
+            Parsed::Failed(error) => {
+                failure = Some(error);
+                break;
+            }
+        }
+    }
+    drop(receiver);
+    // The reader ends on its own once the channel is closed.
+    let _ = reader.join();
+    progress.finish_and_clear();
+    stats.elapsed = started.elapsed();
+    match failure {
+        Some(error) => {
+            eprintln!("partial import: {stats}");
+            Err(error)
+        }
+        None => Ok(stats),
+    }
+}
+
+fn progress_bar() -> indicatif::ProgressBar {
+    use std::io::IsTerminal;
+    if !std::io::stderr().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new_spinner();
+    if let Ok(style) = indicatif::ProgressStyle::with_template("{spinner} {pos} rows ({per_sec}) {msg} [{elapsed}]") {
+        bar.set_style(style);
+    }
+    bar.enable_steady_tick(Duration::from_millis(120));
+    bar
+}
+
+/// Opens a file, transparently decompressing gzip (by magic bytes).
+fn open(path: &Path) -> Result<Box<dyn BufRead + Send>, ImportError> {
+    let read_error = |e: std::io::Error| ImportError::Read {
+        path: path.to_owned(),
+        message: e.to_string(),
+    };
+    let mut file = File::open(path).map_err(read_error)?;
+    let mut magic = [0u8; 2];
+    let gzip = file.read(&mut magic).map_err(read_error)? == 2 && magic == [0x1f, 0x8b];
+    let file = File::open(path).map_err(read_error)?;
+    Ok(if gzip {
+        Box::new(BufReader::with_capacity(
+            1 << 16,
+            flate2::read::MultiGzDecoder::new(file),
+        ))
+    } else {
+        Box::new(BufReader::with_capacity(1 << 16, file))
+    })
+}
+
+fn read_files(options: &ImportOptions, sender: &mpsc::Sender<Parsed>) {
+    let mut rows = 0u64;
+    let mut after_until = 0u64;
+    let mut malformed: BTreeMap<String, u64> = BTreeMap::new();
+    let mut batch = Vec::with_capacity(options.batch_size + 8);
+    let send = |message: Parsed| sender.blocking_send(message).is_ok();
+    for path in &options.files {
+        let format = options.format.unwrap_or_else(|| Format::guess(path));
+        let mut reader = match open(path) {
+            Ok(reader) => reader,
+            Err(error) => {
+                send(Parsed::Failed(error));
+                return;
+            }
+        };
+        let mut columns = None;
+        let mut line = String::new();
+        loop {
+            line.clear();
+            match reader.read_line(&mut line) {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(error) => {
+                    send(Parsed::Failed(ImportError::Read {
+                        path: path.clone(),
+                        message: error.to_string(),
+                    }));
+                    return;
+                }
+            }
+            if line.trim().is_empty() {
+                continue;
+            }
+            if format == Format::Kuairand && columns.is_none() {
+                match kuairand::Columns::from_header(&line) {
+                    Ok(found) => columns = Some(found),
+                    Err(message) => {
+                        send(Parsed::Failed(ImportError::Read {
+                            path: path.clone(),
+                            message,
+                        }));
+                        return;
+                    }
+                }
+                continue;
+            }
+            rows += 1;
+            let before = batch.len();
+            let parsed = match (&columns, format) {
+                (Some(columns), Format::Kuairand) => columns.events(&line, &mut batch).map_err(str::to_owned),
+                _ => jsonl::parse_line(line.trim())
+                    .map(|event| batch.push(event))
+                    .map_err(|e| {
+                        // Count by the kind of error, not the position, so reasons aggregate.
+                        e.split(" at line").next().unwrap_or(&e).to_owned()
+                    }),
+            };
+            if let Err(reason) = parsed {
+                batch.truncate(before);
+                *malformed.entry(format!("malformed: {reason}")).or_default() += 1;
+                continue;
+            }
+            if let Some(until) = options.until_ms
+                && batch[before..].iter().any(|e| e.timestamp_ms >= until)
+            {
+                batch.truncate(before);
+                after_until += 1;
+                continue;
+            }
+            if batch.len() >= options.batch_size {
+                let full = std::mem::replace(&mut batch, Vec::with_capacity(options.batch_size + 8));
+                if !send(Parsed::Progress {
+                    rows,
+                    malformed: malformed.clone(),
+                    after_until,
+                }) || !send(Parsed::Batch(full))
+                {
+                    return;
+                }
+            }
+        }
+    }
+    if !batch.is_empty() && !send(Parsed::Batch(batch)) {
+        return;
+    }
+    send(Parsed::Progress {
+        rows,
+        malformed,
+        after_until,
+    });
+}

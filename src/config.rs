@@ -402,7 +402,7 @@ mod tests {
         let same = config.variants.get("same").expect("same");
         assert_eq!(deep.params.non_fan_factor, 0.5);
         assert_eq!(deep.params.weights.tip, 20.0);
-        assert_eq!(deep.params.weights.like, 2.0);
+        assert_eq!(deep.params.weights.like, ModelParams::default().weights.like);
         assert_ne!(deep.model_version, default.model_version);
         assert_eq!(same.model_version, default.model_version);
         assert!(config.variants.get("missing").is_none());

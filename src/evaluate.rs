@@ -260,7 +260,7 @@ fn grid(base_ingest: &IngestParams, base: &ModelParams) -> Vec<Candidate> {
                 for non_fan in [0.3, 1.0] {
                     for m_engagement in [0.3, 1.0, 3.0, 10.0] {
                         for m_report in [10_000.0, 100_000.0] {
-                            for ltv in [0.0, 0.25, 1.0] {
+                            for ltv in [0.0, 0.5, 2.0] {
                                 let ingest = IngestParams {
                                     engagement_half_life_days: half_life,
                                     ..base_ingest.clone()
@@ -333,6 +333,9 @@ pub fn run(options: &EvalOptions) -> Result<String, String> {
         // Inner split: the first half's own first half predicts its second half.
         let inner_split = start + (split - start) / 2;
         let inner = Split::new(&events, start, inner_split, split);
+        // Half the floor on the shorter inner windows judges about as many
+        // creators as the outer split does, so the choice is less noisy.
+        let tuning_min = (min / 2).max(1);
         let mut replays: HashMap<u64, Replay> = HashMap::new();
         let mut best: Option<(f64, Candidate)> = None;
         let candidates = grid(&options.ingest, &options.params);
@@ -341,7 +344,7 @@ pub fn run(options: &EvalOptions) -> Result<String, String> {
             let replayed = replays
                 .entry(key)
                 .or_insert_with(|| replay(inner.history, &candidate.ingest));
-            let result = inner.judge(replayed, &candidate.ingest, &candidate.params, min);
+            let result = inner.judge(replayed, &candidate.ingest, &candidate.params, tuning_min);
             if best.as_ref().is_none_or(|(score, _)| result.model > *score) {
                 best = Some((result.model, candidate.clone()));
             }
@@ -351,7 +354,7 @@ pub fn run(options: &EvalOptions) -> Result<String, String> {
                 &replay(inner.history, &options.ingest),
                 &options.ingest,
                 &options.params,
-                min,
+                tuning_min,
             );
             let outer_tuned = outer.judge(&replay(outer.history, &tuned.ingest), &tuned.ingest, &tuned.params, min);
             let _ = writeln!(
@@ -444,7 +447,7 @@ fn bootstrap_gain(result: &SplitResult, resamples: usize, seed: u64) -> (f64, f6
 
 const WIDTH: f64 = 640.0;
 const HEIGHT: f64 = 400.0;
-const MARGIN: f64 = 56.0;
+const MARGIN: f64 = 64.0;
 
 fn frame(title_x: &str, title_y: &str, x: (f64, f64), y: (f64, f64)) -> String {
     let mut svg = format!(
@@ -466,18 +469,30 @@ fn frame(title_x: &str, title_y: &str, x: (f64, f64), y: (f64, f64)) -> String {
         let py = HEIGHT - MARGIN - f * (HEIGHT - 2.0 * MARGIN);
         let _ = writeln!(
             svg,
-            "<text x=\"{px}\" y=\"{}\" text-anchor=\"middle\">{:.3}</text>",
+            "<text x=\"{px}\" y=\"{}\" text-anchor=\"middle\">{}</text>",
             HEIGHT - MARGIN + 16.0,
-            x.0 + f * (x.1 - x.0)
+            tick(x.0 + f * (x.1 - x.0), x)
         );
         let _ = writeln!(
             svg,
-            "<text x=\"{}\" y=\"{py}\" text-anchor=\"end\">{:.3}</text>",
+            "<text x=\"{}\" y=\"{py}\" text-anchor=\"end\">{}</text>",
             MARGIN - 4.0,
-            y.0 + f * (y.1 - y.0)
+            tick(y.0 + f * (y.1 - y.0), y)
         );
     }
     svg
+}
+
+/// A tick label with as many decimals as the axis range needs.
+fn tick(value: f64, (low, high): (f64, f64)) -> String {
+    let span = (high - low).abs();
+    if span >= 20.0 {
+        format!("{value:.0}")
+    } else if span >= 2.0 {
+        format!("{value:.1}")
+    } else {
+        format!("{value:.2}")
+    }
 }
 
 fn scale(value: f64, (low, high): (f64, f64), from: f64, to: f64) -> f64 {

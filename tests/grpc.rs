@@ -328,7 +328,8 @@ async fn creator_scores_in_request_order() {
     let found = &response.scores[1];
     assert!(found.found && found.followers == 9 && found.evidence == 54);
     assert!(found.fan_value > 0.0 && found.public_boost > 1.0 && found.public_boost <= 2.0);
-    assert!((found.creator_value - (found.fan_value + found.long_term_value)).abs() < 1e-12);
+    // The test config keeps the default weights: w_fv = w_ltv = 0.5.
+    assert!((found.creator_value - 0.5 * (found.fan_value + found.long_term_value)).abs() < 1e-12);
     assert_eq!(found.updated_at_ms, NOW_MS - 3_600_000 + 5_000);
     let missing = &response.scores[0];
     assert!(!missing.found && missing.public_boost == 1.0 && missing.followers == 0);

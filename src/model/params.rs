@@ -27,12 +27,15 @@ pub struct KindWeights {
 }
 
 impl Default for KindWeights {
+    /// The layers of fan love, deeper worth more. VIEW, LIKE, COMMENT and
+    /// SHARE are tuned on KuaiRand (docs/evaluation.md); the logs have no
+    /// purchases, fan groups or tips, so those keep the reference weights.
     fn default() -> Self {
         KindWeights {
-            view: 1.0,
-            like: 2.0,
-            comment: 3.0,
-            share: 4.0,
+            view: 0.05,
+            like: 1.0,
+            comment: 1.25,
+            share: 1.5,
             purchase: 6.0,
             join_fan_group: 8.0,
             tip: 10.0,
@@ -106,17 +109,20 @@ impl Default for ModelParams {
         ModelParams {
             weights: KindWeights::default(),
             non_fan_factor: 0.3,
-            prior_engagement_rate: 0.4,
+            prior_engagement_rate: 0.045,
             prior_churn_rate: 0.1,
             prior_report_rate: 0.001,
             prior_strength: 10_000.0,
-            m_engagement: 50.0,
+            m_engagement: 10.0,
             m_churn: 10.0,
-            m_report: 1_000.0,
+            m_report: 10_000.0,
             churn_weight: 1.0,
             report_weight: 1.0,
-            fan_value_weight: 1.0,
-            long_term_value_weight: 1.0,
+            // Both scale creator_value alike, which leaves its rank correlation
+            // unchanged; 0.5 spreads KuaiRand creators over about [0.6, 1.7]
+            // instead of piling them on the clamps (docs/evaluation.md).
+            fan_value_weight: 0.5,
+            long_term_value_weight: 0.5,
             boost_min: 0.5,
             boost_max: 2.0,
             tier_follower: 1.25,
@@ -200,9 +206,17 @@ pub struct IngestParams {
 impl Default for IngestParams {
     fn default() -> Self {
         IngestParams {
-            engagement_half_life_days: 14.0,
+            engagement_half_life_days: 365.0,
             negative_half_life_days: 30.0,
-            intimacy_weights: KindWeights::default(),
+            intimacy_weights: KindWeights {
+                view: 1.0,
+                like: 2.0,
+                comment: 3.0,
+                share: 4.0,
+                purchase: 6.0,
+                join_fan_group: 8.0,
+                tip: 10.0,
+            },
             max_relations_per_viewer: 1_000,
         }
     }

@@ -29,7 +29,7 @@ max_events_per_batch = 1000
 max_event_id_bytes = 64
 
 [variants.deep_fans]
-fan_value_weight = 2.0
+fan_value_weight = 1.0
 weights.tip = 30.0
 
 [variants.no_private]

@@ -1,0 +1,231 @@
+//! The offline tools end to end: import (embedded and over StreamEvents),
+//! scores as of an instant, the generator, and the real KuaiRand log when it
+//! is present.
+
+mod common;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use common::*;
+use creator_boost::cli::{GenerateArgs, ImportArgs, ScoresArgs};
+use creator_boost::commands;
+use creator_boost::scores::ScoresFormat;
+
+fn import_args(files: Vec<PathBuf>, data_dir: &Path) -> ImportArgs {
+    ImportArgs {
+        files,
+        data_dir: Some(data_dir.to_owned()),
+        server: None,
+        token_file: None,
+        format: None,
+        until: None,
+        config: None,
+        batch_size: 500,
+    }
+}
+
+fn scores_args(data_dir: &Path, as_of: &str) -> ScoresArgs {
+    ScoresArgs {
+        data_dir: Some(data_dir.to_owned()),
+        config: None,
+        as_of: as_of.to_owned(),
+        format: ScoresFormat::Csv,
+        variant: String::new(),
+        creators: Vec::new(),
+    }
+}
+
+/// Parses `scores` CSV: (creator_id, found, public_boost, all values finite).
+fn parse_scores(csv: &str) -> Vec<(u64, bool, f64, bool)> {
+    csv.lines()
+        .skip(1)
+        .map(|line| {
+            let f: Vec<&str> = line.split(',').collect();
+            let values: Vec<f64> = f[4..8].iter().map(|v| v.parse().expect("number")).collect();
+            (
+                f[0].parse().expect("id"),
+                f[1] == "true",
+                values[3],
+                values.iter().all(|v| v.is_finite()),
+            )
+        })
+        .collect()
+}
+
+const JSONL: &str = r#"{"event_id":"j1","kind":"FOLLOW","viewer_id":7,"creator_id":100,"timestamp_ms":1780000000000}
+{"event_id":"j2","kind":"like","viewer_id":7,"creator_id":100,"timestamp_ms":1780000001000}
+{"event_id":"j3","kind":7,"viewer_id":8,"creator_id":100,"timestamp_ms":1780000002000,"amount":25.0}
+{"event_id":"j4","kind":"VIEW","viewer_id":9,"creator_id":200,"timestamp_ms":1780000003000,"amount":0.5}
+this is not json
+{"event_id":"j5","kind":"SMILE","viewer_id":9,"creator_id":200}
+{"event_id":"j6","kind":"LIKE","viewer_id":200,"creator_id":200,"timestamp_ms":1780000004000}
+{"event_id":"j7","kind":"TIP","viewer_id":9,"creator_id":200,"timestamp_ms":1780000005000,"amount":-3}
+{"event_id":"j8","kind":"SHARE","viewer_id":9,"creator_id":300,"timestamp_ms":1790000000000}
+"#;
+
+fn write_temp(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let path = dir.join(name);
+    let mut file = std::fs::File::create(&path).expect("create");
+    file.write_all(text.as_bytes()).expect("write");
+    path
+}
+
+#[tokio::test]
+async fn jsonl_import_counts_rejections_and_is_idempotent() {
+    let temp = tempfile::tempdir().expect("temp");
+    let file = write_temp(temp.path(), "events.jsonl", JSONL);
+    let data = temp.path().join("data");
+    let first = commands::import(import_args(vec![file.clone()], &data))
+        .await
+        .expect("import");
+    assert_eq!(first.rows, 9);
+    assert_eq!(first.malformed_total(), 2, "{first}");
+    assert_eq!((first.events, first.accepted, first.duplicates), (7, 5, 0), "{first}");
+    assert_eq!(first.rejected.get("self_interaction"), Some(&1));
+    assert_eq!(first.rejected.get("negative_amount"), Some(&1));
+    let second = commands::import(import_args(vec![file.clone()], &data))
+        .await
+        .expect("again");
+    assert_eq!((second.accepted, second.duplicates), (0, 5), "{second}");
+
+    // --until splits history: a fresh store with the cut-off misses j8.
+    let cut = temp.path().join("cut");
+    let until = ImportArgs {
+        until: Some("2026-06-01T00:00:00Z".into()),
+        ..import_args(vec![file], &cut)
+    };
+    let stats = commands::import(until).await.expect("until");
+    assert_eq!((stats.accepted, stats.after_until), (4, 1), "{stats}");
+
+    let mut out = Vec::new();
+    let args = ScoresArgs {
+        creators: vec![100, 200, 999],
+        ..scores_args(&data, "2026-06-01T00:00:00Z")
+    };
+    commands::scores(args, &mut out).expect("scores");
+    let rows = parse_scores(&String::from_utf8(out).expect("utf8"));
+    assert_eq!(rows.len(), 3);
+    assert!(rows.iter().all(|r| r.3), "{rows:?}");
+    let unknown = rows.iter().find(|r| r.0 == 999).expect("999");
+    assert_eq!((unknown.1, unknown.2), (false, 1.0));
+    let creator = rows.iter().find(|r| r.0 == 100).expect("100");
+    assert!(creator.1 && creator.2 > 1.0, "{creator:?}");
+}
+
+#[tokio::test]
+async fn import_over_stream_events_into_a_running_server() {
+    let server = spawn_server().await;
+    let temp = tempfile::tempdir().expect("temp");
+    let file = write_temp(temp.path(), "events.jsonl", JSONL);
+    let args = ImportArgs {
+        server: Some(server.url()),
+        data_dir: None,
+        ..import_args(vec![file.clone()], temp.path())
+    };
+    let stats = commands::import(args).await.expect("import");
+    // The test server's clock stands at 2026-06-01, so j8 is in its future.
+    assert_eq!(
+        (stats.accepted, stats.rejected_total(), stats.malformed_total()),
+        (4, 3, 2),
+        "{stats}"
+    );
+    assert_eq!(stats.rejected.get("self_interaction"), Some(&1), "{stats}");
+    assert_eq!(stats.rejected.get("future_timestamp"), Some(&1), "{stats}");
+    let args = ImportArgs {
+        server: Some(server.url()),
+        data_dir: None,
+        ..import_args(vec![file], temp.path())
+    };
+    let again = commands::import(args).await.expect("again");
+    assert_eq!((again.accepted, again.duplicates), (0, 4));
+}
+
+#[tokio::test]
+async fn generated_events_import_and_score() {
+    let temp = tempfile::tempdir().expect("temp");
+    let path = temp.path().join("generated.jsonl");
+    let args = GenerateArgs {
+        seed: 3,
+        creators: 50,
+        viewers: 500,
+        events: 5_000,
+        end: "2026-11-01T00:00:00Z".into(),
+        days: 14,
+    };
+    let mut file = std::io::BufWriter::new(std::fs::File::create(&path).expect("create"));
+    assert_eq!(commands::generate_events(args, &mut file).expect("generate"), 5_000);
+    drop(file);
+    let data = temp.path().join("data");
+    let stats = commands::import(import_args(vec![path], &data)).await.expect("import");
+    assert_eq!(
+        (
+            stats.rows,
+            stats.accepted,
+            stats.rejected_total(),
+            stats.malformed_total()
+        ),
+        (5_000, 5_000, 0, 0),
+        "{stats}"
+    );
+    let mut out = Vec::new();
+    commands::scores(scores_args(&data, "2026-11-01T00:00:00Z"), &mut out).expect("scores");
+    let rows = parse_scores(&String::from_utf8(out).expect("utf8"));
+    assert_eq!(rows.len(), 50);
+    assert!(rows.iter().all(|r| r.3 && (0.5..=2.0).contains(&r.2)), "{rows:?}");
+}
+
+fn kuairand_log() -> Option<PathBuf> {
+    let path = std::env::var_os("CREATOR_BOOST_KUAIRAND")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../shared/data/kuairand-pure/log_standard_20220425_20220508_with_author.csv.gz")
+        });
+    if path.exists() {
+        Some(path)
+    } else {
+        eprintln!(
+            "NOTICE: skipping: KuaiRand log not found at {} (set CREATOR_BOOST_KUAIRAND)",
+            path.display()
+        );
+        None
+    }
+}
+
+#[tokio::test]
+async fn kuairand_full_log_imports_once_and_scores_within_range() {
+    let Some(log) = kuairand_log() else {
+        return;
+    };
+    let temp = tempfile::tempdir().expect("temp");
+    let data = temp.path().join("data");
+    let args = ImportArgs {
+        batch_size: 5_000,
+        ..import_args(vec![log.clone()], &data)
+    };
+    let first = commands::import(args).await.expect("import");
+    eprintln!("first import: {first}");
+    assert_eq!(first.rows, 228_329);
+    assert_eq!(first.malformed_total(), 0);
+    assert_eq!(first.accepted + first.duplicates + first.rejected_total(), first.events);
+    assert!(first.accepted > 220_000, "{first}");
+    let args = ImportArgs {
+        batch_size: 5_000,
+        ..import_args(vec![log], &data)
+    };
+    let second = commands::import(args).await.expect("again");
+    eprintln!("second import: {second}");
+    assert_eq!(second.accepted, 0);
+    assert_eq!(second.duplicates, first.accepted + first.duplicates);
+
+    let mut out = Vec::new();
+    let args = ScoresArgs {
+        creators: Vec::new(),
+        ..scores_args(&data, "2022-05-09T00:00:00Z")
+    };
+    commands::scores(args, &mut out).expect("scores");
+    let rows = parse_scores(&String::from_utf8(out).expect("utf8"));
+    assert!(rows.len() > 5_000, "{} creators", rows.len());
+    assert!(rows.iter().all(|r| r.1 && r.3 && (0.5..=2.0).contains(&r.2)));
+}

@@ -9,11 +9,10 @@ use crate::cache::{CachedCreator, Caches};
 use crate::config::{Limits, Variant, Variants};
 use crate::error::Error;
 use crate::ingest::{RawEvent, RejectReason, validate};
-use crate::model::rank::sort_and_truncate;
+use crate::model::rank::score_batch;
+pub use crate::model::rank::{Candidate, CreatorSlot};
 use crate::model::score::Scorer;
-use crate::model::{
-    CreatorAggregate, CreatorScore, Decay, IngestParams, PrivateScore, RankedItem, ScoreSpace, ViewerRecord,
-};
+use crate::model::{CreatorAggregate, CreatorScore, Decay, IngestParams, RankedItem, ScoreSpace, ViewerRecord};
 use crate::store::{Applied, Store};
 
 /// Where "now" comes from: the system clock, or a settable instant for tests
@@ -51,17 +50,6 @@ impl Clock {
     }
 }
 
-/// One candidate of a Rank call.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Candidate {
-    /// The item.
-    pub item_id: u64,
-    /// Its creator.
-    pub creator_id: u64,
-    /// The caller's score.
-    pub base_score: f64,
-}
-
 /// A Rank call.
 #[derive(Clone, Debug, Default)]
 pub struct RankQuery {
@@ -75,17 +63,6 @@ pub struct RankQuery {
     pub top_k: usize,
     /// How boost and base combine.
     pub score_space: ScoreSpace,
-}
-
-/// The scores of one distinct creator of a batch.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct CreatorSlot {
-    /// The creator.
-    pub creator_id: u64,
-    /// Creator-level scores.
-    pub creator: CreatorScore,
-    /// The viewer's relation to the creator.
-    pub private: PrivateScore,
 }
 
 /// A Rank answer: sorted items pointing into the table of distinct creators.
@@ -229,32 +206,15 @@ impl<S: Store> Engine<S> {
         degraded |= global_degraded;
 
         let scorer = Scorer::new(&variant.params, &self.decay, &global, self.clock.now_ms());
-        let slots: Vec<CreatorSlot> = creator_ids
-            .iter()
-            .zip(&aggregates)
-            .map(|(&creator_id, aggregate)| CreatorSlot {
-                creator_id,
-                creator: scorer.creator(aggregate.as_deref()),
-                private: scorer.private(viewer.as_ref().and_then(|v| v.relation(creator_id))),
-            })
-            .collect();
-
-        let mut items: Vec<RankedItem> = Vec::with_capacity(query.candidates.len());
-        for (index, candidate) in query.candidates.iter().enumerate() {
-            // Every creator id of the batch is in `creator_ids`; the fallback
-            // only satisfies the type.
-            let slot = creator_ids.binary_search(&candidate.creator_id).unwrap_or(0);
-            let scores = &slots[slot];
-            let boost = scores.creator.public_boost * scores.private.private_boost;
-            items.push(RankedItem {
-                index: index as u32,
-                creator_slot: slot as u32,
-                base_score: candidate.base_score,
-                boost,
-                final_score: query.score_space.combine(candidate.base_score, boost),
-            });
-        }
-        sort_and_truncate(&mut items, query.top_k);
+        let (items, slots) = score_batch(
+            &scorer,
+            &query.candidates,
+            &creator_ids,
+            &aggregates,
+            viewer.as_deref(),
+            query.score_space,
+            query.top_k,
+        );
         if degraded {
             tracing::warn!(
                 viewer_id = query.viewer_id,

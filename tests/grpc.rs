@@ -433,3 +433,27 @@ async fn writes_need_the_token_when_configured() {
         .await
         .expect("read without token");
 }
+
+#[tokio::test]
+async fn dedupe_window_expires() {
+    let config = TEST_CONFIG.replace(
+        "max_event_id_bytes = 64",
+        "max_event_id_bytes = 64\ndedupe_window_secs = 60",
+    );
+    let server = spawn_with(Spawn {
+        config: Some(config),
+        ..Spawn::default()
+    })
+    .await;
+    let mut client = server.client().await;
+    let first = record(&mut client, vec![event("once", Like, 1, 2)]).await;
+    assert_eq!((first.accepted, first.duplicates), (1, 0));
+    server.clock.set(NOW_MS + 30_000);
+    let inside = record(&mut client, vec![event("once", Like, 1, 2)]).await;
+    assert_eq!((inside.accepted, inside.duplicates), (0, 1), "inside the window");
+    // Past the window, the next commit sweeps the id away; a replay then counts again.
+    server.clock.set(NOW_MS + 61_000);
+    record(&mut client, vec![event("other", Like, 1, 2)]).await;
+    let after = record(&mut client, vec![event("once", Like, 1, 2)]).await;
+    assert_eq!((after.accepted, after.duplicates), (1, 0), "after the window");
+}

@@ -1,6 +1,32 @@
 //! Final scores for a batch: combine base score and boost, sort, cut.
 
 use std::cmp::Ordering;
+use std::sync::Arc;
+
+use super::aggregate::{CreatorAggregate, ViewerRecord};
+use super::score::{CreatorScore, PrivateScore, Scorer};
+
+/// One candidate of a batch.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Candidate {
+    /// The item (carried, not used for scoring).
+    pub item_id: u64,
+    /// Its creator.
+    pub creator_id: u64,
+    /// The caller's score.
+    pub base_score: f64,
+}
+
+/// The scores of one distinct creator of a batch.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct CreatorSlot {
+    /// The creator.
+    pub creator_id: u64,
+    /// Creator-level scores.
+    pub creator: CreatorScore,
+    /// The viewer's relation to the creator.
+    pub private: PrivateScore,
+}
 
 /// How the boost combines with the caller's base score.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -56,6 +82,51 @@ pub fn sort_and_truncate(items: &mut Vec<RankedItem>, top_k: usize) {
         items.truncate(top_k);
     }
     items.sort_unstable_by(order);
+}
+
+/// Scores a batch: each distinct creator once (public and private), then each
+/// candidate, then sorts and cuts.
+///
+/// `creator_ids` are the batch's distinct creators, sorted; `aggregates[i]`
+/// belongs to `creator_ids[i]` (`None` = unknown). Validating base scores is
+/// the caller's job.
+pub fn score_batch(
+    scorer: &Scorer<'_>,
+    candidates: &[Candidate],
+    creator_ids: &[u64],
+    aggregates: &[Option<Arc<CreatorAggregate>>],
+    viewer: Option<&ViewerRecord>,
+    space: ScoreSpace,
+    top_k: usize,
+) -> (Vec<RankedItem>, Vec<CreatorSlot>) {
+    debug_assert!(creator_ids.windows(2).all(|w| w[0] < w[1]));
+    debug_assert_eq!(creator_ids.len(), aggregates.len());
+    let slots: Vec<CreatorSlot> = creator_ids
+        .iter()
+        .zip(aggregates)
+        .map(|(&creator_id, aggregate)| CreatorSlot {
+            creator_id,
+            creator: scorer.creator(aggregate.as_deref()),
+            private: scorer.private(viewer.and_then(|v| v.relation(creator_id))),
+        })
+        .collect();
+    let mut items: Vec<RankedItem> = Vec::with_capacity(candidates.len());
+    for (index, candidate) in candidates.iter().enumerate() {
+        // Every creator of the batch is in `creator_ids`; the fallback only
+        // satisfies the type.
+        let slot = creator_ids.binary_search(&candidate.creator_id).unwrap_or(0);
+        let scores = &slots[slot];
+        let boost = scores.creator.public_boost * scores.private.private_boost;
+        items.push(RankedItem {
+            index: index as u32,
+            creator_slot: slot as u32,
+            base_score: candidate.base_score,
+            boost,
+            final_score: space.combine(candidate.base_score, boost),
+        });
+    }
+    sort_and_truncate(&mut items, top_k);
+    (items, slots)
 }
 
 #[cfg(test)]

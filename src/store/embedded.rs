@@ -21,19 +21,22 @@ use crate::model::{CreatorAggregate, Decay, Event, IngestParams, ViewerRecord};
 const CREATORS: TableDefinition<u64, &[u8]> = TableDefinition::new("creators");
 const VIEWERS: TableDefinition<u64, &[u8]> = TableDefinition::new("viewers");
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
-/// event_id → acceptance time (unix ms).
-const DEDUPE: TableDefinition<&str, i64> = TableDefinition::new("dedupe");
-/// (acceptance time, event_id) → (), for expiring the dedupe window in order.
-const DEDUPE_EXPIRY: TableDefinition<(i64, &str), ()> = TableDefinition::new("dedupe_expiry");
+/// 128-bit hash of an event_id → acceptance time (unix ms). Fixed-size keys
+/// keep the table compact; a collision needs ~2^64 ids.
+const DEDUPE: TableDefinition<u128, i64> = TableDefinition::new("dedupe_v2");
+const SWEEP_KEY: &str = "dedupe_sweep_cursor";
 const GLOBAL_KEY: &str = "global";
 const DECAY_KEY: &str = "decay";
 
 /// File name of the database inside the data directory.
 pub const DB_FILE: &str = "creator-boost.redb";
+/// How long the writer waits for more batches before committing a group.
+const GROUP_LINGER: std::time::Duration = std::time::Duration::from_millis(1);
 /// Most events applied in one group commit.
 const MAX_GROUP_EVENTS: usize = 200_000;
-/// Most expired dedupe entries removed per commit, to bound commit latency.
-const MAX_EXPIRED_PER_COMMIT: usize = 20_000;
+/// Dedupe entries examined for expiry per commit: at least this many, and
+/// twice the ids the commit added, so the sweep outruns the table's growth.
+const MIN_SWEEP_PER_COMMIT: usize = 1_000;
 
 /// Handle to the embedded store; cheap to clone. When the last clone is
 /// dropped the writer finishes its queue and the file is closed, so the same
@@ -196,7 +199,6 @@ fn create_tables(db: &Database) -> Result<(), StoreError> {
     txn.open_table(VIEWERS).map_err(backend)?;
     txn.open_table(META).map_err(backend)?;
     txn.open_table(DEDUPE).map_err(backend)?;
-    txn.open_table(DEDUPE_EXPIRY).map_err(backend)?;
     txn.commit().map_err(backend)
 }
 
@@ -244,11 +246,18 @@ fn writer_loop(db: &Database, settings: &WriterSettings, mut jobs: mpsc::Receive
     while let Some(first) = jobs.blocking_recv() {
         let mut group = vec![first];
         let mut events = group[0].events.len();
+        // Writers that were waiting for the previous commit send their next
+        // batches within a fraction of a millisecond: linger briefly so they
+        // share this commit instead of each paying for one.
+        let linger_until = std::time::Instant::now() + GROUP_LINGER;
         while events < MAX_GROUP_EVENTS {
             match jobs.try_recv() {
                 Ok(job) => {
                     events += job.events.len();
                     group.push(job);
+                }
+                Err(mpsc::error::TryRecvError::Empty) if std::time::Instant::now() < linger_until => {
+                    std::thread::sleep(std::time::Duration::from_micros(100));
                 }
                 Err(_) => break,
             }
@@ -290,7 +299,6 @@ fn commit_group(
         let mut viewers_table = txn.open_table(VIEWERS).map_err(backend)?;
         let mut meta = txn.open_table(META).map_err(backend)?;
         let mut dedupe = txn.open_table(DEDUPE).map_err(backend)?;
-        let mut expiry = txn.open_table(DEDUPE_EXPIRY).map_err(backend)?;
 
         let mut global = match meta.get(GLOBAL_KEY).map_err(backend)? {
             Some(value) => decode_creator(value.value())?,
@@ -298,7 +306,7 @@ fn commit_group(
         };
         let mut creators: HashMap<u64, CreatorAggregate> = HashMap::new();
         let mut viewers: HashMap<u64, ViewerRecord> = HashMap::new();
-        let mut seen: HashSet<&str> = HashSet::new();
+        let mut seen: HashSet<u128> = HashSet::new();
         let mut newest_ms = i64::MIN;
 
         for job in group {
@@ -306,14 +314,13 @@ fn commit_group(
             let mut job_statuses = Vec::with_capacity(job.events.len());
             for event in &job.events {
                 if !event.event_id.is_empty() {
-                    let id = event.event_id.as_str();
-                    if seen.contains(id) || dedupe.get(id).map_err(backend)?.is_some() {
+                    let id = event_id_hash(&event.event_id);
+                    if seen.contains(&id) || dedupe.get(id).map_err(backend)?.is_some() {
                         job_statuses.push(Applied::Duplicate);
                         continue;
                     }
                     seen.insert(id);
                     dedupe.insert(id, job.now_ms).map_err(backend)?;
-                    expiry.insert((job.now_ms, id), ()).map_err(backend)?;
                 }
                 let creator = match creators.entry(event.creator_id) {
                     std::collections::hash_map::Entry::Occupied(entry) => entry.into_mut(),
@@ -345,6 +352,12 @@ fn commit_group(
             statuses.push(job_statuses);
         }
 
+        // Written in key order: neighbouring keys share B-tree pages, so a
+        // page is copied once per commit rather than once per scattered insert.
+        let mut creators: Vec<(u64, CreatorAggregate)> = creators.into_iter().collect();
+        creators.sort_unstable_by_key(|(id, _)| *id);
+        let mut viewers: Vec<(u64, ViewerRecord)> = viewers.into_iter().collect();
+        viewers.sort_unstable_by_key(|(id, _)| *id);
         for (id, aggregate) in &creators {
             creators_table
                 .insert(id, encode_creator(aggregate).as_slice())
@@ -357,10 +370,11 @@ fn commit_group(
         }
         meta.insert(GLOBAL_KEY, encode_creator(&global).as_slice())
             .map_err(backend)?;
-        expire_dedupe(
+        sweep_dedupe(
             &mut dedupe,
-            &mut expiry,
+            &mut meta,
             newest_ms.saturating_sub(settings.dedupe_window_ms),
+            (2 * seen.len()).max(MIN_SWEEP_PER_COMMIT),
         )?;
 
         changes = Changes {
@@ -373,26 +387,80 @@ fn commit_group(
     Ok((statuses, changes))
 }
 
-/// Forgets event ids accepted before `cutoff_ms`, oldest first, a bounded
-/// number per commit.
-fn expire_dedupe(
-    dedupe: &mut redb::Table<&str, i64>,
-    expiry: &mut redb::Table<(i64, &str), ()>,
+/// Forgets event ids accepted before `cutoff_ms`. Keys are uniform hashes,
+/// so a cursor sweeping `budget` keys per commit around the key space visits
+/// every entry regularly without a second, time-ordered index to maintain.
+fn sweep_dedupe(
+    dedupe: &mut redb::Table<u128, i64>,
+    meta: &mut redb::Table<&str, &[u8]>,
     cutoff_ms: i64,
+    budget: usize,
 ) -> Result<(), StoreError> {
-    let mut expired: Vec<(i64, String)> = Vec::new();
-    for entry in expiry
-        .range(..(cutoff_ms, ""))
-        .map_err(backend)?
-        .take(MAX_EXPIRED_PER_COMMIT)
-    {
-        let (key, _) = entry.map_err(backend)?;
-        let (at, id) = key.value();
-        expired.push((at, id.to_owned()));
+    let cursor = match meta.get(SWEEP_KEY).map_err(backend)? {
+        Some(value) => value.value().try_into().map(u128::from_le_bytes).unwrap_or(0),
+        None => 0,
+    };
+    let mut expired: Vec<u128> = Vec::new();
+    let mut last = None;
+    let mut scanned = 0;
+    for entry in dedupe.range(cursor..).map_err(backend)?.take(budget) {
+        let (key, accepted_at) = entry.map_err(backend)?;
+        scanned += 1;
+        last = Some(key.value());
+        if accepted_at.value() < cutoff_ms {
+            expired.push(key.value());
+        }
     }
-    for (at, id) in &expired {
-        expiry.remove((*at, id.as_str())).map_err(backend)?;
-        dedupe.remove(id.as_str()).map_err(backend)?;
+    for key in &expired {
+        dedupe.remove(key).map_err(backend)?;
     }
+    // Past the end (fewer keys than the budget): start again from the beginning.
+    let next = match last {
+        Some(key) if scanned == budget => key.saturating_add(1),
+        _ => 0,
+    };
+    meta.insert(SWEEP_KEY, next.to_le_bytes().as_slice()).map_err(backend)?;
     Ok(())
+}
+
+/// A 128-bit hash of an event id: two independent 64-bit lanes over 8-byte
+/// words, each finished with the SplitMix64 avalanche.
+fn event_id_hash(id: &str) -> u128 {
+    fn mix(mut z: u64) -> u64 {
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    let (mut a, mut b) = (0x243F_6A88_85A3_08D3u64, 0x1319_8A2E_0370_7344u64);
+    for chunk in id.as_bytes().chunks(8) {
+        let mut word = [0u8; 8];
+        word[..chunk.len()].copy_from_slice(chunk);
+        let word = u64::from_le_bytes(word);
+        a = mix(a ^ word);
+        b = mix(b.wrapping_add(word).rotate_left(29) ^ 0x9E37_79B9_7F4A_7C15);
+    }
+    let length = id.len() as u64;
+    (u128::from(mix(a ^ length)) << 64) | u128::from(mix(b ^ length.rotate_left(32)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::event_id_hash;
+
+    #[test]
+    fn event_id_hashes_differ_and_are_stable() {
+        let ids = [
+            "",
+            "a",
+            "a\0",
+            "ab",
+            "kr-1-2-3-like",
+            "kr-1-2-3-view",
+            "12345678",
+            "123456789",
+        ];
+        let hashes: std::collections::HashSet<u128> = ids.iter().map(|id| event_id_hash(id)).collect();
+        assert_eq!(hashes.len(), ids.len());
+        assert_eq!(event_id_hash("stable"), event_id_hash("stable"));
+    }
 }

@@ -65,7 +65,7 @@ saturate() { # label port path frame
   echo "$rps"
 }
 paced() { # label port path frame rps_total
-  local clients=16
+  local clients=4
   local per=$(( ($5 + clients - 1) / clients ))
   rm -f "$work/lat.log"
   taskset -c "$CLIENT_CORE" h2load -c "$clients" -m 1 --rps "$per" -D "$DURATION" --warm-up-time "$WARMUP" \

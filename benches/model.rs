@@ -4,7 +4,6 @@
 
 use std::collections::HashMap;
 use std::hint::black_box;
-use std::sync::Arc;
 
 use creator_boost::generate::{FIRST_CREATOR_ID, GenerateOptions, Rng, generate};
 use creator_boost::model::aggregate::apply_event;
@@ -106,8 +105,7 @@ fn benches(c: &mut Criterion) {
                     let mut ids: Vec<u64> = candidates.iter().map(|c| c.creator_id).collect();
                     ids.sort_unstable();
                     ids.dedup();
-                    let aggregates: Vec<Option<Arc<CreatorAggregate>>> =
-                        ids.iter().map(|id| f.creators.get(id).cloned().map(Arc::new)).collect();
+                    let aggregates: Vec<Option<&CreatorAggregate>> = ids.iter().map(|id| f.creators.get(id)).collect();
                     score_batch(
                         &scorer,
                         &candidates,
@@ -122,13 +120,11 @@ fn benches(c: &mut Criterion) {
             )
         });
     }
-    // The same batch with the aggregates already behind Arcs, as the cache
-    // hands them out: the scoring cost alone.
+    // The same batch with the creators already looked up: the scoring cost alone.
     let mut ids: Vec<u64> = candidates.iter().map(|c| c.creator_id).collect();
     ids.sort_unstable();
     ids.dedup();
-    let cached: Vec<Option<Arc<CreatorAggregate>>> =
-        ids.iter().map(|id| f.creators.get(id).cloned().map(Arc::new)).collect();
+    let cached: Vec<Option<&CreatorAggregate>> = ids.iter().map(|id| f.creators.get(id)).collect();
     c.bench_function("batch 200 / ~100 creators, scoring only", |b| {
         b.iter(|| {
             score_batch(

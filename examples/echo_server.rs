@@ -69,8 +69,19 @@ impl CreatorBoost for Echo {
     }
 }
 
-#[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// Same runtime choice as the real server: a current-thread runtime when the
+/// process may use one core (e.g. under `taskset -c 0`), else multi-threaded.
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let one_core = std::thread::available_parallelism().is_ok_and(|n| n.get() == 1);
+    let mut builder = if one_core {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+    };
+    builder.enable_all().build()?.block_on(serve())
+}
+
+async fn serve() -> Result<(), Box<dyn std::error::Error>> {
     let address = std::env::args().nth(1).unwrap_or_else(|| "127.0.0.1:50052".into());
     let listener = tokio::net::TcpListener::bind(&address).await?;
     let (reporter, health) = tonic_health::server::health_reporter();

@@ -11,7 +11,7 @@
 //!   EVENTS synthetic events over STREAMS concurrent streams; prints events/s
 //!   and the latency of a batch acknowledgement.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use creator_boost::generate::{FIRST_CREATOR_ID, GenerateOptions, Rng, generate};
 use creator_boost::grpc::proto_kind;
@@ -191,6 +191,5 @@ async fn main() -> Result<(), Error> {
         "ingest" => ingest(&arg(1)?, arg(2)?.parse()?, arg(3)?.parse()?, arg(4)?.parse()?).await?,
         other => return Err(format!("unknown mode {other}").into()),
     }
-    let _ = Duration::ZERO;
     Ok(())
 }

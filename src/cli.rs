@@ -62,6 +62,9 @@ pub struct ServeArgs {
     /// Log format [default: text].
     #[arg(long, env = "CREATOR_BOOST_LOG_FORMAT", value_enum)]
     pub log_format: Option<LogFormat>,
+    /// Runtime worker threads; 0 = one per available core [default: 0].
+    #[arg(long, env = "CREATOR_BOOST_WORKER_THREADS")]
+    pub worker_threads: Option<usize>,
 }
 
 impl ServeArgs {
@@ -73,6 +76,7 @@ impl ServeArgs {
             max_in_flight: self.max_in_flight,
             write_token_file: self.write_token_file.clone(),
             log_format: self.log_format,
+            worker_threads: self.worker_threads,
         }
     }
 }

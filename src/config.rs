@@ -160,6 +160,8 @@ pub struct Config {
     pub write_token_file: Option<PathBuf>,
     /// How long shutdown waits for in-flight calls.
     pub shutdown_grace: Duration,
+    /// Runtime worker threads; 0 = one per available core (1 = current-thread runtime).
+    pub worker_threads: usize,
     /// Log format.
     pub log_format: LogFormat,
     /// Size limits.
@@ -180,6 +182,7 @@ struct RawConfig {
     max_in_flight: Option<usize>,
     write_token_file: Option<PathBuf>,
     shutdown_grace_ms: Option<u64>,
+    worker_threads: Option<usize>,
     log_format: Option<LogFormat>,
     #[serde(default)]
     limits: Limits,
@@ -206,6 +209,8 @@ pub struct Overrides {
     pub write_token_file: Option<PathBuf>,
     /// `--log-format`.
     pub log_format: Option<LogFormat>,
+    /// `--worker-threads`.
+    pub worker_threads: Option<usize>,
 }
 
 impl Config {
@@ -266,6 +271,7 @@ impl Config {
             max_in_flight: overrides.max_in_flight.or(raw.max_in_flight).unwrap_or(0),
             write_token_file: overrides.write_token_file.or(raw.write_token_file),
             shutdown_grace: Duration::from_millis(raw.shutdown_grace_ms.unwrap_or(10_000)),
+            worker_threads: overrides.worker_threads.or(raw.worker_threads).unwrap_or(0),
             log_format: overrides.log_format.or(raw.log_format).unwrap_or_default(),
             limits,
             cache: raw.cache,

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::cache::{CachedCreator, Caches};
+use crate::cache::Caches;
 use crate::config::{Limits, Variant, Variants};
 use crate::error::Error;
 use crate::ingest::{RawEvent, RejectReason, validate};
@@ -13,7 +13,7 @@ use crate::model::rank::score_batch;
 pub use crate::model::rank::{Candidate, CreatorSlot};
 use crate::model::score::Scorer;
 use crate::model::{CreatorAggregate, CreatorScore, Decay, IngestParams, RankedItem, ScoreSpace, ViewerRecord};
-use crate::store::{Applied, Store};
+use crate::store::{Applied, CreatorBucket, Store, creator_bucket};
 
 /// Where "now" comes from: the system clock, or a settable instant for tests
 /// and replays ("as of").
@@ -47,6 +47,21 @@ impl Clock {
                 .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
                 .unwrap_or(0),
         }
+    }
+}
+
+/// Creator buckets fetched for one call.
+struct BucketSet {
+    /// Sorted distinct bucket numbers.
+    buckets: Vec<u32>,
+    /// `values[i]` holds `buckets[i]`; `None` when it could not be read.
+    values: Vec<Option<Arc<CreatorBucket>>>,
+}
+
+impl BucketSet {
+    fn get(&self, creator_id: u64) -> Option<&CreatorAggregate> {
+        let index = self.buckets.binary_search(&creator_bucket(creator_id)).ok()?;
+        self.values[index].as_deref()?.get(creator_id)
     }
 }
 
@@ -194,7 +209,8 @@ impl<S: Store> Engine<S> {
         let mut creator_ids: Vec<u64> = query.candidates.iter().map(|c| c.creator_id).collect();
         creator_ids.sort_unstable();
         creator_ids.dedup();
-        let (aggregates, mut degraded) = self.creator_aggregates(&creator_ids).await;
+        let (buckets, mut degraded) = self.creator_buckets(&creator_ids).await;
+        let aggregates: Vec<Option<&CreatorAggregate>> = creator_ids.iter().map(|id| buckets.get(*id)).collect();
         let viewer = if query.viewer_id == 0 {
             None
         } else {
@@ -245,15 +261,12 @@ impl<S: Store> Engine<S> {
         let mut distinct = creator_ids.to_vec();
         distinct.sort_unstable();
         distinct.dedup();
-        let (aggregates, degraded) = self.creator_aggregates(&distinct).await;
+        let (buckets, degraded) = self.creator_buckets(&distinct).await;
         let (global, global_degraded) = self.global().await;
         let scorer = Scorer::new(&variant.params, &self.decay, &global, self.clock.now_ms());
         let scores = creator_ids
             .iter()
-            .map(|id| {
-                let slot = distinct.binary_search(id).unwrap_or(0);
-                (*id, scorer.creator(aggregates[slot].as_deref()))
-            })
+            .map(|id| (*id, scorer.creator(buckets.get(*id))))
             .collect();
         Ok(ScoresOutcome {
             scores,
@@ -293,40 +306,37 @@ impl<S: Store> Engine<S> {
         Ok(outcome)
     }
 
-    /// Aggregates of sorted distinct `creator_ids`, from cache, else one store
-    /// read for all misses. On store failure the misses are `None` and the
-    /// flag is set.
-    async fn creator_aggregates(&self, creator_ids: &[u64]) -> (Vec<CachedCreator>, bool) {
-        let mut found: Vec<CachedCreator> = Vec::with_capacity(creator_ids.len());
-        let mut missing: Vec<usize> = Vec::new();
-        for (slot, id) in creator_ids.iter().enumerate() {
-            match self.caches.creator(*id) {
-                Some(cached) => found.push(cached),
-                None => {
-                    found.push(None);
-                    missing.push(slot);
+    /// The buckets holding sorted distinct `creator_ids`: from cache, else
+    /// one store read for every bucket missing. On store failure the missing
+    /// buckets are empty (neutral scores) and the flag is set.
+    async fn creator_buckets(&self, creator_ids: &[u64]) -> (BucketSet, bool) {
+        let mut buckets: Vec<u32> = creator_ids.iter().map(|id| creator_bucket(*id)).collect();
+        buckets.sort_unstable();
+        buckets.dedup();
+        let now = std::time::Instant::now();
+        let mut values: Vec<Option<Arc<CreatorBucket>>> =
+            buckets.iter().map(|b| self.caches.creator_bucket(*b, now)).collect();
+        let missing: Vec<usize> = (0..buckets.len()).filter(|i| values[*i].is_none()).collect();
+        let mut degraded = false;
+        if !missing.is_empty() {
+            let generation = self.caches.generation();
+            let wanted: Vec<u32> = missing.iter().map(|i| buckets[*i]).collect();
+            match self.store.creator_buckets(wanted).await {
+                Ok(loaded) => {
+                    for (i, bucket) in missing.into_iter().zip(loaded) {
+                        let bucket = Arc::new(bucket);
+                        self.caches
+                            .insert_creator_bucket(generation, buckets[i], Arc::clone(&bucket));
+                        values[i] = Some(bucket);
+                    }
+                }
+                Err(error) => {
+                    tracing::warn!(%error, misses = missing.len(), "creator read failed; neutral boosts");
+                    degraded = true;
                 }
             }
         }
-        if missing.is_empty() {
-            return (found, false);
-        }
-        let generation = self.caches.generation();
-        let ids: Vec<u64> = missing.iter().map(|slot| creator_ids[*slot]).collect();
-        match self.store.creators(ids).await {
-            Ok(loaded) => {
-                for (slot, aggregate) in missing.into_iter().zip(loaded) {
-                    let value = aggregate.map(Arc::new);
-                    self.caches.insert_creator(generation, creator_ids[slot], value.clone());
-                    found[slot] = value;
-                }
-                (found, false)
-            }
-            Err(error) => {
-                tracing::warn!(%error, misses = missing.len(), "creator read failed; neutral boosts");
-                (found, true)
-            }
-        }
+        (BucketSet { buckets, values }, degraded)
     }
 
     async fn viewer_record(&self, viewer_id: u64) -> (Option<Arc<ViewerRecord>>, bool) {

@@ -26,6 +26,11 @@ fn main() -> ExitCode {
                 }
             };
             telemetry::init(config.log_format);
+            drop(runtime);
+            let runtime = match server::runtime(config.worker_threads) {
+                Ok(runtime) => runtime,
+                Err(error) => return fail(&error),
+            };
             match runtime.block_on(server::serve(config)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(error) => {

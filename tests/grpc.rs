@@ -457,3 +457,22 @@ async fn dedupe_window_expires() {
     let after = record(&mut client, vec![event("once", Like, 1, 2)]).await;
     assert_eq!((after.accepted, after.duplicates), (1, 0), "after the window");
 }
+
+#[tokio::test]
+async fn writes_through_this_replica_show_at_once_in_cached_answers() {
+    let server = spawn_server().await;
+    let mut client = server.client().await;
+    record(&mut client, loyal_creator_events("a", 100, 1..5)).await;
+    let request = || rank_request(50, vec![candidate(1, 100, 1.0), candidate(2, 101, 1.0)]);
+    // Twice, so every cache level holds the creators.
+    client.rank(request()).await.expect("rank");
+    let before = client.rank(request()).await.expect("rank").into_inner();
+    assert_eq!(before.results[1].boost, 1.0);
+    record(&mut client, loyal_creator_events("b", 101, 1..20)).await;
+    record(&mut client, vec![event("f", Follow, 50, 100)]).await;
+    let after = client.rank(request()).await.expect("rank").into_inner();
+    let creator_101 = after.results.iter().find(|r| r.creator_id == 101).expect("101");
+    assert!(creator_101.public_boost > 1.0, "{creator_101:?}");
+    let creator_100 = after.results.iter().find(|r| r.creator_id == 100).expect("100");
+    assert_eq!(creator_100.relation, proto::Relation::Follower as i32);
+}

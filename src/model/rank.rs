@@ -1,8 +1,5 @@
 //! Final scores for a batch: combine base score and boost, sort, cut.
 
-use std::cmp::Ordering;
-use std::sync::Arc;
-
 use super::aggregate::{CreatorAggregate, ViewerRecord};
 use super::score::{CreatorScore, PrivateScore, Scorer};
 
@@ -73,15 +70,28 @@ pub struct RankedItem {
 
 /// Sorts by `final_score` descending, ties by `index` ascending, and keeps the
 /// first `top_k` (0 = all). Only the kept prefix is fully sorted.
+///
+/// Items are ordered by one integer key (the score's order-preserving bits,
+/// inverted, then the index), which compares far faster than floats with a
+/// tie-break closure.
 pub fn sort_and_truncate(items: &mut Vec<RankedItem>, top_k: usize) {
-    let order = |a: &RankedItem, b: &RankedItem| -> Ordering {
-        b.final_score.total_cmp(&a.final_score).then(a.index.cmp(&b.index))
-    };
+    let key =
+        |item: &RankedItem| -> u128 { (u128::from(descending_bits(item.final_score)) << 32) | u128::from(item.index) };
     if top_k > 0 && top_k < items.len() {
-        items.select_nth_unstable_by(top_k - 1, order);
+        items.select_nth_unstable_by_key(top_k - 1, key);
         items.truncate(top_k);
     }
-    items.sort_unstable_by(order);
+    items.sort_unstable_by_key(key);
+}
+
+/// Maps an f64 to a u64 whose ascending order is the float's descending
+/// total order (`f64::total_cmp`).
+fn descending_bits(value: f64) -> u64 {
+    let bits = value.to_bits();
+    // Standard trick: flip all bits of negatives, only the sign bit of
+    // positives; that orders like total_cmp. Inverting gives descending.
+    let ascending = if bits >> 63 == 1 { !bits } else { bits | (1 << 63) };
+    !ascending
 }
 
 /// Scores a batch: each distinct creator once (public and private), then each
@@ -94,7 +104,7 @@ pub fn score_batch(
     scorer: &Scorer<'_>,
     candidates: &[Candidate],
     creator_ids: &[u64],
-    aggregates: &[Option<Arc<CreatorAggregate>>],
+    aggregates: &[Option<&CreatorAggregate>],
     viewer: Option<&ViewerRecord>,
     space: ScoreSpace,
     top_k: usize,
@@ -106,7 +116,7 @@ pub fn score_batch(
         .zip(aggregates)
         .map(|(&creator_id, aggregate)| CreatorSlot {
             creator_id,
-            creator: scorer.creator(aggregate.as_deref()),
+            creator: scorer.creator(*aggregate),
             private: scorer.private(viewer.and_then(|v| v.relation(creator_id))),
         })
         .collect();
@@ -155,6 +165,20 @@ mod tests {
             let mut cut = all.clone();
             sort_and_truncate(&mut cut, k);
             assert_eq!(cut, full[..k.min(full.len())].to_vec(), "top_k = {k}");
+        }
+    }
+
+    #[test]
+    fn integer_key_orders_like_total_cmp() {
+        let values = [f64::NEG_INFINITY, -2.5, -0.0, 0.0, 1e-300, 0.5, 3.0, f64::INFINITY];
+        for a in values {
+            for b in values {
+                assert_eq!(
+                    descending_bits(a).cmp(&descending_bits(b)),
+                    b.total_cmp(&a),
+                    "{a} vs {b}"
+                );
+            }
         }
     }
 

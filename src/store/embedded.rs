@@ -14,11 +14,12 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use tokio::sync::{mpsc, oneshot};
 
 use super::codec::{decode_creator, decode_viewer, encode_creator, encode_viewer};
-use super::{Applied, Changes, CommitHook, Store, StoreError};
+use super::{Applied, Changes, CommitHook, CreatorBucket, Store, StoreError, creator_bucket};
 use crate::model::aggregate::apply_event;
 use crate::model::{CreatorAggregate, Decay, Event, IngestParams, ViewerRecord};
 
-const CREATORS: TableDefinition<u64, &[u8]> = TableDefinition::new("creators");
+/// `bucket << 64 | creator_id` → aggregate: a bucket is one contiguous range.
+const CREATORS: TableDefinition<u128, &[u8]> = TableDefinition::new("creators_v2");
 const VIEWERS: TableDefinition<u64, &[u8]> = TableDefinition::new("viewers");
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 /// 128-bit hash of an event_id → acceptance time (unix ms). Fixed-size keys
@@ -119,8 +120,9 @@ impl EmbeddedStore {
         let mut out = Vec::new();
         for entry in table.iter().map_err(backend)? {
             let (key, value) = entry.map_err(backend)?;
-            out.push((key.value(), decode_creator(value.value())?));
+            out.push((key.value() as u64, decode_creator(value.value())?));
         }
+        out.sort_unstable_by_key(|(id, _)| *id);
         Ok(out)
     }
 
@@ -145,15 +147,23 @@ impl EmbeddedStore {
 }
 
 impl Store for EmbeddedStore {
-    async fn creators(&self, creator_ids: Vec<u64>) -> Result<Vec<Option<CreatorAggregate>>, StoreError> {
+    async fn creator_buckets(&self, buckets: Vec<u32>) -> Result<Vec<CreatorBucket>, StoreError> {
         self.read(move |db| {
             let txn = db.begin_read().map_err(backend)?;
             let table = txn.open_table(CREATORS).map_err(backend)?;
-            creator_ids
+            buckets
                 .iter()
-                .map(|id| match table.get(id).map_err(backend)? {
-                    Some(value) => decode_creator(value.value()).map(Some),
-                    None => Ok(None),
+                .map(|bucket| {
+                    let low = u128::from(*bucket) << 64;
+                    let high = low | u128::from(u64::MAX);
+                    let mut creators = Vec::new();
+                    for entry in table.range(low..=high).map_err(backend)? {
+                        let (key, value) = entry.map_err(backend)?;
+                        creators.push((key.value() as u64, decode_creator(value.value())?));
+                    }
+                    // Cached as is: no spare capacity.
+                    creators.shrink_to_fit();
+                    Ok(CreatorBucket { creators })
                 })
                 .collect()
         })
@@ -187,6 +197,10 @@ impl Store for EmbeddedStore {
             .map_err(|_| StoreError::Closed)?;
         answer.await.map_err(|_| StoreError::Closed)?
     }
+}
+
+fn creator_key(creator_id: u64) -> u128 {
+    (u128::from(creator_bucket(creator_id)) << 64) | u128::from(creator_id)
 }
 
 fn backend(error: impl std::fmt::Display) -> StoreError {
@@ -325,7 +339,7 @@ fn commit_group(
                 let creator = match creators.entry(event.creator_id) {
                     std::collections::hash_map::Entry::Occupied(entry) => entry.into_mut(),
                     std::collections::hash_map::Entry::Vacant(entry) => {
-                        let loaded = match creators_table.get(event.creator_id).map_err(backend)? {
+                        let loaded = match creators_table.get(creator_key(event.creator_id)).map_err(backend)? {
                             Some(value) => decode_creator(value.value())?,
                             None => CreatorAggregate::default(),
                         };
@@ -355,12 +369,12 @@ fn commit_group(
         // Written in key order: neighbouring keys share B-tree pages, so a
         // page is copied once per commit rather than once per scattered insert.
         let mut creators: Vec<(u64, CreatorAggregate)> = creators.into_iter().collect();
-        creators.sort_unstable_by_key(|(id, _)| *id);
+        creators.sort_unstable_by_key(|(id, _)| creator_key(*id));
         let mut viewers: Vec<(u64, ViewerRecord)> = viewers.into_iter().collect();
         viewers.sort_unstable_by_key(|(id, _)| *id);
         for (id, aggregate) in &creators {
             creators_table
-                .insert(id, encode_creator(aggregate).as_slice())
+                .insert(creator_key(*id), encode_creator(aggregate).as_slice())
                 .map_err(backend)?;
         }
         for (id, record) in &viewers {
@@ -378,7 +392,10 @@ fn commit_group(
         )?;
 
         changes = Changes {
-            creators: creators.into_iter().map(|(id, a)| (id, Arc::new(a))).collect(),
+            creators: {
+                creators.sort_unstable_by_key(|(id, _)| *id);
+                creators
+            },
             viewers: viewers.into_iter().map(|(id, r)| (id, Arc::new(r))).collect(),
             global: Arc::new(global),
         };

@@ -100,4 +100,9 @@ paced "Rank cold cache" "$cold_port" /creatorboost.v1.CreatorBoost/Rank "$work/r
 echo "== durable ingest through StreamEvents (fresh store)" >&2
 ingest_port=$(free_port)
 serve ingest "$ingest_port" "$bin" serve --listen "127.0.0.1:$ingest_port" --data-dir "$work/ingest"
-taskset -c "$CLIENT_CORE" "$loadgen" ingest "http://127.0.0.1:$ingest_port" 500000 4 1000 >&2
+# Batches wait for their durable ack before the stream sends the next, so the
+# group-commit size is streams x batch; three shapes of pipeline.
+for shape in "4 1000" "16 1000" "4 5000"; do
+  set -- $shape
+  taskset -c "$CLIENT_CORE" "$loadgen" ingest "http://127.0.0.1:$ingest_port" 500000 "$1" "$2" >&2
+done

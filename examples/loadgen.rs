@@ -108,7 +108,7 @@ async fn ingest(url: &str, events: u64, streams: usize, batch: usize) -> Result<
             events: chunk
                 .iter()
                 .map(|e| proto::Event {
-                    event_id: format!("load-{}", e.event_id),
+                    event_id: format!("load-{end_ms}-{}", e.event_id),
                     kind: e.kind.map_or(0, |k| proto_kind(k) as i32),
                     viewer_id: e.viewer_id,
                     creator_id: e.creator_id,

@@ -97,12 +97,12 @@ serve cold "$cold_port" "$bin" serve --listen "127.0.0.1:$cold_port" --data-dir 
 cold=$(saturate "Rank cold cache" "$cold_port" /creatorboost.v1.CreatorBoost/Rank "$work/rank.bin")
 paced "Rank cold cache" "$cold_port" /creatorboost.v1.CreatorBoost/Rank "$work/rank.bin" "$(python3 -c "print(int($cold/2))")"
 
-echo "== durable ingest through StreamEvents (fresh store)" >&2
-ingest_port=$(free_port)
-serve ingest "$ingest_port" "$bin" serve --listen "127.0.0.1:$ingest_port" --data-dir "$work/ingest"
+echo "== durable ingest through StreamEvents (a fresh store per shape)" >&2
 # Batches wait for their durable ack before the stream sends the next, so the
 # group-commit size is streams x batch; three shapes of pipeline.
 for shape in "4 1000" "16 1000" "4 5000"; do
   set -- $shape
+  ingest_port=$(free_port)
+  serve ingest "$ingest_port" "$bin" serve --listen "127.0.0.1:$ingest_port" --data-dir "$work/ingest-$1-$2"
   taskset -c "$CLIENT_CORE" "$loadgen" ingest "http://127.0.0.1:$ingest_port" 500000 "$1" "$2" >&2
 done

@@ -59,6 +59,9 @@ pub struct ServeArgs {
     /// File holding the bearer token required by RecordEvents/StreamEvents.
     #[arg(long, env = "CREATOR_BOOST_WRITE_TOKEN_FILE")]
     pub write_token_file: Option<PathBuf>,
+    /// Serve Prometheus metrics at http://ADDR/metrics [default: off].
+    #[arg(long, env = "CREATOR_BOOST_METRICS_LISTEN")]
+    pub metrics_listen: Option<String>,
     /// Log format [default: text].
     #[arg(long, env = "CREATOR_BOOST_LOG_FORMAT", value_enum)]
     pub log_format: Option<LogFormat>,
@@ -74,6 +77,7 @@ impl ServeArgs {
             listen: self.listen.clone(),
             data_dir: self.data_dir.clone(),
             max_in_flight: self.max_in_flight,
+            metrics_listen: self.metrics_listen.clone(),
             write_token_file: self.write_token_file.clone(),
             log_format: self.log_format,
             worker_threads: self.worker_threads,

@@ -69,7 +69,7 @@ pub async fn import(args: ImportArgs) -> Result<ImportStats, CommandError> {
                     args.batch_size, config.limits.max_events_per_batch
                 )));
             }
-            let engine = embedded_engine(&config, Clock::system()).map_err(error)?;
+            let engine = embedded_engine(&config, Clock::system(), crate::metrics::Metrics::new()).map_err(error)?;
             let mut sink = EngineSink(engine);
             run_import(options, &mut sink).await.map_err(error)
         }

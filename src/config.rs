@@ -156,6 +156,8 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// Most concurrent calls; beyond it calls get RESOURCE_EXHAUSTED. 0 = no limit.
     pub max_in_flight: usize,
+    /// Address of the Prometheus `/metrics` endpoint; `None` = not served.
+    pub metrics_listen: Option<SocketAddr>,
     /// File holding the bearer token that writes must carry.
     pub write_token_file: Option<PathBuf>,
     /// How long shutdown waits for in-flight calls.
@@ -180,6 +182,7 @@ struct RawConfig {
     listen: Option<String>,
     data_dir: Option<PathBuf>,
     max_in_flight: Option<usize>,
+    metrics_listen: Option<String>,
     write_token_file: Option<PathBuf>,
     shutdown_grace_ms: Option<u64>,
     worker_threads: Option<usize>,
@@ -205,6 +208,8 @@ pub struct Overrides {
     pub data_dir: Option<PathBuf>,
     /// `--max-in-flight`.
     pub max_in_flight: Option<usize>,
+    /// `--metrics-listen`.
+    pub metrics_listen: Option<String>,
     /// `--write-token-file`.
     pub write_token_file: Option<PathBuf>,
     /// `--log-format`.
@@ -248,6 +253,13 @@ impl Config {
         let listen: SocketAddr = listen_text
             .parse()
             .map_err(|_| ConfigError::Invalid(format!("listen: `{listen_text}` is not an IP:port address")))?;
+        let metrics_listen = match overrides.metrics_listen.or(raw.metrics_listen) {
+            Some(text) if !text.is_empty() => Some(
+                text.parse::<SocketAddr>()
+                    .map_err(|_| ConfigError::Invalid(format!("metrics_listen: `{text}` is not an IP:port address")))?,
+            ),
+            _ => None,
+        };
         let limits = raw.limits;
         validate_limits(&limits)?;
         if raw.cache.ttl_ms == 0 || raw.cache.creators == 0 || raw.cache.viewers == 0 {
@@ -269,6 +281,7 @@ impl Config {
                 .or(raw.data_dir)
                 .unwrap_or_else(|| PathBuf::from("./data")),
             max_in_flight: overrides.max_in_flight.or(raw.max_in_flight).unwrap_or(0),
+            metrics_listen,
             write_token_file: overrides.write_token_file.or(raw.write_token_file),
             shutdown_grace: Duration::from_millis(raw.shutdown_grace_ms.unwrap_or(10_000)),
             worker_threads: overrides.worker_threads.or(raw.worker_threads).unwrap_or(0),

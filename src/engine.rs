@@ -3,12 +3,13 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use crate::cache::Caches;
 use crate::config::{Limits, Variant, Variants};
 use crate::error::Error;
 use crate::ingest::{RawEvent, RejectReason, validate};
+use crate::metrics::Metrics;
 use crate::model::rank::score_batch;
 pub use crate::model::rank::{Candidate, CreatorSlot};
 use crate::model::score::Scorer;
@@ -133,11 +134,18 @@ pub struct Engine<S> {
     settings: EngineSettings,
     decay: Decay,
     clock: Clock,
+    metrics: Arc<Metrics>,
 }
 
 impl<S: Store> Engine<S> {
     /// An engine over `store`; `caches` must be the ones the store's commit hook refreshes.
-    pub fn new(store: S, caches: Arc<Caches>, settings: EngineSettings, clock: Clock) -> Engine<S> {
+    pub fn new(
+        store: S,
+        caches: Arc<Caches>,
+        settings: EngineSettings,
+        clock: Clock,
+        metrics: Arc<Metrics>,
+    ) -> Engine<S> {
         let decay = settings.ingest.decay();
         Engine {
             store,
@@ -145,7 +153,13 @@ impl<S: Store> Engine<S> {
             settings,
             decay,
             clock,
+            metrics,
         }
+    }
+
+    /// The metrics registry.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
     }
 
     /// The store.
@@ -232,6 +246,7 @@ impl<S: Store> Engine<S> {
             query.top_k,
         );
         if degraded {
+            self.metrics.degraded_answer();
             tracing::warn!(
                 viewer_id = query.viewer_id,
                 "rank answered with neutral or cached boosts: store unavailable"
@@ -268,6 +283,9 @@ impl<S: Store> Engine<S> {
             .iter()
             .map(|id| (*id, scorer.creator(buckets.get(*id))))
             .collect();
+        if degraded || global_degraded {
+            self.metrics.degraded_answer();
+        }
         Ok(ScoresOutcome {
             scores,
             variant,
@@ -294,15 +312,22 @@ impl<S: Store> Engine<S> {
         for (index, raw) in events.into_iter().enumerate() {
             match validate(raw, now_ms, &self.settings.limits, &self.decay) {
                 Ok(event) => valid.push(event),
-                Err(reason) => outcome.rejected.push((index as u32, reason)),
+                Err(reason) => {
+                    self.metrics.rejected(reason);
+                    outcome.rejected.push((index as u32, reason));
+                }
             }
         }
-        for status in self.store.apply(valid, now_ms).await? {
+        let started = Instant::now();
+        let applied = self.store.apply(valid, now_ms).await;
+        self.metrics.store_commit(started.elapsed(), applied.is_ok());
+        for status in applied? {
             match status {
                 Applied::Accepted => outcome.accepted += 1,
                 Applied::Duplicate => outcome.duplicates += 1,
             }
         }
+        self.metrics.ingested(outcome.accepted, outcome.duplicates);
         Ok(outcome)
     }
 
@@ -313,15 +338,20 @@ impl<S: Store> Engine<S> {
         let mut buckets: Vec<u32> = creator_ids.iter().map(|id| creator_bucket(*id)).collect();
         buckets.sort_unstable();
         buckets.dedup();
-        let now = std::time::Instant::now();
+        let now = Instant::now();
         let mut values: Vec<Option<Arc<CreatorBucket>>> =
             buckets.iter().map(|b| self.caches.creator_bucket(*b, now)).collect();
         let missing: Vec<usize> = (0..buckets.len()).filter(|i| values[*i].is_none()).collect();
+        self.metrics
+            .creator_lookups(buckets.len() - missing.len(), missing.len());
         let mut degraded = false;
         if !missing.is_empty() {
             let generation = self.caches.generation();
             let wanted: Vec<u32> = missing.iter().map(|i| buckets[*i]).collect();
-            match self.store.creator_buckets(wanted).await {
+            let started = Instant::now();
+            let loaded = self.store.creator_buckets(wanted).await;
+            self.metrics.store_read(started.elapsed(), loaded.is_ok());
+            match loaded {
                 Ok(loaded) => {
                     for (i, bucket) in missing.into_iter().zip(loaded) {
                         let bucket = Arc::new(bucket);
@@ -341,10 +371,15 @@ impl<S: Store> Engine<S> {
 
     async fn viewer_record(&self, viewer_id: u64) -> (Option<Arc<ViewerRecord>>, bool) {
         if let Some(cached) = self.caches.viewer(viewer_id) {
+            self.metrics.viewer_lookup(true);
             return (cached, false);
         }
+        self.metrics.viewer_lookup(false);
         let generation = self.caches.generation();
-        match self.store.viewer(viewer_id).await {
+        let started = Instant::now();
+        let loaded = self.store.viewer(viewer_id).await;
+        self.metrics.store_read(started.elapsed(), loaded.is_ok());
+        match loaded {
             Ok(record) => {
                 let value = record.map(Arc::new);
                 self.caches.insert_viewer(generation, viewer_id, value.clone());
@@ -362,7 +397,10 @@ impl<S: Store> Engine<S> {
             return (global, false);
         }
         let generation = self.caches.generation();
-        match self.store.global().await {
+        let started = Instant::now();
+        let loaded = self.store.global().await;
+        self.metrics.store_read(started.elapsed(), loaded.is_ok());
+        match loaded {
             Ok(global) => {
                 let global = Arc::new(global);
                 self.caches.insert_global(generation, Arc::clone(&global));

@@ -1,8 +1,10 @@
 //! The tonic adapter: converts proto ⇄ domain, enforces the in-flight limit
 //! and the write token, maps [`Error`] to `Status`. No scoring here.
 
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Instant;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_stream::{Stream, StreamExt};
@@ -11,6 +13,7 @@ use tonic::{Request, Response, Status, Streaming};
 use crate::engine::{Candidate, Engine, RankQuery, RecordOutcome};
 use crate::error::Error;
 use crate::ingest::RawEvent;
+use crate::metrics::Method;
 use crate::model::{EventKind, Relation, ScoreSpace};
 use crate::proto;
 use crate::proto::creator_boost_server::CreatorBoost;
@@ -174,9 +177,18 @@ fn relation(relation: Relation) -> proto::Relation {
 
 type EventStream = Pin<Box<dyn Stream<Item = Result<proto::RecordEventsResponse, Status>> + Send + 'static>>;
 
-#[tonic::async_trait]
-impl<S: Store> CreatorBoost for GrpcService<S> {
-    async fn rank(&self, request: Request<proto::RankRequest>) -> Result<Response<proto::RankResponse>, Status> {
+impl<S: Store> GrpcService<S> {
+    /// Runs one call and records it. (Deadlines are enforced earlier, by
+    /// [`crate::deadline::DeadlineLayer`], which drops this future.)
+    async fn observed<T>(&self, method: Method, call: impl Future<Output = Result<T, Status>>) -> Result<T, Status> {
+        let started = Instant::now();
+        let result = call.await;
+        let code = result.as_ref().map_or_else(Status::code, |_| tonic::Code::Ok);
+        self.engine.metrics().observe_call(method, code, started.elapsed());
+        result
+    }
+
+    async fn rank_call(&self, request: Request<proto::RankRequest>) -> Result<Response<proto::RankResponse>, Status> {
         let _permit = self.admit()?;
         let request = request.into_inner();
         let score_space = match proto::ScoreSpace::try_from(request.score_space) {
@@ -267,7 +279,7 @@ impl<S: Store> CreatorBoost for GrpcService<S> {
         }))
     }
 
-    async fn get_creator_scores(
+    async fn scores_call(
         &self,
         request: Request<proto::GetCreatorScoresRequest>,
     ) -> Result<Response<proto::GetCreatorScoresResponse>, Status> {
@@ -300,7 +312,7 @@ impl<S: Store> CreatorBoost for GrpcService<S> {
         }))
     }
 
-    async fn record_events(
+    async fn record_call(
         &self,
         request: Request<proto::RecordEventsRequest>,
     ) -> Result<Response<proto::RecordEventsResponse>, Status> {
@@ -310,6 +322,27 @@ impl<S: Store> CreatorBoost for GrpcService<S> {
         let outcome = self.engine.record(events).await?;
         Ok(Response::new(record_response(outcome)))
     }
+}
+
+#[tonic::async_trait]
+impl<S: Store> CreatorBoost for GrpcService<S> {
+    async fn rank(&self, request: Request<proto::RankRequest>) -> Result<Response<proto::RankResponse>, Status> {
+        self.observed(Method::Rank, self.rank_call(request)).await
+    }
+
+    async fn get_creator_scores(
+        &self,
+        request: Request<proto::GetCreatorScoresRequest>,
+    ) -> Result<Response<proto::GetCreatorScoresResponse>, Status> {
+        self.observed(Method::GetCreatorScores, self.scores_call(request)).await
+    }
+
+    async fn record_events(
+        &self,
+        request: Request<proto::RecordEventsRequest>,
+    ) -> Result<Response<proto::RecordEventsResponse>, Status> {
+        self.observed(Method::RecordEvents, self.record_call(request)).await
+    }
 
     type StreamEventsStream = EventStream;
 
@@ -317,14 +350,24 @@ impl<S: Store> CreatorBoost for GrpcService<S> {
         &self,
         request: Request<Streaming<proto::RecordEventsRequest>>,
     ) -> Result<Response<Self::StreamEventsStream>, Status> {
-        self.authorize(&request)?;
-        let permit = self.admit()?;
+        let started = Instant::now();
+        let admitted = self.authorize(&request).and_then(|()| self.admit());
+        let permit = match admitted {
+            Ok(permit) => permit,
+            Err(status) => {
+                self.engine
+                    .metrics()
+                    .observe_call(Method::StreamEvents, status.code(), started.elapsed());
+                return Err(status);
+            }
+        };
         let engine = Arc::clone(&self.engine);
         let mut incoming = request.into_inner();
         let output = async_stream(move |sender| async move {
             // The permit lives as long as the stream.
             let _permit = permit;
             while let Some(message) = incoming.next().await {
+                let started = Instant::now();
                 let reply = match message {
                     Ok(batch) => {
                         let events = batch.events.into_iter().map(raw_event).collect();
@@ -332,6 +375,10 @@ impl<S: Store> CreatorBoost for GrpcService<S> {
                     }
                     Err(status) => Err(status),
                 };
+                let code = reply.as_ref().map_or_else(Status::code, |_| tonic::Code::Ok);
+                engine
+                    .metrics()
+                    .observe_call(Method::StreamEvents, code, started.elapsed());
                 let failed = reply.is_err();
                 if sender.send(reply).await.is_err() || failed {
                     break;

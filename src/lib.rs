@@ -10,6 +10,8 @@
 //! - [`engine`]: the domain service — rank, scores, record — over store and cache.
 //! - [`grpc`]: the tonic adapter: proto ⇄ domain, errors → `Status`, nothing else.
 //! - [`server`]: wiring: health, reflection, limits, graceful shutdown.
+//! - [`metrics`]: the Prometheus registry and its `/metrics` endpoint.
+//! - [`deadline`]: client deadlines (`grpc-timeout`) → DEADLINE_EXCEEDED.
 //! - [`config`]: typed, validated configuration with named variants.
 //! - [`import`], [`scores`], [`generate`], [`evaluate`]: offline tools — bulk
 //!   import, scores as of an instant, synthetic events, the evaluation.
@@ -23,6 +25,7 @@ pub mod cli;
 pub mod client;
 pub mod commands;
 pub mod config;
+pub mod deadline;
 pub mod engine;
 pub mod error;
 pub mod evaluate;
@@ -30,6 +33,7 @@ pub mod generate;
 pub mod grpc;
 pub mod import;
 pub mod ingest;
+pub mod metrics;
 pub mod model;
 pub mod proto;
 pub mod scores;

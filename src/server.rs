@@ -14,6 +14,8 @@ use crate::cache::Caches;
 use crate::config::Config;
 use crate::engine::{Clock, Engine, EngineSettings};
 use crate::grpc::GrpcService;
+use crate::metrics::Metrics;
+
 use crate::proto;
 use crate::proto::creator_boost_server::CreatorBoostServer;
 use crate::store::embedded::{EmbeddedStore, WriterSettings};
@@ -88,7 +90,11 @@ impl ServerOptions {
 ///
 /// # Errors
 /// [`StoreError`] when the store cannot be opened.
-pub fn embedded_engine(config: &Config, clock: Clock) -> Result<Arc<Engine<EmbeddedStore>>, StoreError> {
+pub fn embedded_engine(
+    config: &Config,
+    clock: Clock,
+    metrics: Arc<Metrics>,
+) -> Result<Arc<Engine<EmbeddedStore>>, StoreError> {
     let caches = Arc::new(Caches::new(&config.cache));
     let hook_caches = Arc::clone(&caches);
     let store = EmbeddedStore::open(
@@ -104,7 +110,7 @@ pub fn embedded_engine(config: &Config, clock: Clock) -> Result<Arc<Engine<Embed
         ingest: config.ingest.clone(),
         variants: config.variants.clone(),
     };
-    Ok(Arc::new(Engine::new(store, caches, settings, clock)))
+    Ok(Arc::new(Engine::new(store, caches, settings, clock, metrics)))
 }
 
 /// The runtime `serve` runs on. `worker_threads` 0 = automatic: one core
@@ -133,7 +139,7 @@ pub fn runtime(worker_threads: usize) -> std::io::Result<tokio::runtime::Runtime
 /// [`ServeError`] when the store, address or token file cannot be used.
 pub async fn serve(config: Config) -> Result<(), ServeError> {
     let options = ServerOptions::from_config(&config)?;
-    let engine = embedded_engine(&config, Clock::system())?;
+    let engine = embedded_engine(&config, Clock::system(), Metrics::new())?;
     let listener = TcpListener::bind(config.listen)
         .await
         .map_err(|source| ServeError::Bind {
@@ -144,8 +150,21 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         address: config.listen,
         source,
     })?;
+    let metrics = match config.metrics_listen {
+        Some(metrics_address) => {
+            let metrics_listener = TcpListener::bind(metrics_address)
+                .await
+                .map_err(|source| ServeError::Bind {
+                    address: metrics_address,
+                    source,
+                })?;
+            tracing::info!(address = %metrics_address, "metrics at /metrics");
+            Some(metrics_listener)
+        }
+        None => None,
+    };
     tracing::info!(%address, data_dir = %config.data_dir.display(), "creator-boost serving");
-    run(listener, engine, options, shutdown_signal()).await
+    run(listener, metrics, engine, options, shutdown_signal()).await
 }
 
 /// Serves on `listener` until `shutdown` resolves, then reports NOT_SERVING,
@@ -155,10 +174,18 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
 /// [`ServeError`] when reflection cannot be built or the transport fails.
 pub async fn run<S: Store>(
     listener: TcpListener,
+    metrics: Option<TcpListener>,
     engine: Arc<Engine<S>>,
     options: ServerOptions,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
+    // Stopped when `run` returns (the guard aborts the task).
+    let _metrics_task = metrics.map(|listener| {
+        AbortOnDrop(tokio::spawn(crate::metrics::serve_metrics(
+            listener,
+            Arc::clone(engine.metrics()),
+        )))
+    });
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     let service = GrpcService::new(engine, options.max_in_flight, options.write_token.clone());
     let service = CreatorBoostServer::new(service)
@@ -195,6 +222,7 @@ pub async fn run<S: Store>(
 
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
     let server = Server::builder()
+        .layer(crate::deadline::DeadlineLayer)
         .tcp_nodelay(true)
         .add_service(health_service)
         .add_service(reflection_v1)
@@ -218,6 +246,14 @@ pub async fn run<S: Store>(
     }
     tracing::info!("server stopped");
     Ok(())
+}
+
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// Resolves on the first SIGTERM or SIGINT (Ctrl-C).

@@ -41,6 +41,7 @@ intimacy_gain = 0.0
 /// A running server and what it needs to stop or restart.
 pub struct TestServer {
     pub addr: SocketAddr,
+    pub metrics_addr: Option<SocketAddr>,
     pub data_dir: PathBuf,
     pub clock: Clock,
     shutdown: Option<oneshot::Sender<()>>,
@@ -56,6 +57,7 @@ pub struct Spawn {
     pub write_token: Option<String>,
     pub max_in_flight: usize,
     pub now_ms: Option<i64>,
+    pub metrics: bool,
 }
 
 /// A server with the test config, a fresh data dir and a clock fixed at [`NOW_MS`].
@@ -80,7 +82,7 @@ pub async fn spawn_with(options: Spawn) -> TestServer {
     };
     let config = Config::from_toml(&text, Path::new("test.toml"), overrides).expect("test config");
     let clock = Clock::manual(options.now_ms.unwrap_or(NOW_MS));
-    let engine = embedded_engine(&config, clock.clone()).expect("engine");
+    let engine = embedded_engine(&config, clock.clone(), creator_boost::metrics::Metrics::new()).expect("engine");
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     let server_options = ServerOptions {
@@ -89,15 +91,22 @@ pub async fn spawn_with(options: Spawn) -> TestServer {
         shutdown_grace: Duration::from_secs(5),
         max_message_bytes: config.limits.max_message_bytes,
     };
+    let metrics_listener = if options.metrics {
+        Some(TcpListener::bind("127.0.0.1:0").await.expect("bind metrics"))
+    } else {
+        None
+    };
+    let metrics_addr = metrics_listener.as_ref().map(|l| l.local_addr().expect("metrics addr"));
     let (shutdown, signal) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {
-        run(listener, engine, server_options, async move {
+        run(listener, metrics_listener, engine, server_options, async move {
             let _ = signal.await;
         })
         .await
         .expect("server run");
     });
     TestServer {
+        metrics_addr,
         addr,
         data_dir,
         clock,

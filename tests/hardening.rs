@@ -1,0 +1,357 @@
+//! Overload, deadlines, size limits, crash safety and metrics, tried for real.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use creator_boost::proto;
+use creator_boost::proto::EventKind::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tonic::Code;
+
+fn rank_request() -> proto::RankRequest {
+    proto::RankRequest {
+        viewer_id: 1,
+        candidates: vec![candidate(1, 2, 1.0)],
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn beyond_the_in_flight_limit_calls_are_shed_quickly_and_the_server_recovers() {
+    let server = spawn_with(Spawn {
+        max_in_flight: 1,
+        ..Spawn::default()
+    })
+    .await;
+    let mut client = server.client().await;
+    // An open event stream holds the only slot for as long as it is open.
+    let (hold, requests) = tokio::sync::mpsc::channel::<proto::RecordEventsRequest>(1);
+    let stream = client
+        .stream_events(tokio_stream::wrappers::ReceiverStream::new(requests))
+        .await
+        .expect("stream admitted");
+    let mut burst = Vec::new();
+    for _ in 0..50 {
+        let mut client = client.clone();
+        burst.push(tokio::spawn(async move { client.rank(rank_request()).await }));
+    }
+    let results = tokio::time::timeout(Duration::from_secs(10), futures_join(burst))
+        .await
+        .expect("no call hangs");
+    for result in &results {
+        let status = result.as_ref().expect_err("shed while the slot is taken");
+        assert_eq!(status.code(), Code::ResourceExhausted);
+        assert!(status.message().contains("retry"), "{}", status.message());
+        assert_eq!(
+            status.metadata().get("retry-after-ms").and_then(|v| v.to_str().ok()),
+            Some("50")
+        );
+    }
+    drop(hold);
+    drop(stream);
+    // The slot comes back once the stream is gone.
+    let mut recovered = false;
+    for _ in 0..200 {
+        if client.rank(rank_request()).await.is_ok() {
+            recovered = true;
+            break;
+        }
+        tokio::task::yield_now().await;
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(recovered, "the server never admitted a call again");
+}
+
+async fn futures_join<T>(tasks: Vec<tokio::task::JoinHandle<T>>) -> Vec<T> {
+    let mut out = Vec::new();
+    for task in tasks {
+        out.push(task.await.expect("task"));
+    }
+    out
+}
+
+#[tokio::test]
+async fn a_deadline_shorter_than_the_work_gives_deadline_exceeded() {
+    let config = TEST_CONFIG.replace("max_events_per_batch = 1000", "max_events_per_batch = 50000");
+    let server = spawn_with(Spawn {
+        config: Some(config),
+        ..Spawn::default()
+    })
+    .await;
+    // 20,000 events for 20,000 distinct viewers take far longer than 20 ms to
+    // decode, validate and commit. The call goes through a bare HTTP/2 client
+    // that, unlike tonic's, does not give up on its own, so the status seen is
+    // the server's.
+    let events: Vec<proto::Event> = (0..20_000)
+        .map(|i| event(&format!("d{i}"), Like, 1 + i, 5_000_000))
+        .collect();
+    let request = proto::RecordEventsRequest { events };
+    let (status, message) = raw_grpc_call(
+        server.addr,
+        "/creatorboost.v1.CreatorBoost/RecordEvents",
+        &request,
+        "20m",
+    )
+    .await;
+    assert_eq!(status, Code::DeadlineExceeded as i32, "{message}");
+    assert!(message.contains("deadline"), "{message}");
+    // A generous deadline is fine.
+    let (status, _) = raw_grpc_call(server.addr, "/creatorboost.v1.CreatorBoost/Rank", &rank_request(), "5S").await;
+    assert_eq!(status, Code::Ok as i32);
+}
+
+/// One unary gRPC call over plain h2 with a `grpc-timeout` header; returns
+/// (grpc-status, grpc-message) from the trailers (or headers).
+async fn raw_grpc_call(
+    addr: std::net::SocketAddr,
+    path: &str,
+    message: &impl prost::Message,
+    timeout: &str,
+) -> (i32, String) {
+    let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let (mut client, connection) = h2::client::handshake(tcp).await.expect("handshake");
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    let request = http::Request::builder()
+        .method("POST")
+        .uri(format!("http://{addr}{path}"))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .header("grpc-timeout", timeout)
+        .body(())
+        .expect("request");
+    let (response, mut body) = client.send_request(request, false).expect("send");
+    let payload = message.encode_to_vec();
+    let mut frame = Vec::with_capacity(payload.len() + 5);
+    frame.push(0);
+    frame.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+    frame.extend_from_slice(&payload);
+    body.send_data(bytes::Bytes::from(frame), true).expect("body");
+    let response = response.await.expect("response");
+    let read = |headers: &http::HeaderMap| {
+        let status = headers
+            .get("grpc-status")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok());
+        let message = headers
+            .get("grpc-message")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_owned();
+        status.map(|s| (s, message))
+    };
+    if let Some(found) = read(response.headers()) {
+        return found;
+    }
+    let mut stream = response.into_body();
+    while let Some(chunk) = stream.data().await {
+        let chunk = chunk.expect("data");
+        let _ = stream.flow_control().release_capacity(chunk.len());
+    }
+    let trailers = stream.trailers().await.expect("trailers").expect("some trailers");
+    read(&trailers).expect("grpc-status")
+}
+
+#[tokio::test]
+async fn oversized_messages_get_a_clear_error() {
+    let config = TEST_CONFIG.replace("[limits]", "[limits]\nmax_message_bytes = 1024");
+    let server = spawn_with(Spawn {
+        config: Some(config),
+        ..Spawn::default()
+    })
+    .await;
+    let mut client = server.client().await;
+    let big = proto::RankRequest {
+        viewer_id: 1,
+        candidates: (0..200).map(|i| candidate(i, i, 1.0)).collect(),
+        ..Default::default()
+    };
+    let status = client.rank(big).await.expect_err("too large");
+    assert!(
+        matches!(status.code(), Code::OutOfRange | Code::ResourceExhausted),
+        "{status:?}"
+    );
+    assert!(
+        status.message().contains("too large") || status.message().contains("length"),
+        "{}",
+        status.message()
+    );
+    client.rank(rank_request()).await.expect("small one still fine");
+}
+
+#[tokio::test]
+async fn metrics_endpoint_reports_calls_cache_ingest_and_store() {
+    let server = spawn_with(Spawn {
+        metrics: true,
+        ..Spawn::default()
+    })
+    .await;
+    let mut client = server.client().await;
+    record(
+        &mut client,
+        vec![
+            event("m1", Like, 1, 2),
+            event("m1", Like, 1, 2),
+            event("self", Like, 3, 3),
+        ],
+    )
+    .await;
+    client.rank(rank_request()).await.expect("rank");
+    client.rank(rank_request()).await.expect("rank");
+    let _ = client
+        .rank(proto::RankRequest {
+            variant: "nope".into(),
+            ..rank_request()
+        })
+        .await;
+    let text = scrape(server.metrics_addr.expect("metrics")).await;
+    for needle in [
+        "creator_boost_requests_total{method=\"Rank\",code=\"OK\"} 2",
+        "creator_boost_requests_total{method=\"Rank\",code=\"INVALID_ARGUMENT\"} 1",
+        "creator_boost_requests_total{method=\"RecordEvents\",code=\"OK\"} 1",
+        "creator_boost_request_duration_seconds_count{method=\"Rank\"} 3",
+        "creator_boost_ingest_accepted_total 1",
+        "creator_boost_ingest_duplicates_total 1",
+        "creator_boost_ingest_rejected_total{reason=\"self_interaction\"} 1",
+        "creator_boost_cache_hit_ratio",
+        "creator_boost_store_commit_duration_seconds_count 1",
+        "creator_boost_degraded_answers_total 0",
+    ] {
+        assert!(text.contains(needle), "missing {needle} in\n{text}");
+    }
+}
+
+async fn scrape(addr: std::net::SocketAddr) -> String {
+    let mut socket = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    socket
+        .write_all(b"GET /metrics HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .expect("write");
+    let mut out = String::new();
+    socket.read_to_string(&mut out).await.expect("read");
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    out
+}
+
+/// `kill -9` of the real binary in the middle of a StreamEvents load, then a
+/// restart on the same data dir: every acknowledged event is there, once.
+#[tokio::test]
+async fn kill_9_during_stream_events_loses_no_acked_event() {
+    let temp = tempfile::tempdir().expect("temp");
+    let data = temp.path().join("data");
+    let (mut child, url) = start_binary(&data).await;
+    let channel = tonic::transport::Channel::from_shared(url.clone())
+        .expect("url")
+        .connect()
+        .await
+        .expect("connect");
+    let mut client = proto::creator_boost_client::CreatorBoostClient::new(channel);
+
+    const CREATOR: u64 = 777;
+    let batches: Vec<Vec<proto::Event>> = (0..400)
+        .map(|b| {
+            (0..250)
+                .map(|i| event(&format!("k{b}-{i}"), Like, 1_000_000 + (b * 250 + i) as u64, CREATOR))
+                .collect()
+        })
+        .collect();
+    let (sender, receiver) = tokio::sync::mpsc::channel(4);
+    let mut responses = client
+        .stream_events(tokio_stream::wrappers::ReceiverStream::new(receiver))
+        .await
+        .expect("stream")
+        .into_inner();
+    let to_send = batches.clone();
+    let feeder = tokio::spawn(async move {
+        for events in to_send {
+            if sender.send(proto::RecordEventsRequest { events }).await.is_err() {
+                break;
+            }
+        }
+    });
+    let mut acked_batches = 0usize;
+    let mut acked_events = 0u64;
+    while let Ok(Some(response)) = responses.message().await {
+        acked_batches += 1;
+        acked_events += u64::from(response.accepted);
+        if acked_batches == 20 {
+            child.kill().expect("kill -9");
+        }
+    }
+    feeder.abort();
+    let _ = child.wait();
+    assert!(
+        acked_batches >= 20 && acked_batches < batches.len(),
+        "killed mid-load: {acked_batches} acks"
+    );
+    assert_eq!(acked_events, acked_batches as u64 * 250);
+
+    let (mut child, url) = start_binary(&data).await;
+    let channel = tonic::transport::Channel::from_shared(url)
+        .expect("url")
+        .connect()
+        .await
+        .expect("connect");
+    let mut client = proto::creator_boost_client::CreatorBoostClient::new(channel);
+    let scores = |client: &mut proto::creator_boost_client::CreatorBoostClient<tonic::transport::Channel>| {
+        let mut client = client.clone();
+        async move {
+            let request = proto::GetCreatorScoresRequest {
+                creator_ids: vec![CREATOR],
+                variant: String::new(),
+            };
+            client
+                .get_creator_scores(request)
+                .await
+                .expect("scores")
+                .into_inner()
+                .scores[0]
+                .evidence
+        }
+    };
+    let evidence = scores(&mut client).await;
+    assert!(
+        evidence >= acked_events,
+        "lost acked events: {evidence} < {acked_events}"
+    );
+    // Replaying every acknowledged batch changes nothing: each was stored once.
+    for events in &batches[..acked_batches] {
+        let response = record(&mut client, events.clone()).await;
+        assert_eq!((response.accepted, response.duplicates), (0, 250));
+    }
+    // Sending everything again leaves exactly one count per distinct event.
+    for events in &batches {
+        record(&mut client, events.clone()).await;
+    }
+    assert_eq!(scores(&mut client).await, 400 * 250);
+    child.kill().expect("stop");
+    let _ = child.wait();
+}
+
+async fn start_binary(data: &std::path::Path) -> (std::process::Child, String) {
+    let port = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("probe");
+        probe.local_addr().expect("addr").port()
+    };
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_creator-boost"))
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
+        .arg(data)
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn server");
+    let url = format!("http://127.0.0.1:{port}");
+    for _ in 0..200 {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+            return (child, url);
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    panic!("server did not start on port {port}");
+}

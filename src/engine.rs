@@ -1,8 +1,8 @@
 //! The domain service: rank, creator scores and event recording, over the
 //! store and the caches. No proto types here; [`crate::grpc`] converts.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, RwLock};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use crate::cache::Caches;
@@ -135,6 +135,9 @@ pub struct Engine<S> {
     decay: Decay,
     clock: Clock,
     metrics: Arc<Metrics>,
+    /// Swapped whole by a config reload; a call clones the `Arc` of the
+    /// variant it uses, so calls in flight finish with the parameters they began with.
+    variants: RwLock<Arc<Variants>>,
 }
 
 impl<S: Store> Engine<S> {
@@ -147,6 +150,7 @@ impl<S: Store> Engine<S> {
         metrics: Arc<Metrics>,
     ) -> Engine<S> {
         let decay = settings.ingest.decay();
+        let variants = RwLock::new(Arc::new(settings.variants.clone()));
         Engine {
             store,
             caches,
@@ -154,7 +158,19 @@ impl<S: Store> Engine<S> {
             decay,
             clock,
             metrics,
+            variants,
         }
+    }
+
+    /// Replaces the scoring parameter sets atomically (config hot reload).
+    pub fn replace_variants(&self, variants: Variants) {
+        let mut guard = self.variants.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+        *guard = Arc::new(variants);
+    }
+
+    /// The scoring parameter sets in force.
+    pub fn variants(&self) -> Arc<Variants> {
+        Arc::clone(&self.variants.read().unwrap_or_else(|poisoned| poisoned.into_inner()))
     }
 
     /// The metrics registry.
@@ -178,8 +194,8 @@ impl<S: Store> Engine<S> {
     }
 
     fn variant(&self, name: &str) -> Result<Arc<Variant>, Error> {
-        self.settings
-            .variants
+        let variants = self.variants.read().unwrap_or_else(|poisoned| poisoned.into_inner());
+        variants
             .get(name)
             .cloned()
             .ok_or_else(|| Error::UnknownVariant(name.to_owned()))

@@ -31,7 +31,7 @@ fn main() -> ExitCode {
                 Ok(runtime) => runtime,
                 Err(error) => return fail(&error),
             };
-            match runtime.block_on(server::serve(config)) {
+            match runtime.block_on(server::serve(config, args.config.clone(), args.overrides())) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(error) => {
                     tracing::error!(%error, "server failed");

@@ -11,7 +11,7 @@ use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
 
 use crate::cache::Caches;
-use crate::config::Config;
+use crate::config::{Config, ConfigError, Overrides};
 use crate::engine::{Clock, Engine, EngineSettings};
 use crate::grpc::GrpcService;
 use crate::metrics::Metrics;
@@ -137,9 +137,21 @@ pub fn runtime(worker_threads: usize) -> std::io::Result<tokio::runtime::Runtime
 ///
 /// # Errors
 /// [`ServeError`] when the store, address or token file cannot be used.
-pub async fn serve(config: Config) -> Result<(), ServeError> {
+pub async fn serve(
+    config: Config,
+    config_path: Option<std::path::PathBuf>,
+    overrides: Overrides,
+) -> Result<(), ServeError> {
     let options = ServerOptions::from_config(&config)?;
     let engine = embedded_engine(&config, Clock::system(), Metrics::new())?;
+    let _reloader = config_path.map(|path| {
+        AbortOnDrop(tokio::spawn(reload_on_sighup(
+            Arc::clone(&engine),
+            path,
+            overrides,
+            config.clone(),
+        )))
+    });
     let listener = TcpListener::bind(config.listen)
         .await
         .map_err(|source| ServeError::Bind {
@@ -253,6 +265,67 @@ struct AbortOnDrop(tokio::task::JoinHandle<()>);
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {
         self.0.abort();
+    }
+}
+
+/// Re-reads the config file and swaps in its model parameters and variants.
+/// Everything else in the file needs a restart; a changed value there is
+/// reported in the log and left as it was.
+///
+/// # Errors
+/// [`ConfigError`] when the file is unreadable or invalid; the parameters in
+/// force stay.
+pub fn reload_config<S: Store>(
+    engine: &Engine<S>,
+    path: &std::path::Path,
+    overrides: Overrides,
+    running: &Config,
+) -> Result<String, ConfigError> {
+    let fresh = Config::load(Some(path), overrides)?;
+    let restart_needed: Vec<&str> = [
+        ("listen", fresh.listen != running.listen),
+        ("data_dir", fresh.data_dir != running.data_dir),
+        ("limits", fresh.limits != running.limits),
+        ("cache", fresh.cache != running.cache),
+        ("ingest", fresh.ingest != running.ingest),
+        ("max_in_flight", fresh.max_in_flight != running.max_in_flight),
+        ("write_token_file", fresh.write_token_file != running.write_token_file),
+        ("metrics_listen", fresh.metrics_listen != running.metrics_listen),
+    ]
+    .into_iter()
+    .filter_map(|(name, changed)| changed.then_some(name))
+    .collect();
+    if !restart_needed.is_empty() {
+        tracing::warn!(keys = ?restart_needed, "config reload: these settings need a restart and were not applied");
+    }
+    let version = fresh.variants.default_variant().model_version.clone();
+    engine.replace_variants(fresh.variants);
+    Ok(version)
+}
+
+/// Reloads the config on every SIGHUP until the task is dropped.
+async fn reload_on_sighup<S: Store>(
+    engine: Arc<Engine<S>>,
+    path: std::path::PathBuf,
+    overrides: Overrides,
+    running: Config,
+) {
+    #[cfg(unix)]
+    {
+        let Ok(mut hangup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
+            tracing::warn!("cannot watch SIGHUP; config hot reload is off");
+            return;
+        };
+        while hangup.recv().await.is_some() {
+            match reload_config(&engine, &path, overrides.clone(), &running) {
+                Ok(version) => tracing::info!(model_version = %version, path = %path.display(), "config reloaded"),
+                Err(error) => tracing::error!(%error, "config reload refused; keeping the parameters in force"),
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (engine, path, overrides, running);
     }
 }
 

@@ -21,7 +21,10 @@ use prost::Message;
 /// Runs `check` on values of `strategy` in rounds of 2,000 cases with fresh
 /// seeds until `FUZZ_SECONDS` have passed (one round when unset).
 fn fuzz<S: Strategy>(name: &str, strategy: S, check: impl Fn(S::Value) -> Result<(), TestCaseError>) {
-    let seconds: u64 = std::env::var("FUZZ_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(0);
+    let seconds: u64 = std::env::var("FUZZ_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
     let deadline = Instant::now() + Duration::from_secs(seconds);
     let started = Instant::now();
     let mut cases = 0u64;
@@ -31,7 +34,11 @@ fn fuzz<S: Strategy>(name: &str, strategy: S, check: impl Fn(S::Value) -> Result
         let stamp = started.elapsed().as_nanos() as u64 ^ round.wrapping_mul(0x9E37_79B9_7F4A_7C15);
         seed[..8].copy_from_slice(&stamp.to_le_bytes());
         seed[8..16].copy_from_slice(&round.to_le_bytes());
-        let config = RunnerConfig { cases: 2_000, failure_persistence: None, ..RunnerConfig::default() };
+        let config = RunnerConfig {
+            cases: 2_000,
+            failure_persistence: None,
+            ..RunnerConfig::default()
+        };
         let mut runner = TestRunner::new_with_rng(config, TestRng::from_seed(RngAlgorithm::ChaCha, &seed));
         if let Err(error) = runner.run(&strategy, &check) {
             panic!("{name}: finding after {cases} cases: {error}");
@@ -42,7 +49,10 @@ fn fuzz<S: Strategy>(name: &str, strategy: S, check: impl Fn(S::Value) -> Result
             break;
         }
     }
-    eprintln!("fuzz {name}: {cases} cases in {:.0} s, no finding", started.elapsed().as_secs_f64());
+    eprintln!(
+        "fuzz {name}: {cases} cases in {:.0} s, no finding",
+        started.elapsed().as_secs_f64()
+    );
 }
 
 fn any_f64() -> impl Strategy<Value = f64> {
@@ -59,7 +69,13 @@ fn any_f64() -> impl Strategy<Value = f64> {
 }
 
 fn any_timestamp() -> impl Strategy<Value = i64> {
-    prop_oneof![any::<i64>(), Just(0i64), Just(i64::MIN), Just(i64::MAX), 0i64..4_000_000_000_000]
+    prop_oneof![
+        any::<i64>(),
+        Just(0i64),
+        Just(i64::MIN),
+        Just(i64::MAX),
+        0i64..4_000_000_000_000
+    ]
 }
 
 fn any_id() -> impl Strategy<Value = u64> {
@@ -79,17 +95,28 @@ fn fuzz_event_validation() {
     );
     let limits = Limits::default();
     let decay = IngestParams::default().decay();
-    fuzz("event validation", strategy, |(event_id, kind, viewer_id, creator_id, timestamp_ms, amount, now_ms)| {
-        let raw = RawEvent { event_id, kind: kind.map(|k| EventKind::ALL[k]), viewer_id, creator_id, timestamp_ms, amount };
-        if let Ok(event) = validate(raw, now_ms, &limits, &decay) {
-            prop_assert!(event.amount.is_finite() && event.amount >= 0.0);
-            prop_assert!(event.timestamp_ms > 0 || (event.timestamp_ms == 0 && now_ms == 0));
-            prop_assert!(decay.accepts_timestamp(event.timestamp_ms));
-            prop_assert!(event.creator_id != 0 && event.viewer_id != event.creator_id);
-            prop_assert!(event.value().is_finite());
-        }
-        Ok(())
-    });
+    fuzz(
+        "event validation",
+        strategy,
+        |(event_id, kind, viewer_id, creator_id, timestamp_ms, amount, now_ms)| {
+            let raw = RawEvent {
+                event_id,
+                kind: kind.map(|k| EventKind::ALL[k]),
+                viewer_id,
+                creator_id,
+                timestamp_ms,
+                amount,
+            };
+            if let Ok(event) = validate(raw, now_ms, &limits, &decay) {
+                prop_assert!(event.amount.is_finite() && event.amount >= 0.0);
+                prop_assert!(event.timestamp_ms > 0 || (event.timestamp_ms == 0 && now_ms == 0));
+                prop_assert!(decay.accepts_timestamp(event.timestamp_ms));
+                prop_assert!(event.creator_id != 0 && event.viewer_id != event.creator_id);
+                prop_assert!(event.value().is_finite());
+            }
+            Ok(())
+        },
+    );
 }
 
 const HEADER: &str = "user_id,video_id,date,hourmin,time_ms,is_click,is_like,is_follow,is_comment,is_forward,is_hate,long_view,play_time_ms,duration_ms,profile_stay_time,comment_stay_time,is_profile_enter,is_rand,tab,author_id";
@@ -123,7 +150,10 @@ fn fuzz_kuairand_rows() {
         match columns.events(&line, &mut out) {
             Ok(()) => {
                 prop_assert!(!out.is_empty());
-                prop_assert!(out.iter().all(|e| e.amount.is_finite() && (0.0..=1.0).contains(&e.amount)));
+                prop_assert!(
+                    out.iter()
+                        .all(|e| e.amount.is_finite() && (0.0..=1.0).contains(&e.amount))
+                );
             }
             Err(_) => prop_assert!(out.is_empty()),
         }
@@ -135,7 +165,8 @@ fn fuzz_kuairand_rows() {
 
 #[test]
 fn fuzz_jsonl_lines() {
-    const LINE: &str = r#"{"event_id":"e1","kind":"TIP","viewer_id":7,"creator_id":100,"timestamp_ms":1650812741436,"amount":12.5}"#;
+    const LINE: &str =
+        r#"{"event_id":"e1","kind":"TIP","viewer_id":7,"creator_id":100,"timestamp_ms":1650812741436,"amount":12.5}"#;
     let strategy = prop_oneof![mutated(LINE), ".{0,300}", "[{}\":,a-z0-9\\-.eE]{0,200}"];
     fuzz("jsonl lines", strategy, |line| {
         if let Ok(event) = jsonl::parse_line(&line) {
@@ -181,7 +212,11 @@ fn fuzz_protobuf_decoding() {
     .encode_to_vec();
     let rank = proto::RankRequest {
         viewer_id: 9,
-        candidates: vec![proto::Candidate { item_id: 1, creator_id: 2, base_score: 0.5 }],
+        candidates: vec![proto::Candidate {
+            item_id: 1,
+            creator_id: 2,
+            base_score: 0.5,
+        }],
         ..Default::default()
     }
     .encode_to_vec();

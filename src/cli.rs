@@ -59,6 +59,15 @@ pub struct ServeArgs {
     /// File holding the bearer token required by RecordEvents/StreamEvents.
     #[arg(long, env = "CREATOR_BOOST_WRITE_TOKEN_FILE")]
     pub write_token_file: Option<PathBuf>,
+    /// TLS certificate chain (PEM); needs --tls-key.
+    #[arg(long, env = "CREATOR_BOOST_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM); needs --tls-cert.
+    #[arg(long, env = "CREATOR_BOOST_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Require client certificates signed by this CA (PEM): mutual TLS.
+    #[arg(long, env = "CREATOR_BOOST_TLS_CLIENT_CA")]
+    pub tls_client_ca: Option<PathBuf>,
     /// Serve Prometheus metrics at http://ADDR/metrics [default: off].
     #[arg(long, env = "CREATOR_BOOST_METRICS_LISTEN")]
     pub metrics_listen: Option<String>,
@@ -78,6 +87,9 @@ impl ServeArgs {
             data_dir: self.data_dir.clone(),
             max_in_flight: self.max_in_flight,
             metrics_listen: self.metrics_listen.clone(),
+            tls_cert: self.tls_cert.clone(),
+            tls_key: self.tls_key.clone(),
+            tls_client_ca: self.tls_client_ca.clone(),
             write_token_file: self.write_token_file.clone(),
             log_format: self.log_format,
             worker_threads: self.worker_threads,

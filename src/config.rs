@@ -160,6 +160,12 @@ pub struct Config {
     pub metrics_listen: Option<SocketAddr>,
     /// File holding the bearer token that writes must carry.
     pub write_token_file: Option<PathBuf>,
+    /// TLS certificate chain (PEM); with `tls_key`, the port speaks TLS only.
+    pub tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM).
+    pub tls_key: Option<PathBuf>,
+    /// CA (PEM) whose client certificates are required (mutual TLS).
+    pub tls_client_ca: Option<PathBuf>,
     /// How long shutdown waits for in-flight calls.
     pub shutdown_grace: Duration,
     /// Runtime worker threads; 0 = one per available core (1 = current-thread runtime).
@@ -184,6 +190,9 @@ struct RawConfig {
     max_in_flight: Option<usize>,
     metrics_listen: Option<String>,
     write_token_file: Option<PathBuf>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    tls_client_ca: Option<PathBuf>,
     shutdown_grace_ms: Option<u64>,
     worker_threads: Option<usize>,
     log_format: Option<LogFormat>,
@@ -212,6 +221,12 @@ pub struct Overrides {
     pub metrics_listen: Option<String>,
     /// `--write-token-file`.
     pub write_token_file: Option<PathBuf>,
+    /// `--tls-cert`.
+    pub tls_cert: Option<PathBuf>,
+    /// `--tls-key`.
+    pub tls_key: Option<PathBuf>,
+    /// `--tls-client-ca`.
+    pub tls_client_ca: Option<PathBuf>,
     /// `--log-format`.
     pub log_format: Option<LogFormat>,
     /// `--worker-threads`.
@@ -260,6 +275,17 @@ impl Config {
             ),
             _ => None,
         };
+        let tls_cert = overrides.tls_cert.or(raw.tls_cert);
+        let tls_key = overrides.tls_key.or(raw.tls_key);
+        let tls_client_ca = overrides.tls_client_ca.or(raw.tls_client_ca);
+        if tls_cert.is_some() != tls_key.is_some() {
+            return Err(ConfigError::Invalid(
+                "tls_cert and tls_key must be given together".into(),
+            ));
+        }
+        if tls_client_ca.is_some() && tls_cert.is_none() {
+            return Err(ConfigError::Invalid("tls_client_ca needs tls_cert and tls_key".into()));
+        }
         let limits = raw.limits;
         validate_limits(&limits)?;
         if raw.cache.ttl_ms == 0 || raw.cache.creators == 0 || raw.cache.viewers == 0 {
@@ -283,6 +309,9 @@ impl Config {
             max_in_flight: overrides.max_in_flight.or(raw.max_in_flight).unwrap_or(0),
             metrics_listen,
             write_token_file: overrides.write_token_file.or(raw.write_token_file),
+            tls_cert,
+            tls_key,
+            tls_client_ca,
             shutdown_grace: Duration::from_millis(raw.shutdown_grace_ms.unwrap_or(10_000)),
             worker_threads: overrides.worker_threads.or(raw.worker_threads).unwrap_or(0),
             log_format: overrides.log_format.or(raw.log_format).unwrap_or_default(),

@@ -41,6 +41,9 @@ pub enum ServeError {
     /// The transport failed.
     #[error("transport: {0}")]
     Transport(#[from] tonic::transport::Error),
+    /// The TLS files could not be read or used.
+    #[error("tls: {0}")]
+    Tls(String),
     /// Reflection could not be built from the descriptor set.
     #[error("reflection: {0}")]
     Reflection(String),
@@ -57,6 +60,8 @@ pub struct ServerOptions {
     pub shutdown_grace: Duration,
     /// Largest message accepted.
     pub max_message_bytes: usize,
+    /// TLS settings; `None` = plaintext.
+    pub tls: Option<tonic::transport::ServerTlsConfig>,
 }
 
 impl ServerOptions {
@@ -77,7 +82,22 @@ impl ServerOptions {
             }
             None => None,
         };
+        let tls = match (&config.tls_cert, &config.tls_key) {
+            (Some(cert), Some(key)) => {
+                let read = |path: &std::path::Path| {
+                    std::fs::read(path).map_err(|e| ServeError::Tls(format!("{}: {e}", path.display())))
+                };
+                let identity = tonic::transport::Identity::from_pem(read(cert)?, read(key)?);
+                let mut tls = tonic::transport::ServerTlsConfig::new().identity(identity);
+                if let Some(ca) = &config.tls_client_ca {
+                    tls = tls.client_ca_root(tonic::transport::Certificate::from_pem(read(ca)?));
+                }
+                Some(tls)
+            }
+            _ => None,
+        };
         Ok(ServerOptions {
+            tls,
             max_in_flight: config.max_in_flight,
             write_token,
             shutdown_grace: config.shutdown_grace,
@@ -233,7 +253,11 @@ pub async fn run<S: Store>(
     };
 
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
-    let server = Server::builder()
+    let mut builder = Server::builder();
+    if let Some(tls) = options.tls.clone() {
+        builder = builder.tls_config(tls).map_err(|e| ServeError::Tls(e.to_string()))?;
+    }
+    let server = builder
         .layer(crate::deadline::DeadlineLayer)
         .tcp_nodelay(true)
         .add_service(health_service)

@@ -355,3 +355,56 @@ async fn start_binary(data: &std::path::Path) -> (std::process::Child, String) {
     let _ = child.wait();
     panic!("server did not start on port {port}");
 }
+
+#[tokio::test]
+async fn tls_round_trip_and_plaintext_is_refused() {
+    let generated = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).expect("certificate");
+    let cert_pem = generated.cert.pem();
+    let key_pem = generated.signing_key.serialize_pem();
+    let identity = tonic::transport::Identity::from_pem(&cert_pem, &key_pem);
+    let tls = tonic::transport::ServerTlsConfig::new().identity(identity);
+    let server = spawn_with(Spawn {
+        tls: Some(tls),
+        write_token: Some("t0ken".into()),
+        ..Spawn::default()
+    })
+    .await;
+
+    let client_tls = tonic::transport::ClientTlsConfig::new()
+        .ca_certificate(tonic::transport::Certificate::from_pem(&cert_pem))
+        .domain_name("localhost");
+    let channel = tonic::transport::Channel::from_shared(format!("https://{}", server.addr))
+        .expect("url")
+        .tls_config(client_tls)
+        .expect("tls config")
+        .connect()
+        .await
+        .expect("tls connect");
+    let mut client = proto::creator_boost_client::CreatorBoostClient::new(channel);
+    let mut request = tonic::Request::new(proto::RecordEventsRequest {
+        events: vec![event("tls-1", Like, 1, 2)],
+    });
+    request
+        .metadata_mut()
+        .insert("authorization", "Bearer t0ken".parse().expect("header"));
+    assert_eq!(
+        client
+            .record_events(request)
+            .await
+            .expect("write over TLS")
+            .into_inner()
+            .accepted,
+        1
+    );
+    client.rank(rank_request()).await.expect("read over TLS");
+
+    // A plaintext client gets nowhere.
+    let plain = tonic::transport::Channel::from_shared(server.url())
+        .expect("url")
+        .connect()
+        .await;
+    if let Ok(channel) = plain {
+        let mut plain = proto::creator_boost_client::CreatorBoostClient::new(channel);
+        assert!(plain.rank(rank_request()).await.is_err());
+    }
+}

@@ -58,6 +58,7 @@ pub struct Spawn {
     pub max_in_flight: usize,
     pub now_ms: Option<i64>,
     pub metrics: bool,
+    pub tls: Option<tonic::transport::ServerTlsConfig>,
 }
 
 /// A server with the test config, a fresh data dir and a clock fixed at [`NOW_MS`].
@@ -90,6 +91,7 @@ pub async fn spawn_with(options: Spawn) -> TestServer {
         write_token: options.write_token,
         shutdown_grace: Duration::from_secs(5),
         max_message_bytes: config.limits.max_message_bytes,
+        tls: options.tls.clone(),
     };
     let metrics_listener = if options.metrics {
         Some(TcpListener::bind("127.0.0.1:0").await.expect("bind metrics"))

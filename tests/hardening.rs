@@ -110,21 +110,31 @@ async fn raw_grpc_call(
     message: &impl prost::Message,
     timeout: &str,
 ) -> (i32, String) {
+    raw_grpc_bytes(addr, path, message.encode_to_vec(), Some(timeout)).await
+}
+
+/// One unary call with an arbitrary payload (framed, not checked).
+async fn raw_grpc_bytes(
+    addr: std::net::SocketAddr,
+    path: &str,
+    payload: Vec<u8>,
+    timeout: Option<&str>,
+) -> (i32, String) {
     let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
     let (mut client, connection) = h2::client::handshake(tcp).await.expect("handshake");
     tokio::spawn(async move {
         let _ = connection.await;
     });
-    let request = http::Request::builder()
+    let mut request = http::Request::builder()
         .method("POST")
         .uri(format!("http://{addr}{path}"))
         .header("content-type", "application/grpc")
-        .header("te", "trailers")
-        .header("grpc-timeout", timeout)
-        .body(())
-        .expect("request");
+        .header("te", "trailers");
+    if let Some(timeout) = timeout {
+        request = request.header("grpc-timeout", timeout);
+    }
+    let request = request.body(()).expect("request");
     let (response, mut body) = client.send_request(request, false).expect("send");
-    let payload = message.encode_to_vec();
     let mut frame = Vec::with_capacity(payload.len() + 5);
     frame.push(0);
     frame.extend_from_slice(&(payload.len() as u32).to_be_bytes());
@@ -407,4 +417,100 @@ async fn tls_round_trip_and_plaintext_is_refused() {
         let mut plain = proto::creator_boost_client::CreatorBoostClient::new(channel);
         assert!(plain.rank(rank_request()).await.is_err());
     }
+}
+
+/// A full disk under the embedded store: writes fail with a clear
+/// UNAVAILABLE (nothing acknowledged), reads keep answering. Needs to mount a
+/// small tmpfs (root); skipped with a notice otherwise.
+#[tokio::test]
+async fn disk_full_fails_writes_clearly_and_reads_go_on() {
+    let temp = tempfile::tempdir().expect("temp");
+    let mount_point = temp.path().join("small");
+    std::fs::create_dir_all(&mount_point).expect("dir");
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=8m", "tmpfs"])
+        .arg(&mount_point)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !mounted {
+        eprintln!("NOTICE: skipping disk-full test: cannot mount a tmpfs here (needs root)");
+        return;
+    }
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount").arg("-l").arg(&self.0).status();
+        }
+    }
+    let _unmount = Unmount(mount_point.clone());
+
+    let server = spawn_with(Spawn {
+        data_dir: Some(mount_point.join("data")),
+        ..Spawn::default()
+    })
+    .await;
+    let mut client = server.client().await;
+    let mut failure = None;
+    let mut accepted = 0u64;
+    for batch in 0..2_000u64 {
+        let events: Vec<proto::Event> = (0..500)
+            .map(|i| {
+                let mut e = event(
+                    &format!("full-{batch}-{i}-{}", "x".repeat(40)),
+                    View,
+                    1 + batch * 500 + i,
+                    9,
+                );
+                e.amount = 0.5;
+                e
+            })
+            .collect();
+        match client.record_events(proto::RecordEventsRequest { events }).await {
+            Ok(response) => accepted += u64::from(response.into_inner().accepted),
+            Err(status) => {
+                failure = Some(status);
+                break;
+            }
+        }
+    }
+    let status = failure.expect("the disk never filled up");
+    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+    assert!(
+        status.message().contains("nothing from this batch was acknowledged"),
+        "{}",
+        status.message()
+    );
+    assert!(accepted > 0);
+    // Reads still answer.
+    let response = client
+        .rank(proto::RankRequest {
+            viewer_id: 1,
+            candidates: vec![candidate(1, 9, 1.0)],
+            ..Default::default()
+        })
+        .await
+        .expect("rank with a full disk");
+    assert_eq!(response.into_inner().results.len(), 1);
+}
+
+#[tokio::test]
+async fn malformed_protobuf_gets_an_error_and_the_server_goes_on() {
+    let server = spawn_server().await;
+    let mut rng = creator_boost::generate::Rng::new(5);
+    for round in 0..200 {
+        let length = (rng.below(300) + 1) as usize;
+        let payload: Vec<u8> = (0..length).map(|_| rng.below(256) as u8).collect();
+        let path = if round % 2 == 0 {
+            "/creatorboost.v1.CreatorBoost/Rank"
+        } else {
+            "/creatorboost.v1.CreatorBoost/RecordEvents"
+        };
+        let (status, _) = raw_grpc_bytes(server.addr, path, payload, None).await;
+        // Garbage may happen to decode as a (meaningless) valid message; the
+        // server answers either way and never falls over.
+        assert!((0..=16).contains(&status), "status {status}");
+    }
+    let mut client = server.client().await;
+    client.rank(rank_request()).await.expect("still serving");
 }

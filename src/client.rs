@@ -34,15 +34,21 @@ pub enum ClientError {
 /// # Errors
 /// [`ClientError::Connect`].
 pub async fn connect(args: &ServerArgs) -> Result<CreatorBoostClient<Channel>, ClientError> {
-    let channel = Channel::from_shared(args.server.clone())
-        .map_err(|e| ClientError::Usage(format!("bad server URL `{}`: {e}", args.server)))?
-        .connect()
-        .await
-        .map_err(|source| ClientError::Connect {
-            url: args.server.clone(),
-            source,
-        })?;
+    let channel = channel(&args.server, None).await?;
     Ok(CreatorBoostClient::new(channel).max_decoding_message_size(64 * 1024 * 1024))
+}
+
+/// A channel to `url`, optionally giving up (connecting and per call) after `timeout`.
+async fn channel(url: &str, timeout: Option<std::time::Duration>) -> Result<Channel, ClientError> {
+    let mut endpoint =
+        Channel::from_shared(url.to_owned()).map_err(|e| ClientError::Usage(format!("bad server URL `{url}`: {e}")))?;
+    if let Some(timeout) = timeout {
+        endpoint = endpoint.connect_timeout(timeout).timeout(timeout);
+    }
+    endpoint.connect().await.map_err(|source| ClientError::Connect {
+        url: url.to_owned(),
+        source,
+    })
 }
 
 /// Wraps `message` in a request carrying the bearer token, if configured.
@@ -206,16 +212,7 @@ pub async fn health(args: HealthArgs) -> Result<bool, ClientError> {
     use tonic_health::pb::health_client::HealthClient;
 
     let timeout = std::time::Duration::from_millis(args.timeout_ms);
-    let channel = Channel::from_shared(args.server.clone())
-        .map_err(|e| ClientError::Usage(format!("bad server URL `{}`: {e}", args.server)))?
-        .connect_timeout(timeout)
-        .timeout(timeout)
-        .connect()
-        .await
-        .map_err(|source| ClientError::Connect {
-            url: args.server.clone(),
-            source,
-        })?;
+    let channel = channel(&args.server, Some(timeout)).await?;
     let response = HealthClient::new(channel)
         .check(HealthCheckRequest { service: args.service })
         .await?

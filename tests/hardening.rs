@@ -252,7 +252,7 @@ async fn scrape(addr: std::net::SocketAddr) -> String {
 async fn kill_9_during_stream_events_loses_no_acked_event() {
     let temp = tempfile::tempdir().expect("temp");
     let data = temp.path().join("data");
-    let (mut child, url) = start_binary(&data).await;
+    let (mut child, url) = start_binary(&data, &[]).await;
     let channel = tonic::transport::Channel::from_shared(url.clone())
         .expect("url")
         .connect()
@@ -299,7 +299,7 @@ async fn kill_9_during_stream_events_loses_no_acked_event() {
     );
     assert_eq!(acked_events, acked_batches as u64 * 250);
 
-    let (mut child, url) = start_binary(&data).await;
+    let (mut child, url) = start_binary(&data, &[]).await;
     let channel = tonic::transport::Channel::from_shared(url)
         .expect("url")
         .connect()
@@ -339,31 +339,6 @@ async fn kill_9_during_stream_events_loses_no_acked_event() {
     assert_eq!(scores(&mut client).await, 400 * 250);
     child.kill().expect("stop");
     let _ = child.wait();
-}
-
-async fn start_binary(data: &std::path::Path) -> (std::process::Child, String) {
-    let port = {
-        let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("probe");
-        probe.local_addr().expect("addr").port()
-    };
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_creator-boost"))
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
-        .arg(data)
-        .env("RUST_LOG", "warn")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("spawn server");
-    let url = format!("http://127.0.0.1:{port}");
-    for _ in 0..200 {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
-            return (child, url);
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-    panic!("server did not start on port {port}");
 }
 
 #[tokio::test]

@@ -1,7 +1,10 @@
 //! Config hot reload through a real SIGHUP to the real binary.
 
+mod common;
+
 use std::time::Duration;
 
+use common::start_binary;
 use creator_boost::proto;
 use creator_boost::proto::creator_boost_client::CreatorBoostClient;
 use tonic::transport::Channel;
@@ -27,34 +30,13 @@ async fn sighup_applies_a_good_config_and_refuses_a_bad_one() {
     let temp = tempfile::tempdir().expect("temp");
     let config = temp.path().join("creator-boost.toml");
     std::fs::write(&config, "[model]\nnon_fan_factor = 0.3\n").expect("write");
-    let port = {
-        let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("probe");
-        probe.local_addr().expect("addr").port()
-    };
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_creator-boost"))
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--config"])
-        .arg(&config)
-        .arg("--data-dir")
-        .arg(temp.path().join("data"))
-        .env("RUST_LOG", "warn")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("spawn");
-    let url = format!("http://127.0.0.1:{port}");
-    let mut client = None;
-    for _ in 0..200 {
-        if let Ok(channel) = Channel::from_shared(url.clone()).expect("url").connect().await {
-            client = Some(CreatorBoostClient::new(channel));
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    let Some(mut client) = client else {
-        let _ = child.kill();
-        let _ = child.wait();
-        panic!("server did not start");
-    };
+    let (mut child, url) = start_binary(&temp.path().join("data"), &["--config".as_ref(), config.as_os_str()]).await;
+    let channel = Channel::from_shared(url)
+        .expect("url")
+        .connect()
+        .await
+        .expect("connect");
+    let mut client = CreatorBoostClient::new(channel);
     let first = model_version(&mut client, "").await.expect("version");
     assert!(
         model_version(&mut client, "fresh").await.is_err(),

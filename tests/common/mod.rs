@@ -220,3 +220,30 @@ pub fn loyal_creator_events(prefix: &str, creator_id: u64, viewers: std::ops::Ra
     }
     events
 }
+
+/// Starts the real `creator-boost serve` binary on a free loopback port with
+/// `extra` arguments; returns the child and its URL once the port accepts.
+pub async fn start_binary(data: &Path, extra: &[&std::ffi::OsStr]) -> (std::process::Child, String) {
+    let port = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("probe");
+        probe.local_addr().expect("addr").port()
+    };
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_creator-boost"))
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
+        .arg(data)
+        .args(extra)
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn server");
+    for _ in 0..200 {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+            return (child, format!("http://127.0.0.1:{port}"));
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    panic!("server did not start on port {port}");
+}

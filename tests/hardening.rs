@@ -489,3 +489,27 @@ async fn malformed_protobuf_gets_an_error_and_the_server_goes_on() {
     let mut client = server.client().await;
     client.rank(rank_request()).await.expect("still serving");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_drains_calls_in_flight() {
+    let config = TEST_CONFIG.replace("max_events_per_batch = 1000", "max_events_per_batch = 50000");
+    let mut server = spawn_with(Spawn {
+        config: Some(config),
+        ..Spawn::default()
+    })
+    .await;
+    let mut client = server.client().await;
+    // A call that takes a while (20,000 events to validate and commit) ...
+    let events: Vec<proto::Event> = (0..20_000)
+        .map(|i| event(&format!("s{i}"), Like, 1 + i, 6_000_000))
+        .collect();
+    let call = tokio::spawn(async move { client.record_events(proto::RecordEventsRequest { events }).await });
+    // ... is in flight when shutdown begins: 20 ms is enough to send it and
+    // far less than it takes. (Had it not reached the server, the server would
+    // refuse it after shutdown began and this test would fail, not pass.)
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    server.begin_shutdown();
+    let response = call.await.expect("task").expect("the call in flight completes");
+    assert_eq!(response.into_inner().accepted, 20_000);
+    server.stop().await;
+}

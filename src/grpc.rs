@@ -182,6 +182,7 @@ impl<S: Store> GrpcService<S> {
     /// [`crate::deadline::DeadlineLayer`], which drops this future.)
     async fn observed<T>(&self, method: Method, call: impl Future<Output = Result<T, Status>>) -> Result<T, Status> {
         let started = Instant::now();
+        let _in_flight = self.engine.metrics().enter();
         let result = call.await;
         let code = result.as_ref().map_or_else(Status::code, |_| tonic::Code::Ok);
         self.engine.metrics().observe_call(method, code, started.elapsed());

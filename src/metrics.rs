@@ -112,12 +112,33 @@ pub struct Metrics {
     ingest_duplicates: AtomicU64,
     ingest_rejected: [AtomicU64; RejectReason::ALL.len()],
     degraded: AtomicU64,
+    in_flight: AtomicU64,
+}
+
+/// Counts a call as in flight until dropped.
+pub struct InFlight<'a>(&'a AtomicU64);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl Metrics {
     /// A fresh registry.
     pub fn new() -> Arc<Metrics> {
         Arc::new(Metrics::default())
+    }
+
+    /// Marks a call in flight until the guard is dropped.
+    pub fn enter(&self) -> InFlight<'_> {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        InFlight(&self.in_flight)
+    }
+
+    /// Calls in flight now.
+    pub fn in_flight(&self) -> u64 {
+        self.in_flight.load(Ordering::Relaxed)
     }
 
     /// One finished call.
@@ -246,6 +267,11 @@ impl Metrics {
         for (name, help, value) in counters {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}");
         }
+        let _ = writeln!(
+            out,
+            "# HELP creator_boost_in_flight Calls being served now.\n# TYPE creator_boost_in_flight gauge\ncreator_boost_in_flight {}",
+            self.in_flight()
+        );
         let ratio = if hits + misses == 0 {
             0.0
         } else {

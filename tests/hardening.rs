@@ -504,10 +504,10 @@ async fn shutdown_drains_calls_in_flight() {
         .map(|i| event(&format!("s{i}"), Like, 1 + i, 6_000_000))
         .collect();
     let call = tokio::spawn(async move { client.record_events(proto::RecordEventsRequest { events }).await });
-    // ... is in flight when shutdown begins: 20 ms is enough to send it and
-    // far less than it takes. (Had it not reached the server, the server would
-    // refuse it after shutdown began and this test would fail, not pass.)
-    tokio::time::sleep(Duration::from_millis(20)).await;
+    // ... is in flight when shutdown begins.
+    while server.metrics.in_flight() == 0 {
+        tokio::task::yield_now().await;
+    }
     server.begin_shutdown();
     let response = call.await.expect("task").expect("the call in flight completes");
     assert_eq!(response.into_inner().accepted, 20_000);

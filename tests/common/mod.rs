@@ -41,6 +41,7 @@ intimacy_gain = 0.0
 /// A running server and what it needs to stop or restart.
 pub struct TestServer {
     pub addr: SocketAddr,
+    pub metrics: std::sync::Arc<creator_boost::metrics::Metrics>,
     pub metrics_addr: Option<SocketAddr>,
     pub data_dir: PathBuf,
     pub clock: Clock,
@@ -83,7 +84,8 @@ pub async fn spawn_with(options: Spawn) -> TestServer {
     };
     let config = Config::from_toml(&text, Path::new("test.toml"), overrides).expect("test config");
     let clock = Clock::manual(options.now_ms.unwrap_or(NOW_MS));
-    let engine = embedded_engine(&config, clock.clone(), creator_boost::metrics::Metrics::new()).expect("engine");
+    let metrics = creator_boost::metrics::Metrics::new();
+    let engine = embedded_engine(&config, clock.clone(), std::sync::Arc::clone(&metrics)).expect("engine");
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     let server_options = ServerOptions {
@@ -108,6 +110,7 @@ pub async fn spawn_with(options: Spawn) -> TestServer {
         .expect("server run");
     });
     TestServer {
+        metrics,
         metrics_addr,
         addr,
         data_dir,

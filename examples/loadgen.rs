@@ -4,6 +4,7 @@
 //!   (200 candidates over 100 distinct creators of the synthetic generator,
 //!   popular ones more often) for h2load's `--data`.
 //! - `health-frame OUT`: the same for `grpc.health.v1.Health/Check`.
+//! - `json OUT [--seed N]`: the same Rank request as JSON, for ghz's `--data-file`.
 //! - `check URL FRAME N`: sends the frame's request N times with a real gRPC
 //!   client and fails unless every answer is OK with one result per
 //!   candidate (h2load sees only HTTP status, not grpc-status).
@@ -49,6 +50,25 @@ fn rank_request(seed: u64, creators: u64, viewers: u64) -> proto::RankRequest {
         top_k: 0,
         score_space: 0,
     }
+}
+
+/// The request in protobuf's JSON mapping (uint64 as strings), as ghz reads it.
+fn rank_json(request: &proto::RankRequest) -> String {
+    let candidates: Vec<String> = request
+        .candidates
+        .iter()
+        .map(|c| {
+            format!(
+                r#"{{"item_id":"{}","creator_id":"{}","base_score":{}}}"#,
+                c.item_id, c.creator_id, c.base_score
+            )
+        })
+        .collect();
+    format!(
+        r#"{{"viewer_id":"{}","candidates":[{}]}}"#,
+        request.viewer_id,
+        candidates.join(",")
+    )
 }
 
 fn grpc_frame(message: &impl Message) -> Vec<u8> {
@@ -182,6 +202,10 @@ async fn main() -> Result<(), Error> {
         "frame" => {
             let seed = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(1);
             std::fs::write(arg(1)?, grpc_frame(&rank_request(seed, 10_000, 200_000)))?;
+        }
+        "json" => {
+            let seed = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(1);
+            std::fs::write(arg(1)?, rank_json(&rank_request(seed, 10_000, 200_000)))?;
         }
         "health-frame" => {
             let request = tonic_health::pb::HealthCheckRequest { service: String::new() };

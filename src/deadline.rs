@@ -11,17 +11,33 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use tonic::Status;
 
-/// The layer.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct DeadlineLayer;
+use crate::metrics::Metrics;
+
+/// The layer; calls it cuts short are counted in `metrics`.
+#[derive(Clone, Debug)]
+pub struct DeadlineLayer {
+    metrics: Arc<Metrics>,
+}
+
+impl DeadlineLayer {
+    /// A layer counting expired calls in `metrics`.
+    pub fn new(metrics: Arc<Metrics>) -> DeadlineLayer {
+        DeadlineLayer { metrics }
+    }
+}
 
 impl<S> tower_layer::Layer<S> for DeadlineLayer {
     type Service = Deadline<S>;
 
     fn layer(&self, inner: S) -> Deadline<S> {
-        Deadline { inner }
+        Deadline {
+            inner,
+            metrics: Arc::clone(&self.metrics),
+        }
     }
 }
 
@@ -29,6 +45,7 @@ impl<S> tower_layer::Layer<S> for DeadlineLayer {
 #[derive(Clone, Debug)]
 pub struct Deadline<S> {
     inner: S,
+    metrics: Arc<Metrics>,
 }
 
 type BoxFuture<T, E> = Pin<Box<dyn Future<Output = Result<T, E>> + Send>>;
@@ -54,6 +71,7 @@ where
             .and_then(|v| v.to_str().ok())
             .and_then(parse_timeout);
         let call = self.inner.call(request);
+        let metrics = Arc::clone(&self.metrics);
         Box::pin(async move {
             let Some(deadline) = deadline else {
                 return call.await;
@@ -61,11 +79,14 @@ where
             let margin = (deadline / 20).max(Duration::from_millis(1));
             match tokio::time::timeout(deadline.saturating_sub(margin), call).await {
                 Ok(result) => result,
-                Err(_) => Ok(Status::deadline_exceeded(format!(
-                    "deadline of {} ms reached; the call was abandoned",
-                    deadline.as_millis()
-                ))
-                .into_http()),
+                Err(_) => {
+                    metrics.deadline_exceeded();
+                    Ok(Status::deadline_exceeded(format!(
+                        "deadline of {} ms reached; the call was abandoned",
+                        deadline.as_millis()
+                    ))
+                    .into_http())
+                }
             }
         })
     }

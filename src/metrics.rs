@@ -113,6 +113,7 @@ pub struct Metrics {
     ingest_rejected: [AtomicU64; RejectReason::ALL.len()],
     degraded: AtomicU64,
     in_flight: AtomicU64,
+    deadline_exceeded: AtomicU64,
 }
 
 /// Counts a call as in flight until dropped.
@@ -188,6 +189,11 @@ impl Metrics {
         if let Some(i) = RejectReason::ALL.iter().position(|r| *r == reason) {
             self.ingest_rejected[i].fetch_add(1, Ordering::Relaxed);
         }
+    }
+
+    /// One call cut short by its deadline.
+    pub fn deadline_exceeded(&self) {
+        self.deadline_exceeded.fetch_add(1, Ordering::Relaxed);
     }
 
     /// One answer flagged degraded.

@@ -211,6 +211,7 @@ pub async fn run<S: Store>(
     options: ServerOptions,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
+    let deadlines = crate::deadline::DeadlineLayer::new(Arc::clone(engine.metrics()));
     // Stopped when `run` returns (the guard aborts the task).
     let _metrics_task = metrics.map(|listener| {
         AbortOnDrop(tokio::spawn(crate::metrics::serve_metrics(
@@ -258,7 +259,7 @@ pub async fn run<S: Store>(
         builder = builder.tls_config(tls).map_err(|e| ServeError::Tls(e.to_string()))?;
     }
     let server = builder
-        .layer(crate::deadline::DeadlineLayer)
+        .layer(deadlines)
         .tcp_nodelay(true)
         .add_service(health_service)
         .add_service(reflection_v1)

@@ -269,6 +269,11 @@ impl Metrics {
                 "Answers flagged degraded (store unreachable).",
                 self.degraded.load(Ordering::Relaxed),
             ),
+            (
+                "creator_boost_deadline_exceeded_total",
+                "Calls abandoned at their deadline (any method).",
+                self.deadline_exceeded.load(Ordering::Relaxed),
+            ),
         ];
         for (name, help, value) in counters {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}");

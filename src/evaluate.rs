@@ -9,7 +9,7 @@ use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use crate::import::kuairand::Columns;
+use crate::import::impressions::Columns;
 use crate::model::aggregate::apply_event;
 use crate::model::score::Scorer;
 use crate::model::{CreatorAggregate, Event, EventKind, IngestParams, ModelParams, ViewerRecord};

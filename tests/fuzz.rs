@@ -10,7 +10,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use creator_boost::config::{Config, Limits, Overrides};
-use creator_boost::import::{jsonl, kuairand};
+use creator_boost::import::{impressions, jsonl};
 use creator_boost::ingest::{RawEvent, validate};
 use creator_boost::model::{EventKind, IngestParams};
 use creator_boost::proto;
@@ -143,7 +143,7 @@ fn mutated(base: &'static str) -> impl Strategy<Value = String> {
 
 #[test]
 fn fuzz_kuairand_rows() {
-    let columns = kuairand::Columns::from_header(HEADER).expect("header");
+    let columns = impressions::Columns::from_header(HEADER).expect("header");
     let strategy = prop_oneof![mutated(ROW), ".{0,300}", "[0-9,.\\-]{0,200}"];
     fuzz("kuairand rows", strategy, |line| {
         let mut out = Vec::new();
@@ -158,7 +158,7 @@ fn fuzz_kuairand_rows() {
             Err(_) => prop_assert!(out.is_empty()),
         }
         let _ = columns.timestamp(&line);
-        let _ = kuairand::Columns::from_header(&line);
+        let _ = impressions::Columns::from_header(&line);
         Ok(())
     });
 }

@@ -6,8 +6,8 @@
 //! to the sink and counts what the store says. Malformed rows are counted by
 //! reason, never fatal.
 
+pub mod impressions;
 pub mod jsonl;
-pub mod kuairand;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -294,7 +294,7 @@ fn read_files(options: &ImportOptions, sender: &mpsc::Sender<Parsed>) {
                 continue;
             }
             if format == Format::Kuairand && columns.is_none() {
-                match kuairand::Columns::from_header(&line) {
+                match impressions::Columns::from_header(&line) {
                     Ok(found) => columns = Some(found),
                     Err(message) => {
                         send(Parsed::Failed(ImportError::Read {

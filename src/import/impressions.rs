@@ -1,4 +1,5 @@
-//! KuaiRand interaction logs (CSV with a header row): one impression per row.
+//! Impression logs in the KuaiRand format (CSV with a header row): one
+//! impression per row.
 //!
 //! Mapping: the impression → VIEW (amount = fraction of the video played,
 //! at least 0.01 so an unwatched impression is a minimal view rather than

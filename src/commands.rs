@@ -27,17 +27,17 @@ fn now_ms() -> i64 {
     Clock::system().now_ms()
 }
 
+/// Parses an optional TIME argument.
+fn optional_time(text: Option<&str>) -> Result<Option<i64>, CommandError> {
+    text.map(|t| parse_time(t, now_ms())).transpose().map_err(error)
+}
+
 /// `creator-boost import`.
 ///
 /// # Errors
 /// [`CommandError`] on bad arguments, unreadable files or a failing sink.
 pub async fn import(args: ImportArgs) -> Result<ImportStats, CommandError> {
-    let until_ms = args
-        .until
-        .as_deref()
-        .map(|t| parse_time(t, now_ms()))
-        .transpose()
-        .map_err(error)?;
+    let until_ms = optional_time(args.until.as_deref())?;
     if args.batch_size == 0 {
         return Err(CommandError("--batch-size must be > 0".into()));
     }
@@ -148,12 +148,7 @@ pub fn generate_events(args: GenerateArgs, out: &mut impl Write) -> Result<u64, 
 /// [`CommandError`] on a bad config, split or data file.
 pub fn evaluate(args: EvaluateArgs) -> Result<String, CommandError> {
     let config = Config::load(args.config.as_deref(), Overrides::default()).map_err(error)?;
-    let split_ms = args
-        .split
-        .as_deref()
-        .map(|t| parse_time(t, now_ms()))
-        .transpose()
-        .map_err(error)?;
+    let split_ms = optional_time(args.split.as_deref())?;
     let options = crate::evaluate::EvalOptions {
         file: args.data,
         split_ms,

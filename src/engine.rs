@@ -168,11 +168,6 @@ impl<S: Store> Engine<S> {
         *guard = Arc::new(variants);
     }
 
-    /// The scoring parameter sets in force.
-    pub fn variants(&self) -> Arc<Variants> {
-        Arc::clone(&self.variants.read().unwrap_or_else(|poisoned| poisoned.into_inner()))
-    }
-
     /// The metrics registry.
     pub fn metrics(&self) -> &Arc<Metrics> {
         &self.metrics
@@ -181,16 +176,6 @@ impl<S: Store> Engine<S> {
     /// The store.
     pub fn store(&self) -> &S {
         &self.store
-    }
-
-    /// The clock.
-    pub fn clock(&self) -> &Clock {
-        &self.clock
-    }
-
-    /// The request limits.
-    pub fn limits(&self) -> &Limits {
-        &self.settings.limits
     }
 
     fn variant(&self, name: &str) -> Result<Arc<Variant>, Error> {

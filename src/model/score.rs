@@ -136,16 +136,6 @@ impl<'a> Scorer<'a> {
         }
     }
 
-    /// The priors in force.
-    pub fn priors(&self) -> Priors {
-        self.priors
-    }
-
-    /// The parameters in force.
-    pub fn params(&self) -> &ModelParams {
-        self.params
-    }
-
     /// Scores one creator; `None` (nothing known) gives [`CreatorScore::NEUTRAL`].
     pub fn creator(&self, aggregate: Option<&CreatorAggregate>) -> CreatorScore {
         let Some(aggregate) = aggregate else {

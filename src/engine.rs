@@ -131,7 +131,7 @@ pub struct EngineSettings {
 pub struct Engine<S> {
     store: S,
     caches: Arc<Caches>,
-    settings: EngineSettings,
+    limits: Limits,
     decay: Decay,
     clock: Clock,
     metrics: Arc<Metrics>,
@@ -149,16 +149,19 @@ impl<S: Store> Engine<S> {
         clock: Clock,
         metrics: Arc<Metrics>,
     ) -> Engine<S> {
-        let decay = settings.ingest.decay();
-        let variants = RwLock::new(Arc::new(settings.variants.clone()));
+        let EngineSettings {
+            limits,
+            ingest,
+            variants,
+        } = settings;
         Engine {
             store,
             caches,
-            settings,
-            decay,
+            limits,
+            decay: ingest.decay(),
             clock,
             metrics,
-            variants,
+            variants: RwLock::new(Arc::new(variants)),
         }
     }
 
@@ -171,11 +174,6 @@ impl<S: Store> Engine<S> {
     /// The metrics registry.
     pub fn metrics(&self) -> &Arc<Metrics> {
         &self.metrics
-    }
-
-    /// The store.
-    pub fn store(&self) -> &S {
-        &self.store
     }
 
     fn variant(&self, name: &str) -> Result<Arc<Variant>, Error> {
@@ -193,7 +191,7 @@ impl<S: Store> Engine<S> {
     /// [`Error::UnknownVariant`]. A store failure is not an error: it degrades.
     pub async fn rank(&self, query: &RankQuery) -> Result<RankOutcome, Error> {
         let variant = self.variant(&query.variant)?;
-        let limit = self.settings.limits.max_candidates;
+        let limit = self.limits.max_candidates;
         if query.candidates.len() > limit {
             return Err(Error::InvalidArgument(format!(
                 "{} candidates exceed max_candidates ({limit})",
@@ -267,7 +265,7 @@ impl<S: Store> Engine<S> {
     /// [`Error::InvalidArgument`] over the limit, [`Error::UnknownVariant`].
     pub async fn creator_scores(&self, creator_ids: &[u64], variant: &str) -> Result<ScoresOutcome, Error> {
         let variant = self.variant(variant)?;
-        let limit = self.settings.limits.max_creator_ids;
+        let limit = self.limits.max_creator_ids;
         if creator_ids.len() > limit {
             return Err(Error::InvalidArgument(format!(
                 "{} creator_ids exceed max_creator_ids ({limit})",
@@ -300,7 +298,7 @@ impl<S: Store> Engine<S> {
     /// [`Error::InvalidArgument`] over the batch limit; [`Error::Store`] when
     /// the store cannot make the batch durable (nothing was acknowledged).
     pub async fn record(&self, events: Vec<RawEvent>) -> Result<RecordOutcome, Error> {
-        let limit = self.settings.limits.max_events_per_batch;
+        let limit = self.limits.max_events_per_batch;
         if events.len() > limit {
             return Err(Error::InvalidArgument(format!(
                 "{} events exceed max_events_per_batch ({limit})",
@@ -311,7 +309,7 @@ impl<S: Store> Engine<S> {
         let mut outcome = RecordOutcome::default();
         let mut valid = Vec::with_capacity(events.len());
         for (index, raw) in events.into_iter().enumerate() {
-            match validate(raw, now_ms, &self.settings.limits, &self.decay) {
+            match validate(raw, now_ms, &self.limits, &self.decay) {
                 Ok(event) => valid.push(event),
                 Err(reason) => {
                     self.metrics.rejected(reason);

@@ -256,6 +256,77 @@ impl ViewerRecord {
     }
 }
 
+/// Number of floating-point sums in a [`CreatorAggregate`].
+pub const SUM_FIELDS: usize = 2 * ENGAGEMENT_KINDS + 5;
+
+/// What one event adds to its creator's aggregate and to the platform
+/// aggregate. Backends that cannot hold an aggregate in memory while they
+/// apply an event (a shared store updated with atomic increments) apply it
+/// as increments; the embedded store adds it directly.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct AggregateDelta {
+    /// Added to the sums, in [`CreatorAggregate::sums`] order.
+    pub sums: [f64; SUM_FIELDS],
+    /// Change of the follower count: -1, 0 or 1.
+    pub followers: i64,
+    /// Change of the fan-group member count: -1, 0 or 1.
+    pub fan_group_members: i64,
+    /// Raises `updated_at_ms` to at least this.
+    pub timestamp_ms: i64,
+}
+
+impl CreatorAggregate {
+    /// The sums in a fixed order: fan[0..7], non_fan[0..7], exposure_fan,
+    /// exposure_non_fan, unfollows, reports, views.
+    pub fn sums(&self) -> [f64; SUM_FIELDS] {
+        let mut out = [0.0; SUM_FIELDS];
+        out[..ENGAGEMENT_KINDS].copy_from_slice(&self.fan);
+        out[ENGAGEMENT_KINDS..2 * ENGAGEMENT_KINDS].copy_from_slice(&self.non_fan);
+        out[2 * ENGAGEMENT_KINDS..].copy_from_slice(&[
+            self.exposure_fan,
+            self.exposure_non_fan,
+            self.unfollows,
+            self.reports,
+            self.views,
+        ]);
+        out
+    }
+
+    /// The sum at `index` of [`CreatorAggregate::sums`], mutably.
+    pub fn sum_mut(&mut self, index: usize) -> &mut f64 {
+        match index {
+            i if i < ENGAGEMENT_KINDS => &mut self.fan[i],
+            i if i < 2 * ENGAGEMENT_KINDS => &mut self.non_fan[i - ENGAGEMENT_KINDS],
+            EXPOSURE_FAN => &mut self.exposure_fan,
+            EXPOSURE_NON_FAN => &mut self.exposure_non_fan,
+            UNFOLLOWS => &mut self.unfollows,
+            REPORTS => &mut self.reports,
+            _ => &mut self.views,
+        }
+    }
+
+    /// Adds one event's delta (counts one more piece of evidence).
+    pub fn add(&mut self, delta: &AggregateDelta) {
+        for (index, value) in delta.sums.iter().enumerate() {
+            if *value != 0.0 {
+                *self.sum_mut(index) += value;
+            }
+        }
+        self.followers = add_count(self.followers, delta.followers);
+        self.fan_group_members = add_count(self.fan_group_members, delta.fan_group_members);
+        self.evidence += 1;
+        self.updated_at_ms = self.updated_at_ms.max(delta.timestamp_ms);
+    }
+}
+
+const FAN: usize = 0;
+const NON_FAN: usize = ENGAGEMENT_KINDS;
+const EXPOSURE_FAN: usize = 2 * ENGAGEMENT_KINDS;
+const EXPOSURE_NON_FAN: usize = EXPOSURE_FAN + 1;
+const UNFOLLOWS: usize = EXPOSURE_FAN + 2;
+const REPORTS: usize = EXPOSURE_FAN + 3;
+const VIEWS: usize = EXPOSURE_FAN + 4;
+
 /// Applies one validated event to the creator's aggregate, the platform
 /// aggregate and (for a known viewer) the viewer's record.
 pub fn apply_event(
@@ -266,12 +337,25 @@ pub fn apply_event(
     global: &mut CreatorAggregate,
     viewer: Option<&mut ViewerRecord>,
 ) {
+    let delta = event_delta(event, params, decay, viewer);
+    creator.add(&delta);
+    global.add(&delta);
+}
+
+/// Applies one validated event to the viewer's record (for a known viewer)
+/// and returns what it adds to its creator's and the platform aggregate.
+pub fn event_delta(
+    event: &Event,
+    params: &IngestParams,
+    decay: &Decay,
+    viewer: Option<&mut ViewerRecord>,
+) -> AggregateDelta {
     debug_assert!(decay.accepts_timestamp(event.timestamp_ms));
     let t = event.timestamp_ms;
-    creator.evidence += 1;
-    global.evidence += 1;
-    creator.updated_at_ms = creator.updated_at_ms.max(t);
-    global.updated_at_ms = global.updated_at_ms.max(t);
+    let mut delta = AggregateDelta {
+        timestamp_ms: t,
+        ..AggregateDelta::default()
+    };
 
     let mut viewer = viewer;
     let mut pair = viewer
@@ -282,29 +366,17 @@ pub fn apply_event(
         let fan = pair.as_ref().is_some_and(|p| p.following_at(t));
         let forward = decay.engagement_weight(t);
         let value = event.value() * forward;
-        for aggregate in [&mut *creator, &mut *global] {
-            if fan {
-                aggregate.fan[kind_index] += value;
-            } else {
-                aggregate.non_fan[kind_index] += value;
-            }
-            if event.kind == EventKind::View {
-                if fan {
-                    aggregate.exposure_fan += forward;
-                } else {
-                    aggregate.exposure_non_fan += forward;
-                }
-                aggregate.views += decay.negative_weight(t);
-            }
+        delta.sums[if fan { FAN } else { NON_FAN } + kind_index] += value;
+        if event.kind == EventKind::View {
+            delta.sums[if fan { EXPOSURE_FAN } else { EXPOSURE_NON_FAN }] += forward;
+            delta.sums[VIEWS] += decay.negative_weight(t);
         }
         if let Some(pair) = pair.as_mut() {
             pair.intimacy += params.intimacy_weights.as_array()[kind_index] * value;
         }
     }
     if event.kind == EventKind::Report {
-        let forward = decay.negative_weight(t);
-        creator.reports += forward;
-        global.reports += forward;
+        delta.sums[REPORTS] += decay.negative_weight(t);
     }
     if event.kind.is_relation()
         && let Some(pair) = pair.as_mut()
@@ -318,24 +390,24 @@ pub fn apply_event(
             _ => {}
         }
         let after = (pair.following(), pair.fan_group_member(), pair.churn(decay));
-        for aggregate in [&mut *creator, &mut *global] {
-            aggregate.followers = adjust(aggregate.followers, before.0, after.0);
-            aggregate.fan_group_members = adjust(aggregate.fan_group_members, before.1, after.1);
-            if before.2 != after.2 {
-                aggregate.unfollows += after.2 - before.2;
-            }
+        delta.followers = i64::from(after.0) - i64::from(before.0);
+        delta.fan_group_members = i64::from(after.1) - i64::from(before.1);
+        if before.2 != after.2 {
+            delta.sums[UNFOLLOWS] += after.2 - before.2;
         }
     }
     if let Some(record) = viewer {
         record.enforce_limit(params.max_relations_per_viewer, event.creator_id);
     }
+    delta
 }
 
-fn adjust(count: u64, before: bool, after: bool) -> u64 {
-    match (before, after) {
-        (false, true) => count + 1,
-        // Saturating: a count never goes below zero even if records were lost.
-        (true, false) => count.saturating_sub(1),
-        _ => count,
+/// Applies a count change; saturating, so a count never goes below zero even
+/// if records were lost.
+fn add_count(count: u64, change: i64) -> u64 {
+    if change >= 0 {
+        count.saturating_add(change.unsigned_abs())
+    } else {
+        count.saturating_sub(change.unsigned_abs())
     }
 }

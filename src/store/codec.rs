@@ -1,7 +1,7 @@
 //! Fixed little-endian encodings of the stored records, with a leading format
 //! version byte so a later layout can still read old records.
 
-use crate::model::aggregate::ENGAGEMENT_KINDS;
+use crate::model::aggregate::SUM_FIELDS;
 use crate::model::{CreatorAggregate, PairRelation, ViewerRecord};
 
 use super::StoreError;
@@ -13,7 +13,7 @@ const VIEWER_V1: u8 = 1;
 /// pair: ~12 bytes instead of 48). Smaller records mean fewer B-tree pages
 /// copied per commit.
 const VIEWER_V2: u8 = 2;
-const CREATOR_LEN: usize = 1 + 8 * (2 * ENGAGEMENT_KINDS + 5) + 8 * 4;
+const CREATOR_LEN: usize = 1 + 8 * SUM_FIELDS + 8 * 4;
 const PAIR_LEN: usize = 8 * 6;
 
 /// Encodes a creator (or platform) aggregate.

@@ -31,7 +31,7 @@ use moka::sync::Cache;
 
 use crate::config::CacheConfig;
 use crate::model::{CreatorAggregate, ViewerRecord};
-use crate::store::{Changes, CreatorBucket, creator_bucket};
+use crate::store::{Changes, CreatorBucket, Touched, creator_bucket};
 /// A cached viewer: `None` = known not to exist in the store.
 pub type CachedViewer = Option<Arc<ViewerRecord>>;
 
@@ -218,6 +218,21 @@ impl Caches {
             }
         }
         self.set_global(Arc::clone(&changes.global));
+    }
+
+    /// Forgets what a write to a shared store touched, so the next read
+    /// fetches the new values (this replica does not know them: other
+    /// replicas write the same records).
+    pub fn invalidate(&self, touched: &Touched) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        for bucket in &touched.buckets {
+            self.creators.invalidate(bucket);
+        }
+        for viewer in &touched.viewers {
+            self.viewers.invalidate(viewer);
+        }
+        let mut guard = self.global.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+        *guard = None;
     }
 
     /// Creators and viewers currently cached, after pending maintenance.

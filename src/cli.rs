@@ -53,6 +53,10 @@ pub struct ServeArgs {
     /// Directory of the embedded store [default: ./data].
     #[arg(long, env = "CREATOR_BOOST_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
+    /// Shared store instead of the embedded one: redis://HOST:PORT[/DB] or
+    /// redis-cluster://HOST:PORT[,HOST:PORT...].
+    #[arg(long, env = "CREATOR_BOOST_STORE")]
+    pub store: Option<String>,
     /// Most concurrent calls; beyond it RESOURCE_EXHAUSTED [default: 0 = unlimited].
     #[arg(long, env = "CREATOR_BOOST_MAX_IN_FLIGHT")]
     pub max_in_flight: Option<usize>,
@@ -85,6 +89,7 @@ impl ServeArgs {
         Overrides {
             listen: self.listen.clone(),
             data_dir: self.data_dir.clone(),
+            store: self.store.clone(),
             max_in_flight: self.max_in_flight,
             metrics_listen: self.metrics_listen.clone(),
             tls_cert: self.tls_cert.clone(),
@@ -196,8 +201,12 @@ pub struct ImportArgs {
     #[arg(required = true)]
     pub files: Vec<PathBuf>,
     /// Embedded store to write (the server must be stopped) [default: ./data].
-    #[arg(long, env = "CREATOR_BOOST_DATA_DIR", conflicts_with = "server")]
+    #[arg(long, env = "CREATOR_BOOST_DATA_DIR", conflicts_with_all = ["server", "store"])]
     pub data_dir: Option<PathBuf>,
+    /// Write straight into a shared store (redis://… or redis-cluster://…);
+    /// servers on it may keep running.
+    #[arg(long, env = "CREATOR_BOOST_STORE", conflicts_with = "server")]
+    pub store: Option<String>,
     /// Send to a running server over StreamEvents instead.
     #[arg(long)]
     pub server: Option<String>,
@@ -222,8 +231,11 @@ pub struct ImportArgs {
 #[derive(Debug, clap::Args)]
 pub struct ScoresArgs {
     /// Embedded store to read (the server must be stopped) [default: ./data].
-    #[arg(long, env = "CREATOR_BOOST_DATA_DIR")]
+    #[arg(long, env = "CREATOR_BOOST_DATA_DIR", conflicts_with = "store")]
     pub data_dir: Option<PathBuf>,
+    /// Read a shared store instead (redis://… or redis-cluster://…).
+    #[arg(long, env = "CREATOR_BOOST_STORE")]
+    pub store: Option<String>,
     /// Config file (model parameters and variants).
     #[arg(long, env = "CREATOR_BOOST_CONFIG")]
     pub config: Option<PathBuf>,

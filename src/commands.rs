@@ -10,7 +10,8 @@ use crate::engine::Clock;
 use crate::generate::{GenerateOptions, generate};
 use crate::import::{EngineSink, ImportOptions, ImportStats, run_import};
 use crate::scores::{score_rows, unknown_row, write_rows};
-use crate::server::embedded_engine;
+use crate::server::open_engine;
+use crate::store::Store;
 use crate::store::embedded::{EmbeddedStore, WriterSettings};
 use crate::time::parse_time;
 
@@ -60,6 +61,7 @@ pub async fn import(args: ImportArgs) -> Result<ImportStats, CommandError> {
         None => {
             let overrides = Overrides {
                 data_dir: args.data_dir,
+                store: args.store,
                 ..Overrides::default()
             };
             let config = Config::load(args.config.as_deref(), overrides).map_err(error)?;
@@ -69,7 +71,9 @@ pub async fn import(args: ImportArgs) -> Result<ImportStats, CommandError> {
                     args.batch_size, config.limits.max_events_per_batch
                 )));
             }
-            let engine = embedded_engine(&config, Clock::system(), crate::metrics::Metrics::new()).map_err(error)?;
+            let engine = open_engine(&config, Clock::system(), crate::metrics::Metrics::new())
+                .await
+                .map_err(error)?;
             let mut sink = EngineSink(engine);
             run_import(options, &mut sink).await.map_err(error)
         }
@@ -80,9 +84,10 @@ pub async fn import(args: ImportArgs) -> Result<ImportStats, CommandError> {
 ///
 /// # Errors
 /// [`CommandError`] on bad arguments, an unknown variant or a store failure.
-pub fn scores(args: ScoresArgs, out: &mut impl Write) -> Result<(), CommandError> {
+pub async fn scores(args: ScoresArgs, out: &mut impl Write) -> Result<(), CommandError> {
     let overrides = Overrides {
         data_dir: args.data_dir,
+        store: args.store,
         ..Overrides::default()
     };
     let config = Config::load(args.config.as_deref(), overrides).map_err(error)?;
@@ -91,17 +96,33 @@ pub fn scores(args: ScoresArgs, out: &mut impl Write) -> Result<(), CommandError
         .variants
         .get(&args.variant)
         .ok_or_else(|| CommandError(format!("unknown variant `{}`", args.variant)))?;
-    if !config.data_dir.join(crate::store::embedded::DB_FILE).exists() {
-        return Err(CommandError(format!("no store in {}", config.data_dir.display())));
-    }
-    let settings = WriterSettings {
-        ingest: config.ingest.clone(),
-        dedupe_window_ms: 1,
-        on_commit: None,
+    let (global, mut creators) = match &config.store {
+        Some(_) => {
+            let engine = open_engine(&config, Clock::system(), crate::metrics::Metrics::new())
+                .await
+                .map_err(error)?;
+            let store = engine.store();
+            (
+                store.global().await.map_err(error)?,
+                store.scan_creators().await.map_err(error)?,
+            )
+        }
+        None => {
+            if !config.data_dir.join(crate::store::embedded::DB_FILE).exists() {
+                return Err(CommandError(format!("no store in {}", config.data_dir.display())));
+            }
+            let settings = WriterSettings {
+                ingest: config.ingest.clone(),
+                dedupe_window_ms: 1,
+                on_commit: None,
+            };
+            let store = EmbeddedStore::open(&config.data_dir, settings).map_err(error)?;
+            (
+                store.global_blocking().map_err(error)?,
+                store.scan_creators().map_err(error)?,
+            )
+        }
     };
-    let store = EmbeddedStore::open(&config.data_dir, settings).map_err(error)?;
-    let global = store.global_blocking().map_err(error)?;
-    let mut creators = store.scan_creators().map_err(error)?;
     if !args.creators.is_empty() {
         creators.retain(|(id, _)| args.creators.contains(id));
     }

@@ -97,6 +97,30 @@ impl Default for CacheConfig {
     }
 }
 
+/// The Redis backend's time limits.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RedisConfig {
+    /// Longest a read may take, in milliseconds; past it a Rank answers
+    /// from cache or neutral, flagged degraded.
+    pub read_timeout_ms: u64,
+    /// Longest a batch of events may take, in milliseconds; past it the batch
+    /// fails with UNAVAILABLE (nothing acknowledged; a resend is deduplicated).
+    pub write_timeout_ms: u64,
+    /// Start of every key name, so several deployments can share one Redis.
+    pub key_prefix: String,
+}
+
+impl Default for RedisConfig {
+    fn default() -> Self {
+        RedisConfig {
+            read_timeout_ms: 100,
+            write_timeout_ms: 2_000,
+            key_prefix: "cb".to_owned(),
+        }
+    }
+}
+
 /// A named, validated parameter set and the version string that identifies it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Variant {
@@ -154,6 +178,10 @@ pub struct Config {
     pub listen: SocketAddr,
     /// Directory of the embedded store.
     pub data_dir: PathBuf,
+    /// Shared store URL (`redis://…`, `redis-cluster://…`); `None` = the embedded store.
+    pub store: Option<String>,
+    /// Redis time limits.
+    pub redis: RedisConfig,
     /// Most concurrent calls; beyond it calls get RESOURCE_EXHAUSTED. 0 = no limit.
     pub max_in_flight: usize,
     /// Address of the Prometheus `/metrics` endpoint; `None` = not served.
@@ -187,6 +215,7 @@ pub struct Config {
 struct RawConfig {
     listen: Option<String>,
     data_dir: Option<PathBuf>,
+    store: Option<String>,
     max_in_flight: Option<usize>,
     metrics_listen: Option<String>,
     write_token_file: Option<PathBuf>,
@@ -200,6 +229,8 @@ struct RawConfig {
     limits: Limits,
     #[serde(default)]
     cache: CacheConfig,
+    #[serde(default)]
+    redis: RedisConfig,
     #[serde(default)]
     ingest: IngestParams,
     #[serde(default)]
@@ -215,6 +246,8 @@ pub struct Overrides {
     pub listen: Option<String>,
     /// `--data-dir`.
     pub data_dir: Option<PathBuf>,
+    /// `--store`.
+    pub store: Option<String>,
     /// `--max-in-flight`.
     pub max_in_flight: Option<usize>,
     /// `--metrics-listen`.
@@ -293,6 +326,24 @@ impl Config {
                 "cache: creators, viewers and ttl_ms must be > 0".into(),
             ));
         }
+        let store = overrides.store.or(raw.store).filter(|url| !url.is_empty());
+        if let Some(url) = &store
+            && !(url.starts_with("redis://") || url.starts_with("redis-cluster://"))
+        {
+            return Err(ConfigError::Invalid(format!(
+                "store: `{url}` is neither redis://HOST:PORT[/DB] nor redis-cluster://HOST:PORT[,HOST:PORT...]"
+            )));
+        }
+        if raw.redis.read_timeout_ms == 0 || raw.redis.write_timeout_ms == 0 {
+            return Err(ConfigError::Invalid(
+                "redis: read_timeout_ms and write_timeout_ms must be > 0".into(),
+            ));
+        }
+        if raw.redis.key_prefix.is_empty() || raw.redis.key_prefix.contains(['{', '}']) {
+            return Err(ConfigError::Invalid(
+                "redis.key_prefix must be non-empty and free of `{` and `}`".into(),
+            ));
+        }
         raw.ingest
             .validate()
             .map_err(|e| ConfigError::Invalid(format!("ingest.{e}")))?;
@@ -306,6 +357,8 @@ impl Config {
                 .data_dir
                 .or(raw.data_dir)
                 .unwrap_or_else(|| PathBuf::from("./data")),
+            store,
+            redis: raw.redis,
             max_in_flight: overrides.max_in_flight.or(raw.max_in_flight).unwrap_or(0),
             metrics_listen,
             write_token_file: overrides.write_token_file.or(raw.write_token_file),

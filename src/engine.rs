@@ -1,7 +1,7 @@
 //! The domain service: rank, creator scores and event recording, over the
 //! store and the caches. No proto types here; [`crate::grpc`] converts.
 
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
@@ -138,6 +138,10 @@ pub struct Engine<S> {
     /// Swapped whole by a config reload; a call clones the `Arc` of the
     /// variant it uses, so calls in flight finish with the parameters they began with.
     variants: RwLock<Arc<Variants>>,
+    /// Set by a failed store probe or read, cleared by a probe that
+    /// succeeds: while set, answers served wholly from cache are flagged
+    /// degraded too (they may be stale past the TTL bound, and writes fail).
+    store_down: AtomicBool,
 }
 
 impl<S: Store> Engine<S> {
@@ -162,6 +166,7 @@ impl<S: Store> Engine<S> {
             clock,
             metrics,
             variants: RwLock::new(Arc::new(variants)),
+            store_down: AtomicBool::new(false),
         }
     }
 
@@ -169,6 +174,33 @@ impl<S: Store> Engine<S> {
     pub fn replace_variants(&self, variants: Variants) {
         let mut guard = self.variants.write().unwrap_or_else(|poisoned| poisoned.into_inner());
         *guard = Arc::new(variants);
+    }
+
+    /// Probes the store (health, `creator_boost_store_up`).
+    pub async fn store_reachable(&self) -> bool {
+        let up = match self.store.ping().await {
+            Ok(()) => true,
+            Err(error) => {
+                tracing::debug!(%error, "store probe failed");
+                false
+            }
+        };
+        self.metrics.store_probe(up);
+        self.store_down.store(!up, Ordering::Relaxed);
+        up
+    }
+
+    fn store_down(&self) -> bool {
+        self.store_down.load(Ordering::Relaxed)
+    }
+
+    fn store_failed(&self) {
+        self.store_down.store(true, Ordering::Relaxed);
+    }
+
+    /// The store (offline commands read it directly).
+    pub fn store(&self) -> &S {
+        &self.store
     }
 
     /// The metrics registry.
@@ -222,17 +254,19 @@ impl<S: Store> Engine<S> {
         let mut creator_ids: Vec<u64> = query.candidates.iter().map(|c| c.creator_id).collect();
         creator_ids.sort_unstable();
         creator_ids.dedup();
-        let (buckets, mut degraded) = self.creator_buckets(&creator_ids).await;
-        let aggregates: Vec<Option<&CreatorAggregate>> = creator_ids.iter().map(|id| buckets.get(*id)).collect();
-        let viewer = if query.viewer_id == 0 {
-            None
-        } else {
-            let (viewer, viewer_degraded) = self.viewer_record(query.viewer_id).await;
-            degraded |= viewer_degraded;
-            viewer
+        // The three reads go out together: on a cold cache over Redis they
+        // share one round trip.
+        let viewer = async {
+            if query.viewer_id == 0 {
+                (None, false)
+            } else {
+                self.viewer_record(query.viewer_id).await
+            }
         };
-        let (global, global_degraded) = self.global().await;
-        degraded |= global_degraded;
+        let ((buckets, buckets_degraded), (viewer, viewer_degraded), (global, global_degraded)) =
+            tokio::join!(self.creator_buckets(&creator_ids), viewer, self.global());
+        let degraded = buckets_degraded || viewer_degraded || global_degraded || self.store_down();
+        let aggregates: Vec<Option<&CreatorAggregate>> = creator_ids.iter().map(|id| buckets.get(*id)).collect();
 
         let scorer = Scorer::new(&variant.params, &self.decay, &global, self.clock.now_ms());
         let (items, slots) = score_batch(
@@ -246,7 +280,7 @@ impl<S: Store> Engine<S> {
         );
         if degraded {
             self.metrics.degraded_answer();
-            tracing::warn!(
+            tracing::debug!(
                 viewer_id = query.viewer_id,
                 "rank answered with neutral or cached boosts: store unavailable"
             );
@@ -275,20 +309,21 @@ impl<S: Store> Engine<S> {
         let mut distinct = creator_ids.to_vec();
         distinct.sort_unstable();
         distinct.dedup();
-        let (buckets, degraded) = self.creator_buckets(&distinct).await;
-        let (global, global_degraded) = self.global().await;
+        let ((buckets, degraded), (global, global_degraded)) =
+            tokio::join!(self.creator_buckets(&distinct), self.global());
         let scorer = Scorer::new(&variant.params, &self.decay, &global, self.clock.now_ms());
         let scores = creator_ids
             .iter()
             .map(|id| (*id, scorer.creator(buckets.get(*id))))
             .collect();
-        if degraded || global_degraded {
+        let degraded = degraded || global_degraded || self.store_down();
+        if degraded {
             self.metrics.degraded_answer();
         }
         Ok(ScoresOutcome {
             scores,
             variant,
-            degraded: degraded || global_degraded,
+            degraded,
         })
     }
 
@@ -360,7 +395,8 @@ impl<S: Store> Engine<S> {
                     }
                 }
                 Err(error) => {
-                    tracing::warn!(%error, misses = missing.len(), "creator read failed; neutral boosts");
+                    self.store_failed();
+                    tracing::debug!(%error, misses = missing.len(), "creator read failed; neutral boosts");
                     degraded = true;
                 }
             }
@@ -385,7 +421,8 @@ impl<S: Store> Engine<S> {
                 (value, false)
             }
             Err(error) => {
-                tracing::warn!(%error, viewer_id, "viewer read failed; neutral private boosts");
+                self.store_failed();
+                tracing::debug!(%error, viewer_id, "viewer read failed; neutral private boosts");
                 (None, true)
             }
         }
@@ -406,7 +443,8 @@ impl<S: Store> Engine<S> {
                 (global, false)
             }
             Err(error) => {
-                tracing::warn!(%error, "platform aggregate read failed; default priors");
+                self.store_failed();
+                tracing::debug!(%error, "platform aggregate read failed; default priors");
                 (Arc::new(CreatorAggregate::default()), true)
             }
         }

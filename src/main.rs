@@ -52,7 +52,7 @@ fn main() -> ExitCode {
         },
         Command::Scores(args) => {
             let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-            match commands::scores(args, &mut out) {
+            match runtime.block_on(commands::scores(args, &mut out)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(error) => fail(&error),
             }

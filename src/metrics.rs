@@ -114,6 +114,8 @@ pub struct Metrics {
     degraded: AtomicU64,
     in_flight: AtomicU64,
     deadline_exceeded: AtomicU64,
+    /// 1 while the last store probe failed.
+    store_down: AtomicU64,
 }
 
 /// Counts a call as in flight until dropped.
@@ -194,6 +196,11 @@ impl Metrics {
     /// One call cut short by its deadline.
     pub fn deadline_exceeded(&self) {
         self.deadline_exceeded.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The outcome of the latest store probe.
+    pub fn store_probe(&self, up: bool) {
+        self.store_down.store(u64::from(!up), Ordering::Relaxed);
     }
 
     /// One answer flagged degraded.
@@ -282,6 +289,12 @@ impl Metrics {
             out,
             "# HELP creator_boost_in_flight Calls being served now.\n# TYPE creator_boost_in_flight gauge\ncreator_boost_in_flight {}",
             self.in_flight()
+        );
+        let _ = writeln!(
+            out,
+            "# HELP creator_boost_store_up Whether the store answered its latest probe (1) or not (0).\n\
+             # TYPE creator_boost_store_up gauge\ncreator_boost_store_up {}",
+            1 - self.store_down.load(Ordering::Relaxed)
         );
         let ratio = if hits + misses == 0 {
             0.0

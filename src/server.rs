@@ -19,7 +19,8 @@ use crate::metrics::Metrics;
 use crate::proto;
 use crate::proto::creator_boost_server::CreatorBoostServer;
 use crate::store::embedded::{EmbeddedStore, WriterSettings};
-use crate::store::{Store, StoreError};
+use crate::store::redis_store::{RedisSettings, RedisStore};
+use crate::store::{AnyStore, Store, StoreError};
 
 /// Why the server could not start or stopped abnormally.
 #[derive(Debug, thiserror::Error)]
@@ -106,25 +107,42 @@ impl ServerOptions {
     }
 }
 
-/// Opens the embedded store in `config.data_dir` and builds the engine over it.
+/// Opens the configured store — Redis when `config.store` is set, else the
+/// embedded store in `config.data_dir` — and builds the engine over it, with
+/// the caches kept coherent with writes made through this process.
 ///
 /// # Errors
-/// [`StoreError`] when the store cannot be opened.
-pub fn embedded_engine(
+/// [`StoreError`] when the store cannot be opened or reached.
+pub async fn open_engine(
     config: &Config,
     clock: Clock,
     metrics: Arc<Metrics>,
-) -> Result<Arc<Engine<EmbeddedStore>>, StoreError> {
+) -> Result<Arc<Engine<AnyStore>>, StoreError> {
     let caches = Arc::new(Caches::new(&config.cache));
     let hook_caches = Arc::clone(&caches);
-    let store = EmbeddedStore::open(
-        &config.data_dir,
-        WriterSettings {
-            ingest: config.ingest.clone(),
-            dedupe_window_ms: i64::try_from(config.limits.dedupe_window_secs.saturating_mul(1000)).unwrap_or(i64::MAX),
-            on_commit: Some(Arc::new(move |changes| hook_caches.apply_commit(changes))),
-        },
-    )?;
+    let dedupe_window_ms = i64::try_from(config.limits.dedupe_window_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
+    let store = match &config.store {
+        Some(url) => AnyStore::Redis(
+            RedisStore::connect(RedisSettings {
+                url: url.clone(),
+                key_prefix: config.redis.key_prefix.clone(),
+                ingest: config.ingest.clone(),
+                dedupe_window_ms,
+                read_timeout: Duration::from_millis(config.redis.read_timeout_ms),
+                write_timeout: Duration::from_millis(config.redis.write_timeout_ms),
+                on_write: Some(Arc::new(move |touched| hook_caches.invalidate(touched))),
+            })
+            .await?,
+        ),
+        None => AnyStore::Embedded(EmbeddedStore::open(
+            &config.data_dir,
+            WriterSettings {
+                ingest: config.ingest.clone(),
+                dedupe_window_ms,
+                on_commit: Some(Arc::new(move |changes| hook_caches.apply_commit(changes))),
+            },
+        )?),
+    };
     let settings = EngineSettings {
         limits: config.limits.clone(),
         ingest: config.ingest.clone(),
@@ -163,7 +181,7 @@ pub async fn serve(
     overrides: Overrides,
 ) -> Result<(), ServeError> {
     let options = ServerOptions::from_config(&config)?;
-    let engine = embedded_engine(&config, Clock::system(), Metrics::new())?;
+    let engine = open_engine(&config, Clock::system(), Metrics::new()).await?;
     let _reloader = config_path.map(|path| {
         AbortOnDrop(tokio::spawn(reload_on_sighup(
             Arc::clone(&engine),
@@ -195,7 +213,10 @@ pub async fn serve(
         }
         None => None,
     };
-    tracing::info!(%address, data_dir = %config.data_dir.display(), "creator-boost serving");
+    match &config.store {
+        Some(url) => tracing::info!(%address, store = %url, "creator-boost serving"),
+        None => tracing::info!(%address, data_dir = %config.data_dir.display(), "creator-boost serving"),
+    }
     run(listener, metrics, engine, options, shutdown_signal()).await
 }
 
@@ -220,6 +241,7 @@ pub async fn run<S: Store>(
         )))
     });
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
+    let _store_probe = AbortOnDrop(tokio::spawn(probe_store(Arc::clone(&engine), health_reporter.clone())));
     let service = GrpcService::new(engine, options.max_in_flight, options.write_token.clone());
     let service = CreatorBoostServer::new(service)
         .max_decoding_message_size(options.max_message_bytes)
@@ -283,6 +305,40 @@ pub async fn run<S: Store>(
     }
     tracing::info!("server stopped");
     Ok(())
+}
+
+/// Health service name that reports whether the store answers. The overall
+/// status ("") and the CreatorBoost service stay SERVING while the store is
+/// down, because Rank still answers (degraded); writes fail until it is back.
+pub const STORE_HEALTH_SERVICE: &str = "creatorboost.v1.Store";
+
+/// How often the store is probed.
+const STORE_PROBE_INTERVAL: Duration = Duration::from_secs(1);
+
+async fn probe_store<S: Store>(engine: Arc<Engine<S>>, reporter: tonic_health::server::HealthReporter) {
+    let mut last = None;
+    let mut ticks = tokio::time::interval(STORE_PROBE_INTERVAL);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        let up = engine.store_reachable().await;
+        if last != Some(up) {
+            if last.is_some() {
+                if up {
+                    tracing::info!("store reachable again");
+                } else {
+                    tracing::error!("store unreachable: Rank answers degraded, writes fail with UNAVAILABLE");
+                }
+            }
+            let status = if up {
+                tonic_health::ServingStatus::Serving
+            } else {
+                tonic_health::ServingStatus::NotServing
+            };
+            reporter.set_service_status(STORE_HEALTH_SERVICE, status).await;
+            last = Some(up);
+        }
+    }
 }
 
 struct AbortOnDrop(tokio::task::JoinHandle<()>);

@@ -1,5 +1,6 @@
 //! Black-box tests of the gRPC contract against a real server on an
-//! ephemeral port with a real redb file.
+//! ephemeral port, run on each backend: a real redb file, a real standalone
+//! redis-server and a real three-master Redis Cluster.
 
 mod common;
 
@@ -7,6 +8,20 @@ use common::*;
 use creator_boost::proto;
 use creator_boost::proto::EventKind::*;
 use tonic::Code;
+
+contract_tests!(
+    record_then_rank_boosts_loyal_creator_and_keeps_cold_start_neutral,
+    ordering_ties_top_k_and_score_spaces,
+    variants_known_and_unknown,
+    rank_bad_input_names_index_or_limit,
+    record_rejects_bad_events_by_index_and_accepts_the_rest,
+    creator_scores_in_request_order,
+    stream_events_answers_each_message_in_order,
+    restart_keeps_scores_and_dedupe_state,
+    writes_need_the_token_when_configured,
+    dedupe_window_expires,
+    writes_through_this_replica_show_at_once_in_cached_answers,
+);
 
 fn rank_request(viewer_id: u64, candidates: Vec<proto::Candidate>) -> proto::RankRequest {
     proto::RankRequest {
@@ -16,9 +31,8 @@ fn rank_request(viewer_id: u64, candidates: Vec<proto::Candidate>) -> proto::Ran
     }
 }
 
-#[tokio::test]
-async fn record_then_rank_boosts_loyal_creator_and_keeps_cold_start_neutral() {
-    let server = spawn_server().await;
+async fn record_then_rank_boosts_loyal_creator_and_keeps_cold_start_neutral(backend: Backend) {
+    let server = spawn_on(backend).await;
     let mut client = server.client().await;
     let response = record(&mut client, loyal_creator_events("a", 100, 1..30)).await;
     assert_eq!(
@@ -78,9 +92,8 @@ async fn record_then_rank_boosts_loyal_creator_and_keeps_cold_start_neutral() {
     assert!(response.results[0].explanation.is_none());
 }
 
-#[tokio::test]
-async fn ordering_ties_top_k_and_score_spaces() {
-    let server = spawn_server().await;
+async fn ordering_ties_top_k_and_score_spaces(backend: Backend) {
+    let server = spawn_on(backend).await;
     let mut client = server.client().await;
     record(&mut client, loyal_creator_events("a", 100, 1..20)).await;
     let candidates = vec![
@@ -127,9 +140,8 @@ async fn ordering_ties_top_k_and_score_spaces() {
     assert!(boosted.boost > 1.0);
 }
 
-#[tokio::test]
-async fn variants_known_and_unknown() {
-    let server = spawn_server().await;
+async fn variants_known_and_unknown(backend: Backend) {
+    let server = spawn_on(backend).await;
     let mut client = server.client().await;
     record(&mut client, loyal_creator_events("a", 100, 1..6)).await;
     let base = client
@@ -165,9 +177,8 @@ async fn variants_known_and_unknown() {
     assert_eq!(status.code(), Code::InvalidArgument);
 }
 
-#[tokio::test]
-async fn rank_bad_input_names_index_or_limit() {
-    let server = spawn_server().await;
+async fn rank_bad_input_names_index_or_limit(backend: Backend) {
+    let server = spawn_on(backend).await;
     let mut client = server.client().await;
     let empty = client.rank(rank_request(1, vec![])).await.expect("empty").into_inner();
     assert!(empty.results.is_empty());
@@ -232,9 +243,8 @@ async fn rank_bad_input_names_index_or_limit() {
     );
 }
 
-#[tokio::test]
-async fn record_rejects_bad_events_by_index_and_accepts_the_rest() {
-    let server = spawn_server().await;
+async fn record_rejects_bad_events_by_index_and_accepts_the_rest(backend: Backend) {
+    let server = spawn_on(backend).await;
     let mut client = server.client().await;
     let good = event("good-1", Like, 1, 2);
     let mut future = event("future", Like, 1, 2);
@@ -313,9 +323,8 @@ async fn record_rejects_bad_events_by_index_and_accepts_the_rest() {
     assert!(status.message().contains("max_events_per_batch (1000)"));
 }
 
-#[tokio::test]
-async fn creator_scores_in_request_order() {
-    let server = spawn_server().await;
+async fn creator_scores_in_request_order(backend: Backend) {
+    let server = spawn_on(backend).await;
     let mut client = server.client().await;
     record(&mut client, loyal_creator_events("a", 100, 1..10)).await;
     let request = proto::GetCreatorScoresRequest {
@@ -345,9 +354,8 @@ async fn creator_scores_in_request_order() {
     assert!(deep.scores[0].creator_value > found.creator_value);
 }
 
-#[tokio::test]
-async fn stream_events_answers_each_message_in_order() {
-    let server = spawn_server().await;
+async fn stream_events_answers_each_message_in_order(backend: Backend) {
+    let server = spawn_on(backend).await;
     let mut client = server.client().await;
     let messages = vec![
         proto::RecordEventsRequest {
@@ -372,9 +380,8 @@ async fn stream_events_answers_each_message_in_order() {
     assert_eq!(got, vec![(18, 0, 0), (1, 0, 1), (0, 18, 0)]);
 }
 
-#[tokio::test]
-async fn restart_keeps_scores_and_dedupe_state() {
-    let server = spawn_server().await;
+async fn restart_keeps_scores_and_dedupe_state(backend: Backend) {
+    let server = spawn_on(backend).await;
     let mut client = server.client().await;
     record(&mut client, loyal_creator_events("a", 100, 1..12)).await;
     let request = || proto::RankRequest {
@@ -393,9 +400,9 @@ async fn restart_keeps_scores_and_dedupe_state() {
     assert_eq!((replay.accepted, replay.duplicates), (0, 66));
 }
 
-#[tokio::test]
-async fn writes_need_the_token_when_configured() {
+async fn writes_need_the_token_when_configured(backend: Backend) {
     let server = spawn_with(Spawn {
+        backend,
         write_token: Some("s3cret".into()),
         ..Spawn::default()
     })
@@ -434,13 +441,13 @@ async fn writes_need_the_token_when_configured() {
         .expect("read without token");
 }
 
-#[tokio::test]
-async fn dedupe_window_expires() {
+async fn dedupe_window_expires(backend: Backend) {
     let config = TEST_CONFIG.replace(
         "max_event_id_bytes = 64",
         "max_event_id_bytes = 64\ndedupe_window_secs = 60",
     );
     let server = spawn_with(Spawn {
+        backend,
         config: Some(config),
         ..Spawn::default()
     })
@@ -458,9 +465,8 @@ async fn dedupe_window_expires() {
     assert_eq!((after.accepted, after.duplicates), (1, 0), "after the window");
 }
 
-#[tokio::test]
-async fn writes_through_this_replica_show_at_once_in_cached_answers() {
-    let server = spawn_server().await;
+async fn writes_through_this_replica_show_at_once_in_cached_answers(backend: Backend) {
+    let server = spawn_on(backend).await;
     let mut client = server.client().await;
     record(&mut client, loyal_creator_events("a", 100, 1..5)).await;
     let request = || rank_request(50, vec![candidate(1, 100, 1.0), candidate(2, 101, 1.0)]);

@@ -16,6 +16,7 @@ fn import_args(files: Vec<PathBuf>, data_dir: &Path) -> ImportArgs {
     ImportArgs {
         files,
         data_dir: Some(data_dir.to_owned()),
+        store: None,
         server: None,
         token_file: None,
         format: None,
@@ -28,6 +29,7 @@ fn import_args(files: Vec<PathBuf>, data_dir: &Path) -> ImportArgs {
 fn scores_args(data_dir: &Path, as_of: &str) -> ScoresArgs {
     ScoresArgs {
         data_dir: Some(data_dir.to_owned()),
+        store: None,
         config: None,
         as_of: as_of.to_owned(),
         format: ScoresFormat::Csv,
@@ -103,7 +105,7 @@ async fn jsonl_import_counts_rejections_and_is_idempotent() {
         creators: vec![100, 200, 999],
         ..scores_args(&data, "2026-06-01T00:00:00Z")
     };
-    commands::scores(args, &mut out).expect("scores");
+    commands::scores(args, &mut out).await.expect("scores");
     let rows = parse_scores(&String::from_utf8(out).expect("utf8"));
     assert_eq!(rows.len(), 3);
     assert!(rows.iter().all(|r| r.3), "{rows:?}");
@@ -169,7 +171,9 @@ async fn generated_events_import_and_score() {
         "{stats}"
     );
     let mut out = Vec::new();
-    commands::scores(scores_args(&data, "2026-11-01T00:00:00Z"), &mut out).expect("scores");
+    commands::scores(scores_args(&data, "2026-11-01T00:00:00Z"), &mut out)
+        .await
+        .expect("scores");
     let rows = parse_scores(&String::from_utf8(out).expect("utf8"));
     assert_eq!(rows.len(), 50);
     assert!(rows.iter().all(|r| r.3 && (0.5..=2.0).contains(&r.2)), "{rows:?}");
@@ -224,7 +228,7 @@ async fn kuairand_full_log_imports_once_and_scores_within_range() {
         creators: Vec::new(),
         ..scores_args(&data, "2022-05-09T00:00:00Z")
     };
-    commands::scores(args, &mut out).expect("scores");
+    commands::scores(args, &mut out).await.expect("scores");
     let rows = parse_scores(&String::from_utf8(out).expect("utf8"));
     assert!(rows.len() > 5_000, "{} creators", rows.len());
     assert!(rows.iter().all(|r| r.1 && r.3 && (0.5..=2.0).contains(&r.2)));

@@ -14,7 +14,9 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use tokio::sync::{mpsc, oneshot};
 
 use super::codec::{decode_creator, decode_viewer, encode_creator, encode_viewer};
-use super::{Applied, Changes, CommitHook, CreatorBucket, Store, StoreError, creator_bucket};
+use super::{
+    Applied, Changes, CommitHook, CreatorBucket, Store, StoreError, creator_bucket, decay_signature, event_id_hash,
+};
 use crate::model::aggregate::apply_event;
 use crate::model::{CreatorAggregate, Decay, Event, IngestParams, ViewerRecord};
 
@@ -219,10 +221,7 @@ fn create_tables(db: &Database) -> Result<(), StoreError> {
 /// Stored sums are only meaningful with the half-lives they were written
 /// with: the first open records them, later opens must match.
 fn check_decay(db: &Database, ingest: &IngestParams) -> Result<(), StoreError> {
-    let wanted = format!(
-        "engagement_half_life_days={} negative_half_life_days={}",
-        ingest.engagement_half_life_days, ingest.negative_half_life_days
-    );
+    let wanted = decay_signature(ingest);
     let txn = db.begin_write().map_err(backend)?;
     {
         let mut meta = txn.open_table(META).map_err(backend)?;
@@ -328,7 +327,7 @@ fn commit_group(
             let mut job_statuses = Vec::with_capacity(job.events.len());
             for event in &job.events {
                 if !event.event_id.is_empty() {
-                    let id = event_id_hash(&event.event_id);
+                    let id = event_id_hash(event.event_id.as_bytes());
                     if seen.contains(&id) || dedupe.get(id).map_err(backend)?.is_some() {
                         job_statuses.push(Applied::Duplicate);
                         continue;
@@ -438,46 +437,4 @@ fn sweep_dedupe(
     };
     meta.insert(SWEEP_KEY, next.to_le_bytes().as_slice()).map_err(backend)?;
     Ok(())
-}
-
-/// A 128-bit hash of an event id: two independent 64-bit lanes over 8-byte
-/// words, each finished with the SplitMix64 avalanche.
-fn event_id_hash(id: &str) -> u128 {
-    fn mix(mut z: u64) -> u64 {
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    let (mut a, mut b) = (0x243F_6A88_85A3_08D3u64, 0x1319_8A2E_0370_7344u64);
-    for chunk in id.as_bytes().chunks(8) {
-        let mut word = [0u8; 8];
-        word[..chunk.len()].copy_from_slice(chunk);
-        let word = u64::from_le_bytes(word);
-        a = mix(a ^ word);
-        b = mix(b.wrapping_add(word).rotate_left(29) ^ 0x9E37_79B9_7F4A_7C15);
-    }
-    let length = id.len() as u64;
-    (u128::from(mix(a ^ length)) << 64) | u128::from(mix(b ^ length.rotate_left(32)))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::event_id_hash;
-
-    #[test]
-    fn event_id_hashes_differ_and_are_stable() {
-        let ids = [
-            "",
-            "a",
-            "a\0",
-            "ab",
-            "kr-1-2-3-like",
-            "kr-1-2-3-view",
-            "12345678",
-            "123456789",
-        ];
-        let hashes: std::collections::HashSet<u128> = ids.iter().map(|id| event_id_hash(id)).collect();
-        assert_eq!(hashes.len(), ids.len());
-        assert_eq!(event_id_hash("stable"), event_id_hash("stable"));
-    }
 }

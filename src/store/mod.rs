@@ -2,10 +2,13 @@
 //! platform aggregate and the event-id dedupe window.
 //!
 //! [`Store`] is what the engine needs; [`embedded::EmbeddedStore`] (redb, on
-//! disk, one node) is the default backend.
+//! disk, one node) is the default backend, [`redis_store::RedisStore`] (Redis
+//! or Redis Cluster) the one shared by many replicas; [`AnyStore`] is either,
+//! as chosen at start.
 
 pub mod codec;
 pub mod embedded;
+pub mod redis_store;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -48,6 +51,19 @@ pub struct Changes {
 
 /// Called after each durable commit, before any of its writes are acknowledged.
 pub type CommitHook = Arc<dyn Fn(&Changes) + Send + Sync>;
+
+/// What one batch written to a shared store touched: cached copies of these
+/// are stale (the new values live in the store, which other replicas write too).
+#[derive(Clone, Debug, Default)]
+pub struct Touched {
+    /// Creator buckets changed, sorted.
+    pub buckets: Vec<u32>,
+    /// Viewers whose records changed, sorted.
+    pub viewers: Vec<u64>,
+}
+
+/// Called after each batch applied to a shared store, before it is acknowledged.
+pub type InvalidateHook = Arc<dyn Fn(&Touched) + Send + Sync>;
 
 /// Number of creator buckets. Creators are stored and cached by bucket (a
 /// hash of the id), so one cache entry carries many creators: at a million
@@ -108,4 +124,118 @@ pub trait Store: Send + Sync + 'static {
     /// Deduplicates and applies validated events; resolves once the accepted
     /// ones are durable. `now_ms` stamps the dedupe window.
     fn apply(&self, events: Vec<Event>, now_ms: i64) -> impl Future<Output = Result<Vec<Applied>, StoreError>> + Send;
+
+    /// Whether the backend answers now (health); a local store always does.
+    fn ping(&self) -> impl Future<Output = Result<(), StoreError>> + Send {
+        async { Ok(()) }
+    }
+}
+
+/// The backend chosen at start: `--data-dir` (embedded) or `--store URL` (Redis).
+pub enum AnyStore {
+    /// On disk, one node.
+    Embedded(embedded::EmbeddedStore),
+    /// Redis or Redis Cluster, shared by replicas.
+    Redis(redis_store::RedisStore),
+}
+
+impl AnyStore {
+    /// Every creator in the store, sorted by id (offline scoring).
+    ///
+    /// # Errors
+    /// [`StoreError`] when the store cannot be read.
+    pub async fn scan_creators(&self) -> Result<Vec<(u64, CreatorAggregate)>, StoreError> {
+        match self {
+            AnyStore::Embedded(store) => store.scan_creators(),
+            AnyStore::Redis(store) => store.scan_creators().await,
+        }
+    }
+}
+
+impl Store for AnyStore {
+    async fn creator_buckets(&self, buckets: Vec<u32>) -> Result<Vec<CreatorBucket>, StoreError> {
+        match self {
+            AnyStore::Embedded(store) => store.creator_buckets(buckets).await,
+            AnyStore::Redis(store) => store.creator_buckets(buckets).await,
+        }
+    }
+
+    async fn viewer(&self, viewer_id: u64) -> Result<Option<ViewerRecord>, StoreError> {
+        match self {
+            AnyStore::Embedded(store) => store.viewer(viewer_id).await,
+            AnyStore::Redis(store) => store.viewer(viewer_id).await,
+        }
+    }
+
+    async fn global(&self) -> Result<CreatorAggregate, StoreError> {
+        match self {
+            AnyStore::Embedded(store) => store.global().await,
+            AnyStore::Redis(store) => store.global().await,
+        }
+    }
+
+    async fn apply(&self, events: Vec<Event>, now_ms: i64) -> Result<Vec<Applied>, StoreError> {
+        match self {
+            AnyStore::Embedded(store) => store.apply(events, now_ms).await,
+            AnyStore::Redis(store) => store.apply(events, now_ms).await,
+        }
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        match self {
+            AnyStore::Embedded(store) => store.ping().await,
+            AnyStore::Redis(store) => store.ping().await,
+        }
+    }
+}
+
+/// What the stored sums were written with: a store refuses to open with
+/// other half-lives, because its sums would be read against the wrong decay.
+pub(crate) fn decay_signature(ingest: &crate::model::IngestParams) -> String {
+    format!(
+        "engagement_half_life_days={} negative_half_life_days={}",
+        ingest.engagement_half_life_days, ingest.negative_half_life_days
+    )
+}
+
+/// A 128-bit hash of an event id: two independent 64-bit lanes over 8-byte
+/// words, each finished with the SplitMix64 avalanche.
+pub(crate) fn event_id_hash(id: &[u8]) -> u128 {
+    fn mix(mut z: u64) -> u64 {
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    let (mut a, mut b) = (0x243F_6A88_85A3_08D3u64, 0x1319_8A2E_0370_7344u64);
+    for chunk in id.chunks(8) {
+        let mut word = [0u8; 8];
+        word[..chunk.len()].copy_from_slice(chunk);
+        let word = u64::from_le_bytes(word);
+        a = mix(a ^ word);
+        b = mix(b.wrapping_add(word).rotate_left(29) ^ 0x9E37_79B9_7F4A_7C15);
+    }
+    let length = id.len() as u64;
+    (u128::from(mix(a ^ length)) << 64) | u128::from(mix(b ^ length.rotate_left(32)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::event_id_hash;
+
+    #[test]
+    fn event_id_hashes_differ_and_are_stable() {
+        let ids = [
+            "",
+            "a",
+            "a\0",
+            "ab",
+            "kr-1-2-3-like",
+            "kr-1-2-3-view",
+            "12345678",
+            "123456789",
+        ];
+        let hashes: std::collections::HashSet<u128> = ids.iter().map(|id| event_id_hash(id.as_bytes())).collect();
+        assert_eq!(hashes.len(), ids.len());
+        assert_eq!(event_id_hash(b"stable"), event_id_hash(b"stable"));
+    }
 }

@@ -1,8 +1,11 @@
 //! One way to start a real server for black-box tests: `spawn_server()` binds
-//! 127.0.0.1:0, opens a real redb file in a temporary directory and serves the
-//! production code path until stopped.
+//! 127.0.0.1:0, opens a real redb file in a temporary directory (or, with
+//! [`Backend::Redis`] / [`Backend::Cluster`], a real Redis under a key prefix
+//! of its own) and serves the production code path until stopped.
 
 #![allow(dead_code, unreachable_pub)]
+
+pub mod redis;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -12,7 +15,7 @@ use creator_boost::config::{Config, Overrides};
 use creator_boost::engine::Clock;
 use creator_boost::proto;
 use creator_boost::proto::creator_boost_client::CreatorBoostClient;
-use creator_boost::server::{ServerOptions, embedded_engine, run};
+use creator_boost::server::{ServerOptions, open_engine, run};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -38,6 +41,63 @@ tier_fan_group = 1.0
 intimacy_gain = 0.0
 "#;
 
+/// The store a test server runs on.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Backend {
+    /// redb in a temporary directory.
+    #[default]
+    Embedded,
+    /// The shared standalone redis-server.
+    Redis,
+    /// The shared three-master Redis Cluster.
+    Cluster,
+    /// A Redis URL of the test's own.
+    Url(String),
+}
+
+impl Backend {
+    /// Whether this backend can run here (Redis ones need redis-server).
+    pub fn available(&self) -> bool {
+        match self {
+            Backend::Embedded => true,
+            _ => redis::available(),
+        }
+    }
+
+    fn url(&self) -> Option<String> {
+        match self {
+            Backend::Embedded => None,
+            Backend::Redis => Some(redis::standalone_url()),
+            Backend::Cluster => Some(redis::cluster_url()),
+            Backend::Url(url) => Some(url.clone()),
+        }
+    }
+}
+
+/// Generates one `#[tokio::test]` per backend for each listed contract test
+/// (an `async fn(Backend)`), in modules `embedded`, `redis` and `cluster`.
+#[macro_export]
+macro_rules! contract_tests {
+    ($($name:ident),* $(,)?) => {
+        $crate::contract_tests!(@backend embedded, Embedded, $($name),*);
+        $crate::contract_tests!(@backend redis, Redis, $($name),*);
+        $crate::contract_tests!(@backend cluster, Cluster, $($name),*);
+    };
+    (@backend $module:ident, $variant:ident, $($name:ident),*) => {
+        mod $module {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    let backend = $crate::common::Backend::$variant;
+                    if backend.available() {
+                        super::$name(backend).await;
+                    }
+                }
+            )*
+        }
+    };
+}
+
 /// A running server and what it needs to stop or restart.
 pub struct TestServer {
     pub addr: SocketAddr,
@@ -45,6 +105,9 @@ pub struct TestServer {
     pub metrics_addr: Option<SocketAddr>,
     pub data_dir: PathBuf,
     pub clock: Clock,
+    /// The backend and, for Redis, the key prefix (kept by [`TestServer::restart`]).
+    pub backend: Backend,
+    pub key_prefix: String,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
     _temp: Option<tempfile::TempDir>,
@@ -60,11 +123,23 @@ pub struct Spawn {
     pub now_ms: Option<i64>,
     pub metrics: bool,
     pub tls: Option<tonic::transport::ServerTlsConfig>,
+    pub backend: Backend,
+    /// Redis key prefix; `None` = a fresh one.
+    pub key_prefix: Option<String>,
 }
 
 /// A server with the test config, a fresh data dir and a clock fixed at [`NOW_MS`].
 pub async fn spawn_server() -> TestServer {
     spawn_with(Spawn::default()).await
+}
+
+/// A server with the test config on `backend`.
+pub async fn spawn_on(backend: Backend) -> TestServer {
+    spawn_with(Spawn {
+        backend,
+        ..Spawn::default()
+    })
+    .await
 }
 
 /// A server with explicit options.
@@ -80,12 +155,17 @@ pub async fn spawn_with(options: Spawn) -> TestServer {
     let text = options.config.unwrap_or_else(|| TEST_CONFIG.to_owned());
     let overrides = Overrides {
         data_dir: Some(data_dir.clone()),
+        store: options.backend.url(),
         ..Overrides::default()
     };
-    let config = Config::from_toml(&text, Path::new("test.toml"), overrides).expect("test config");
+    let mut config = Config::from_toml(&text, Path::new("test.toml"), overrides).expect("test config");
+    let key_prefix = options.key_prefix.unwrap_or_else(redis::unique_prefix);
+    config.redis.key_prefix = key_prefix.clone();
     let clock = Clock::manual(options.now_ms.unwrap_or(NOW_MS));
     let metrics = creator_boost::metrics::Metrics::new();
-    let engine = embedded_engine(&config, clock.clone(), std::sync::Arc::clone(&metrics)).expect("engine");
+    let engine = open_engine(&config, clock.clone(), std::sync::Arc::clone(&metrics))
+        .await
+        .expect("engine");
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     let server_options = ServerOptions {
@@ -115,6 +195,8 @@ pub async fn spawn_with(options: Spawn) -> TestServer {
         addr,
         data_dir,
         clock,
+        backend: options.backend,
+        key_prefix,
         shutdown: Some(shutdown),
         task: Some(task),
         _temp: temp,
@@ -161,6 +243,8 @@ impl TestServer {
         let temp = self._temp.take();
         let mut next = spawn_with(Spawn {
             data_dir: Some(self.data_dir.clone()),
+            backend: self.backend.clone(),
+            key_prefix: Some(self.key_prefix.clone()),
             ..Spawn::default()
         })
         .await;

@@ -1,0 +1,767 @@
+//! Redis and Redis Cluster backend: one store shared by many replicas.
+//!
+//! Keys, all Cluster-safe (every script touches one hash slot):
+//!
+//! | data | key | layout |
+//! |---|---|---|
+//! | creator bucket | `cb:{c<bucket>}` | hash; `<creator>:<n>` sum n (0–18), `<creator>:f/m/e/t` followers, members, evidence, updated_at |
+//! | marker: event applied to a bucket | `cb:{c<bucket>}:a:<event hash>` | accepting `now_ms`, expires with the dedupe window |
+//! | viewer record | `cb:{v<viewer>}` | hash; `r` the encoded [`ViewerRecord`], `n` its version |
+//! | dedupe entry | `cb:{v<viewer>}:e:<event hash>` | `<now_ms>;<delta>`, expires with the dedupe window |
+//! | platform aggregate | `cb:{g}` | hash; fields as a creator's, without the prefix |
+//! | marker: event applied to it | `cb:{g}:a:<event hash>` | as for a bucket |
+//! | half-lives | `cb:{meta}` | hash |
+//!
+//! An event is applied in three idempotent steps, one script each:
+//!
+//! 1. Viewer slot: the relation record is read, the pure model applies the
+//!    viewer's events of the batch in order and computes each event's
+//!    [`AggregateDelta`]; a script writes the record back only if its version
+//!    is unchanged (else the step is redone) and only if no event id is in the
+//!    dedupe window, storing each event's delta in its dedupe entry.
+//! 2. Creator slot: per event, a marker `SET` if absent; when new, the delta
+//!    goes in with `HINCRBYFLOAT` / `HINCRBY` and `updated_at` is raised.
+//! 3. Platform slot: the same with its own markers.
+//!
+//! A batch is acknowledged after all three steps. If a step fails the batch
+//! is not acknowledged; its resend finds the dedupe entries (now answered as
+//! duplicates), takes the stored deltas and completes steps 2 and 3, which
+//! the markers keep from counting anything twice. Anonymous events have no
+//! viewer step; the creator marker is their dedupe entry. Event ids are
+//! deduplicated per viewer (a resend always carries the same viewer).
+//!
+//! Reads: one `HGETALL` per creator bucket, one `HGET` of the viewer record,
+//! all sent at once over multiplexed connections (one round trip).
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::future::Future;
+use std::time::Duration;
+
+use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use ::redis::cluster::ClusterClientBuilder;
+use ::redis::cluster_async::ClusterConnection;
+use ::redis::{Cmd, FromRedisValue, RedisError, Script, Value};
+use futures_util::future::try_join_all;
+
+use super::codec::{decode_viewer, encode_viewer};
+use super::{
+    Applied, CreatorBucket, InvalidateHook, Store, StoreError, Touched, creator_bucket, decay_signature, event_id_hash,
+};
+use crate::model::aggregate::{AggregateDelta, SUM_FIELDS, event_delta};
+use crate::model::{CreatorAggregate, Decay, Event, IngestParams, ViewerRecord};
+
+/// How often a viewer step is redone when other writers keep changing the
+/// same viewer record before this one lands.
+const MAX_VIEWER_ATTEMPTS: usize = 64;
+/// Buckets read at once by [`RedisStore::scan_creators`].
+const SCAN_CHUNK: usize = 1024;
+/// Longest expiry set on a key (Redis refuses larger ones).
+const MAX_EXPIRY_MS: i64 = 10 * 365 * 24 * 3600 * 1000;
+
+/// Step 2 and 3: apply deltas to one hash, once per event (markers).
+/// KEYS: the hash, then one marker per event that has one.
+/// ARGV: now_ms, window_ms, then per event: has-marker (1/0), field prefix, delta.
+const APPLY_DELTAS: &str = r"
+local now = tonumber(ARGV[1])
+local window = tonumber(ARGV[2])
+local out = {}
+local k = 2
+for i = 3, #ARGV, 3 do
+  local fresh = 1
+  if ARGV[i] == '1' then
+    local seen = redis.call('GET', KEYS[k])
+    if seen and now - tonumber(seen) < window then
+      fresh = 0
+    else
+      redis.call('SET', KEYS[k], ARGV[1], 'PX', ARGV[2])
+    end
+    k = k + 1
+  end
+  if fresh == 1 then
+    local p = ARGV[i + 1]
+    local j = 0
+    for token in string.gmatch(ARGV[i + 2], '[^|]+') do
+      if j == 0 then
+        local old = redis.call('HGET', KEYS[1], p .. 't')
+        if not old or tonumber(token) > tonumber(old) then
+          redis.call('HSET', KEYS[1], p .. 't', token)
+        end
+      elseif j == 1 then
+        if token ~= '0' then redis.call('HINCRBY', KEYS[1], p .. 'f', token) end
+      elseif j == 2 then
+        if token ~= '0' then redis.call('HINCRBY', KEYS[1], p .. 'm', token) end
+      else
+        local field, value = string.match(token, '^(%d+)=(.+)$')
+        redis.call('HINCRBYFLOAT', KEYS[1], p .. field, value)
+      end
+      j = j + 1
+    end
+    redis.call('HINCRBY', KEYS[1], p .. 'e', 1)
+  end
+  out[#out + 1] = fresh
+end
+return out
+";
+
+/// Step 1: write a viewer record if unchanged and no event is a duplicate.
+/// KEYS: the viewer hash, then the dedupe entries of the events with ids.
+/// ARGV: expected version, now_ms, window_ms, record, then one delta per entry.
+/// Returns {0} written, {1} version changed, {2, {pos, delta, ...}} duplicates.
+const WRITE_VIEWER: &str = r"
+local now = tonumber(ARGV[2])
+local window = tonumber(ARGV[3])
+local dups = {}
+for i = 2, #KEYS do
+  local seen = redis.call('GET', KEYS[i])
+  if seen then
+    local at, delta = string.match(seen, '^(%-?%d+);(.*)$')
+    if at and now - tonumber(at) < window then
+      dups[#dups + 1] = i - 1
+      dups[#dups + 1] = delta
+    end
+  end
+end
+if #dups > 0 then return {2, dups} end
+local version = redis.call('HGET', KEYS[1], 'n') or '0'
+if version ~= ARGV[1] then return {1} end
+redis.call('HSET', KEYS[1], 'r', ARGV[4], 'n', tostring(tonumber(version) + 1))
+for i = 2, #KEYS do
+  redis.call('SET', KEYS[i], ARGV[2] .. ';' .. ARGV[3 + i], 'PX', ARGV[3])
+end
+return {0}
+";
+
+/// Where the store lives and how long it may take.
+#[derive(Clone)]
+pub struct RedisSettings {
+    /// `redis://HOST:PORT[/DB]` or `redis-cluster://HOST:PORT[,HOST:PORT…]`.
+    pub url: String,
+    /// Start of every key name (no `{` or `}`).
+    pub key_prefix: String,
+    /// What is stored per event.
+    pub ingest: IngestParams,
+    /// How long an event id is remembered, in milliseconds.
+    pub dedupe_window_ms: i64,
+    /// Longest a read may take before the caller answers degraded.
+    pub read_timeout: Duration,
+    /// Longest a batch may take before it fails (unacknowledged).
+    pub write_timeout: Duration,
+    /// Called after each applied batch with what it touched.
+    pub on_write: Option<InvalidateHook>,
+}
+
+/// A multiplexed connection to one server or to a cluster; clones share it.
+#[derive(Clone)]
+enum Connection {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+impl Connection {
+    async fn query<T: FromRedisValue>(&self, cmd: &Cmd) -> Result<T, RedisError> {
+        match self {
+            Connection::Single(connection) => cmd.query_async(&mut connection.clone()).await,
+            Connection::Cluster(connection) => cmd.query_async(&mut connection.clone()).await,
+        }
+    }
+
+    async fn invoke<T: FromRedisValue>(
+        &self,
+        script: &Script,
+        keys: &[String],
+        args: &[String],
+    ) -> Result<T, RedisError> {
+        let mut invocation = script.prepare_invoke();
+        for key in keys {
+            invocation.key(key);
+        }
+        for arg in args {
+            invocation.arg(arg);
+        }
+        match self {
+            Connection::Single(connection) => invocation.invoke_async(&mut connection.clone()).await,
+            Connection::Cluster(connection) => invocation.invoke_async(&mut connection.clone()).await,
+        }
+    }
+}
+
+/// The shared store. Cheap to clone.
+#[derive(Clone)]
+pub struct RedisStore {
+    connection: Connection,
+    keys: Keys,
+    ingest: IngestParams,
+    decay: Decay,
+    window_ms: i64,
+    read_timeout: Duration,
+    write_timeout: Duration,
+    on_write: Option<InvalidateHook>,
+    apply_deltas: std::sync::Arc<Script>,
+    write_viewer: std::sync::Arc<Script>,
+}
+
+impl RedisStore {
+    /// Connects and checks that the stored sums were written with the same
+    /// half-lives (the first replica to connect records them).
+    ///
+    /// # Errors
+    /// [`StoreError::Backend`] when the URL is malformed, the server cannot be
+    /// reached, or it holds sums written with other half-lives.
+    pub async fn connect(settings: RedisSettings) -> Result<RedisStore, StoreError> {
+        let connect_timeout = settings.write_timeout.max(Duration::from_secs(1));
+        let connection = if let Some(seeds) = settings.url.strip_prefix("redis-cluster://") {
+            let nodes: Vec<String> = seeds
+                .trim_end_matches('/')
+                .split(',')
+                .filter(|node| !node.is_empty())
+                .map(|node| format!("redis://{node}"))
+                .collect();
+            if nodes.is_empty() {
+                return Err(StoreError::Backend(format!("no seed nodes in `{}`", settings.url)));
+            }
+            let client = ClusterClientBuilder::new(nodes)
+                .connection_timeout(connect_timeout)
+                .response_timeout(settings.write_timeout)
+                .retries(2)
+                .build()
+                .map_err(backend)?;
+            let connection = tokio::time::timeout(connect_timeout, client.get_async_connection())
+                .await
+                .map_err(|_| StoreError::Backend(format!("cannot reach {} in {connect_timeout:?}", settings.url)))?
+                .map_err(backend)?;
+            Connection::Cluster(connection)
+        } else if settings.url.starts_with("redis://") {
+            let client = ::redis::Client::open(settings.url.as_str()).map_err(backend)?;
+            let config = ConnectionManagerConfig::new()
+                .set_connection_timeout(Some(connect_timeout))
+                .set_response_timeout(Some(settings.write_timeout))
+                .set_number_of_retries(1)
+                .set_max_delay(Duration::from_millis(500));
+            let connection = ConnectionManager::new_with_config(client, config)
+                .await
+                .map_err(backend)?;
+            Connection::Single(connection)
+        } else {
+            return Err(StoreError::Backend(format!(
+                "unsupported store URL `{}`: use redis://HOST:PORT[/DB] or redis-cluster://HOST:PORT[,HOST:PORT...]",
+                settings.url
+            )));
+        };
+        if settings.key_prefix.contains(['{', '}']) {
+            return Err(StoreError::Backend(format!(
+                "key prefix `{}` must not contain braces (they choose the Cluster hash slot)",
+                settings.key_prefix
+            )));
+        }
+        let store = RedisStore {
+            connection,
+            keys: Keys {
+                prefix: settings.key_prefix,
+            },
+            decay: settings.ingest.decay(),
+            ingest: settings.ingest,
+            window_ms: settings.dedupe_window_ms.clamp(1, MAX_EXPIRY_MS),
+            read_timeout: settings.read_timeout,
+            write_timeout: settings.write_timeout,
+            on_write: settings.on_write,
+            apply_deltas: std::sync::Arc::new(Script::new(APPLY_DELTAS)),
+            write_viewer: std::sync::Arc::new(Script::new(WRITE_VIEWER)),
+        };
+        store.check_decay().await?;
+        Ok(store)
+    }
+
+    async fn check_decay(&self) -> Result<(), StoreError> {
+        let wanted = decay_signature(&self.ingest);
+        // The first replica to connect writes it; everyone reads what won.
+        let _: Option<String> = within(
+            self.write_timeout,
+            self.connection
+                .query(::redis::cmd("SET").arg(self.keys.meta()).arg(&wanted).arg("NX")),
+        )
+        .await?;
+        let stored: String = within(
+            self.write_timeout,
+            self.connection.query(::redis::cmd("GET").arg(self.keys.meta())),
+        )
+        .await?;
+        if stored != wanted {
+            return Err(StoreError::Backend(format!(
+                "this Redis holds sums written with {stored}; the config says {wanted}. \
+                 Use the same [ingest] half-lives, or another Redis database"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Every creator in the store, sorted by id (reads all buckets).
+    ///
+    /// # Errors
+    /// [`StoreError`] when a read fails.
+    pub async fn scan_creators(&self) -> Result<Vec<(u64, CreatorAggregate)>, StoreError> {
+        let mut creators = Vec::new();
+        let all: Vec<u32> = (0..super::CREATOR_BUCKETS).collect();
+        for chunk in all.chunks(SCAN_CHUNK) {
+            for bucket in self.read_buckets(chunk, self.write_timeout).await? {
+                creators.extend(bucket.creators);
+            }
+        }
+        creators.sort_unstable_by_key(|(id, _)| *id);
+        Ok(creators)
+    }
+
+    async fn read_buckets(&self, buckets: &[u32], timeout: Duration) -> Result<Vec<CreatorBucket>, StoreError> {
+        let reads = buckets.iter().map(|bucket| {
+            let cmd = ::redis::cmd("HGETALL").arg(self.keys.bucket(*bucket)).clone();
+            async move { self.connection.query::<Vec<(String, String)>>(&cmd).await }
+        });
+        let fields = within(timeout, try_join_all(reads)).await?;
+        fields.into_iter().map(|fields| parse_bucket(&fields)).collect()
+    }
+
+    /// Step 1 for one viewer's events (`indices` into `events`, in order).
+    async fn apply_viewer(
+        &self,
+        viewer_id: u64,
+        events: &[Event],
+        indices: Vec<usize>,
+        hashes: &[Option<u128>],
+        now_ms: i64,
+    ) -> Result<Vec<(usize, ViewerStep)>, StoreError> {
+        let key = self.keys.viewer(viewer_id);
+        let mut pending = indices;
+        let mut done = Vec::with_capacity(pending.len());
+        for _ in 0..MAX_VIEWER_ATTEMPTS {
+            if pending.is_empty() {
+                return Ok(done);
+            }
+            let (stored, version): (Option<Vec<u8>>, Option<String>) = self
+                .connection
+                .query(::redis::cmd("HMGET").arg(&key).arg("r").arg("n"))
+                .await
+                .map_err(backend)?;
+            let mut record = match stored {
+                Some(bytes) => decode_viewer(&bytes)?,
+                None => ViewerRecord::default(),
+            };
+            let deltas: Vec<String> = pending
+                .iter()
+                .map(|i| encode_delta(&event_delta(&events[*i], &self.ingest, &self.decay, Some(&mut record))))
+                .collect();
+            let keyed: Vec<usize> = (0..pending.len()).filter(|p| hashes[pending[*p]].is_some()).collect();
+            let mut keys = Vec::with_capacity(1 + keyed.len());
+            keys.push(key.clone());
+            keys.extend(
+                keyed
+                    .iter()
+                    .map(|p| self.keys.dedupe(viewer_id, hashes[pending[*p]].unwrap_or_default())),
+            );
+            let mut args = Vec::with_capacity(4 + keyed.len());
+            args.push(version.unwrap_or_else(|| "0".to_owned()));
+            args.push(now_ms.to_string());
+            args.push(self.window_ms.to_string());
+            // The record travels as bytes; Lua strings are binary-safe.
+            let record_arg = encode_viewer(&record);
+            args.extend(keyed.iter().map(|p| deltas[*p].clone()));
+            let answer: Value = self.invoke_viewer(&keys, &args, &record_arg).await.map_err(backend)?;
+            match parse_viewer_answer(answer)? {
+                ViewerAnswer::Written => {
+                    done.extend(pending.into_iter().zip(deltas).map(|(i, d)| (i, ViewerStep::New(d))));
+                    return Ok(done);
+                }
+                ViewerAnswer::Conflict => {}
+                ViewerAnswer::Duplicates(found) => {
+                    let mut duplicate = HashSet::new();
+                    for (position, delta) in found {
+                        let p = *keyed
+                            .get(position.wrapping_sub(1))
+                            .ok_or_else(|| StoreError::Corrupt(format!("dedupe answer position {position}")))?;
+                        duplicate.insert(pending[p]);
+                        done.push((pending[p], ViewerStep::Duplicate(delta)));
+                    }
+                    pending.retain(|i| !duplicate.contains(i));
+                }
+            }
+        }
+        Err(StoreError::Backend(format!(
+            "viewer {viewer_id}: record changed by other writers {MAX_VIEWER_ATTEMPTS} times in a row"
+        )))
+    }
+
+    async fn invoke_viewer(&self, keys: &[String], args: &[String], record: &[u8]) -> Result<Value, RedisError> {
+        // ARGV[4] is the binary record: build the argument list by hand.
+        let mut invocation = self.write_viewer.prepare_invoke();
+        for key in keys {
+            invocation.key(key);
+        }
+        invocation.arg(&args[0]).arg(&args[1]).arg(&args[2]).arg(record);
+        for arg in &args[3..] {
+            invocation.arg(arg);
+        }
+        match &self.connection {
+            Connection::Single(connection) => invocation.invoke_async(&mut connection.clone()).await,
+            Connection::Cluster(connection) => invocation.invoke_async(&mut connection.clone()).await,
+        }
+    }
+
+    /// Steps 2 and 3: `work` is (event index, delta) for events to apply.
+    async fn apply_aggregates(
+        &self,
+        events: &[Event],
+        hashes: &[Option<u128>],
+        work: &[(usize, String)],
+        now_ms: i64,
+    ) -> Result<HashMap<usize, bool>, StoreError> {
+        let mut by_bucket: BTreeMap<u32, Vec<usize>> = BTreeMap::new();
+        for (position, (index, _)) in work.iter().enumerate() {
+            by_bucket
+                .entry(creator_bucket(events[*index].creator_id))
+                .or_default()
+                .push(position);
+        }
+        let item = |position: usize, prefix: String| {
+            let (index, delta) = &work[position];
+            (hashes[*index], prefix, delta.clone())
+        };
+        let creator_calls = by_bucket.iter().map(|(bucket, positions)| {
+            let items = positions
+                .iter()
+                .map(|p| item(*p, format!("{}:", events[work[*p].0].creator_id)))
+                .collect();
+            self.apply_to_hash(self.keys.bucket(*bucket), items, now_ms)
+        });
+        let global_items = (0..work.len()).map(|p| item(p, String::new())).collect();
+        let global_call = self.apply_to_hash(self.keys.global(), global_items, now_ms);
+        let (creators, _) = tokio::try_join!(try_join_all(creator_calls), global_call)?;
+        let mut fresh = HashMap::with_capacity(work.len());
+        for (positions, flags) in by_bucket.values().zip(creators) {
+            for (position, flag) in positions.iter().zip(flags) {
+                fresh.insert(work[*position].0, flag);
+            }
+        }
+        Ok(fresh)
+    }
+
+    /// One script call applying `items` (event hash, field prefix, delta) to
+    /// the hash `hash_key`; returns, per item, whether it was applied now
+    /// (not by an earlier attempt).
+    async fn apply_to_hash(
+        &self,
+        hash_key: String,
+        items: Vec<(Option<u128>, String, String)>,
+        now_ms: i64,
+    ) -> Result<Vec<bool>, StoreError> {
+        let count = items.len();
+        let mut keys = vec![hash_key.clone()];
+        let mut args = Vec::with_capacity(2 + 3 * count);
+        args.push(now_ms.to_string());
+        args.push(self.window_ms.to_string());
+        for (hash, prefix, delta) in items {
+            match hash {
+                Some(hash) => {
+                    keys.push(format!("{hash_key}:a:{hash:032x}"));
+                    args.push("1".to_owned());
+                }
+                None => args.push("0".to_owned()),
+            }
+            args.push(prefix);
+            args.push(delta);
+        }
+        let flags: Vec<i64> = self
+            .connection
+            .invoke(&self.apply_deltas, &keys, &args)
+            .await
+            .map_err(backend)?;
+        if flags.len() != count {
+            return Err(StoreError::Corrupt(format!("{} flags for {count} events", flags.len())));
+        }
+        Ok(flags.into_iter().map(|flag| flag == 1).collect())
+    }
+
+    async fn apply_batch(&self, events: Vec<Event>, now_ms: i64) -> Result<Vec<Applied>, StoreError> {
+        let mut statuses = vec![Applied::Accepted; events.len()];
+        let hashes: Vec<Option<u128>> = events
+            .iter()
+            .map(|event| (!event.event_id.is_empty()).then(|| event_hash(event)))
+            .collect();
+        let mut seen = HashSet::new();
+        let mut by_viewer: BTreeMap<u64, Vec<usize>> = BTreeMap::new();
+        let mut work: Vec<(usize, String)> = Vec::with_capacity(events.len());
+        for (index, event) in events.iter().enumerate() {
+            if let Some(hash) = hashes[index]
+                && !seen.insert(hash)
+            {
+                statuses[index] = Applied::Duplicate;
+                continue;
+            }
+            if event.viewer_id == 0 {
+                work.push((
+                    index,
+                    encode_delta(&event_delta(event, &self.ingest, &self.decay, None)),
+                ));
+            } else {
+                by_viewer.entry(event.viewer_id).or_default().push(index);
+            }
+        }
+        let viewers: Vec<u64> = by_viewer.keys().copied().collect();
+        let viewer_steps = by_viewer
+            .into_iter()
+            .map(|(viewer, indices)| self.apply_viewer(viewer, &events, indices, &hashes, now_ms));
+        for (index, step) in try_join_all(viewer_steps).await?.into_iter().flatten() {
+            match step {
+                ViewerStep::New(delta) => work.push((index, delta)),
+                ViewerStep::Duplicate(delta) => {
+                    // Counted before; completing steps 2-3 again is a no-op
+                    // unless an earlier attempt stopped half-way.
+                    statuses[index] = Applied::Duplicate;
+                    work.push((index, delta));
+                }
+            }
+        }
+        let fresh = self.apply_aggregates(&events, &hashes, &work, now_ms).await?;
+        for (index, _) in &work {
+            if events[*index].viewer_id == 0 && fresh.get(index) == Some(&false) {
+                statuses[*index] = Applied::Duplicate;
+            }
+        }
+        if let Some(hook) = &self.on_write {
+            let mut buckets: Vec<u32> = work
+                .iter()
+                .map(|(index, _)| creator_bucket(events[*index].creator_id))
+                .collect();
+            buckets.sort_unstable();
+            buckets.dedup();
+            hook(&Touched { buckets, viewers });
+        }
+        Ok(statuses)
+    }
+}
+
+/// What step 1 decided for one event.
+enum ViewerStep {
+    /// Applied now; its delta.
+    New(String),
+    /// Applied before; the delta stored then.
+    Duplicate(String),
+}
+
+enum ViewerAnswer {
+    Written,
+    Conflict,
+    /// (1-based position among the keyed events, stored delta).
+    Duplicates(Vec<(usize, String)>),
+}
+
+fn parse_viewer_answer(answer: Value) -> Result<ViewerAnswer, StoreError> {
+    let corrupt = |what: &str| StoreError::Corrupt(format!("viewer script answered {what}"));
+    let Value::Array(items) = answer else {
+        return Err(corrupt("a non-array"));
+    };
+    match items.as_slice() {
+        [Value::Int(0)] => Ok(ViewerAnswer::Written),
+        [Value::Int(1)] => Ok(ViewerAnswer::Conflict),
+        [Value::Int(2), Value::Array(found)] => found
+            .chunks(2)
+            .map(|pair| match pair {
+                [Value::Int(position), Value::BulkString(delta)] => Ok((
+                    usize::try_from(*position).map_err(|_| corrupt("a negative position"))?,
+                    String::from_utf8(delta.clone()).map_err(|_| corrupt("a non-UTF-8 delta"))?,
+                )),
+                _ => Err(corrupt("a malformed duplicate")),
+            })
+            .collect::<Result<_, _>>()
+            .map(ViewerAnswer::Duplicates),
+        _ => Err(corrupt("an unknown shape")),
+    }
+}
+
+impl Store for RedisStore {
+    async fn creator_buckets(&self, buckets: Vec<u32>) -> Result<Vec<CreatorBucket>, StoreError> {
+        self.read_buckets(&buckets, self.read_timeout).await
+    }
+
+    async fn viewer(&self, viewer_id: u64) -> Result<Option<ViewerRecord>, StoreError> {
+        let cmd = ::redis::cmd("HGET").arg(self.keys.viewer(viewer_id)).arg("r").clone();
+        let stored: Option<Vec<u8>> = within(self.read_timeout, self.connection.query(&cmd)).await?;
+        stored.map(|bytes| decode_viewer(&bytes)).transpose()
+    }
+
+    async fn global(&self) -> Result<CreatorAggregate, StoreError> {
+        let cmd = ::redis::cmd("HGETALL").arg(self.keys.global()).clone();
+        let fields: Vec<(String, String)> = within(self.read_timeout, self.connection.query(&cmd)).await?;
+        let mut global = CreatorAggregate::default();
+        for (field, value) in &fields {
+            set_field(&mut global, field, value)?;
+        }
+        Ok(global)
+    }
+
+    async fn apply(&self, events: Vec<Event>, now_ms: i64) -> Result<Vec<Applied>, StoreError> {
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        match tokio::time::timeout(self.write_timeout, self.apply_batch(events, now_ms)).await {
+            Ok(result) => result,
+            Err(_) => Err(StoreError::Backend(format!(
+                "Redis did not complete the batch within {:?}",
+                self.write_timeout
+            ))),
+        }
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        let _: String = within(self.read_timeout, self.connection.query(&::redis::cmd("PING"))).await?;
+        Ok(())
+    }
+}
+
+/// Key names under one prefix (several deployments can share a Redis).
+#[derive(Clone, Debug)]
+struct Keys {
+    prefix: String,
+}
+
+impl Keys {
+    fn bucket(&self, bucket: u32) -> String {
+        format!("{}:{{c{bucket}}}", self.prefix)
+    }
+
+    fn viewer(&self, viewer_id: u64) -> String {
+        format!("{}:{{v{viewer_id}}}", self.prefix)
+    }
+
+    fn dedupe(&self, viewer_id: u64, hash: u128) -> String {
+        format!("{}:{{v{viewer_id}}}:e:{hash:032x}", self.prefix)
+    }
+
+    fn global(&self) -> String {
+        format!("{}:{{g}}", self.prefix)
+    }
+
+    fn meta(&self) -> String {
+        format!("{}:{{meta}}", self.prefix)
+    }
+}
+
+/// An event's identity: its id, per viewer.
+fn event_hash(event: &Event) -> u128 {
+    let mut bytes = Vec::with_capacity(8 + event.event_id.len());
+    bytes.extend_from_slice(&event.viewer_id.to_le_bytes());
+    bytes.extend_from_slice(event.event_id.as_bytes());
+    event_id_hash(&bytes)
+}
+
+/// `timestamp|followers|members|index=value...`, values in shortest
+/// round-trip exponent form (what `HINCRBYFLOAT` parses).
+fn encode_delta(delta: &AggregateDelta) -> String {
+    use std::fmt::Write;
+    let mut out = format!("{}|{}|{}", delta.timestamp_ms, delta.followers, delta.fan_group_members);
+    for (index, value) in delta.sums.iter().enumerate() {
+        if *value != 0.0 {
+            let _ = write!(out, "|{index}={value:e}");
+        }
+    }
+    out
+}
+
+/// Sets one stored field (`<n>`, `f`, `m`, `e`, `t`) of an aggregate.
+fn set_field(aggregate: &mut CreatorAggregate, field: &str, value: &str) -> Result<(), StoreError> {
+    let corrupt = || StoreError::Corrupt(format!("field {field} = {value}"));
+    match field {
+        "f" => aggregate.followers = value.parse::<i64>().map_err(|_| corrupt())?.max(0).unsigned_abs(),
+        "m" => aggregate.fan_group_members = value.parse::<i64>().map_err(|_| corrupt())?.max(0).unsigned_abs(),
+        "e" => aggregate.evidence = value.parse::<i64>().map_err(|_| corrupt())?.max(0).unsigned_abs(),
+        "t" => aggregate.updated_at_ms = value.parse().map_err(|_| corrupt())?,
+        sum => {
+            let index: usize = sum.parse().map_err(|_| corrupt())?;
+            if index >= SUM_FIELDS {
+                return Err(corrupt());
+            }
+            *aggregate.sum_mut(index) = value.parse().map_err(|_| corrupt())?;
+        }
+    }
+    Ok(())
+}
+
+fn parse_bucket(fields: &[(String, String)]) -> Result<CreatorBucket, StoreError> {
+    let mut creators: BTreeMap<u64, CreatorAggregate> = BTreeMap::new();
+    for (field, value) in fields {
+        let (creator, name) = field
+            .split_once(':')
+            .ok_or_else(|| StoreError::Corrupt(format!("bucket field {field}")))?;
+        let creator: u64 = creator
+            .parse()
+            .map_err(|_| StoreError::Corrupt(format!("bucket field {field}")))?;
+        set_field(creators.entry(creator).or_default(), name, value)?;
+    }
+    Ok(CreatorBucket {
+        creators: creators.into_iter().collect(),
+    })
+}
+
+async fn within<T>(timeout: Duration, request: impl Future<Output = Result<T, RedisError>>) -> Result<T, StoreError> {
+    match tokio::time::timeout(timeout, request).await {
+        Ok(result) => result.map_err(backend),
+        Err(_) => Err(StoreError::Backend(format!("Redis did not answer within {timeout:?}"))),
+    }
+}
+
+fn backend(error: impl std::fmt::Display) -> StoreError {
+    StoreError::Backend(format!("redis: {error}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deltas_encode_round_trip_through_the_field_parser() {
+        let mut delta = AggregateDelta {
+            timestamp_ms: 1_700_000_000_123,
+            followers: -1,
+            fan_group_members: 1,
+            ..AggregateDelta::default()
+        };
+        delta.sums[3] = 1.234_567_890_123_456_7e45;
+        delta.sums[18] = 0.1;
+        let text = encode_delta(&delta);
+        let mut aggregate = CreatorAggregate::default();
+        for token in text.split('|').skip(3) {
+            let (field, value) = token.split_once('=').expect("index=value");
+            set_field(&mut aggregate, field, value).expect("valid field");
+        }
+        assert_eq!(aggregate.sums(), delta.sums);
+        assert!(text.starts_with("1700000000123|-1|1|"), "{text}");
+    }
+
+    #[test]
+    fn bucket_fields_parse_per_creator_and_refuse_garbage() {
+        let fields = vec![
+            ("7:f".to_owned(), "3".to_owned()),
+            ("7:0".to_owned(), "2.5".to_owned()),
+            ("5:e".to_owned(), "1".to_owned()),
+            ("7:m".to_owned(), "-1".to_owned()),
+        ];
+        let bucket = parse_bucket(&fields).expect("valid");
+        assert_eq!(bucket.creators.len(), 2);
+        assert_eq!(bucket.creators[0].0, 5);
+        let seven = bucket.get(7).expect("creator 7");
+        assert_eq!((seven.followers, seven.fan_group_members, seven.fan[0]), (3, 0, 2.5));
+        assert!(parse_bucket(&[("7:19".to_owned(), "1".to_owned())]).is_err());
+        assert!(parse_bucket(&[("x".to_owned(), "1".to_owned())]).is_err());
+        assert!(parse_bucket(&[("7:f".to_owned(), "many".to_owned())]).is_err());
+    }
+
+    #[test]
+    fn keys_of_one_operation_share_a_hash_slot() {
+        let keys = Keys {
+            prefix: "cb".to_owned(),
+        };
+        let viewer = keys.viewer(42);
+        let entry = keys.dedupe(42, 0xabc);
+        let tag = |key: &str| key[key.find('{').unwrap_or(0)..=key.find('}').unwrap_or(0)].to_owned();
+        assert_eq!(tag(&viewer), tag(&entry));
+        assert_eq!(tag(&keys.bucket(9)), "{c9}");
+        assert_eq!(keys.global(), "cb:{g}");
+    }
+}

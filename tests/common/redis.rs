@@ -1,0 +1,227 @@
+//! Real `redis-server` processes on loopback ports for the tests: one
+//! standalone server and one three-master cluster per test binary, started
+//! on first use, plus [`RedisProcess`] for tests that kill and restart one.
+//!
+//! Shared servers are started through `sh`, which stops them and removes
+//! their scratch directory when the test binary exits (its stdin pipe
+//! closes), so nothing outlives the run.
+//! Tests isolate themselves with a key prefix of their own.
+//!
+//! Without `redis-server` on the PATH the Redis tests print a NOTICE and
+//! pass, unless `CREATOR_BOOST_REQUIRE_REDIS=1` (CI sets it), which turns the
+//! absence into a failure.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+/// Whether redis-server can be run here; panics when it is required and missing.
+pub fn available() -> bool {
+    static FOUND: OnceLock<bool> = OnceLock::new();
+    let found = *FOUND.get_or_init(|| {
+        Command::new("redis-server")
+            .arg("--version")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|status| status.success())
+    });
+    if !found {
+        assert!(
+            std::env::var("CREATOR_BOOST_REQUIRE_REDIS").as_deref() != Ok("1"),
+            "redis-server is required (CREATOR_BOOST_REQUIRE_REDIS=1) but not installed: apt-get install -y redis-server"
+        );
+        eprintln!("NOTICE: redis-server not installed; Redis backend test skipped (apt-get install -y redis-server)");
+    }
+    found
+}
+
+/// A key prefix no other test in this run uses.
+pub fn unique_prefix() -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    format!("t{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed))
+}
+
+/// `redis://` URL of the shared standalone server.
+pub fn standalone_url() -> String {
+    static URL: OnceLock<String> = OnceLock::new();
+    URL.get_or_init(|| {
+        let port = free_port();
+        let dir = scratch_dir("standalone");
+        keep_until_exit(&dir, &[&format!("--port {port}")]);
+        wait_for_ping(port);
+        format!("redis://127.0.0.1:{port}")
+    })
+    .clone()
+}
+
+/// `redis-cluster://` URL (all three masters as seeds) of the shared cluster.
+pub fn cluster_url() -> String {
+    static URL: OnceLock<String> = OnceLock::new();
+    URL.get_or_init(|| {
+        let dir = scratch_dir("cluster");
+        let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+        for port in &ports {
+            keep_until_exit(
+                &dir,
+                &[
+                    &format!("--port {port}"),
+                    "--cluster-enabled yes",
+                    &format!("--cluster-config-file nodes-{port}.conf"),
+                    "--cluster-node-timeout 5000",
+                ],
+            );
+            wait_for_ping(*port);
+        }
+        let nodes: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+        let created = Command::new("redis-cli")
+            .arg("--cluster")
+            .arg("create")
+            .args(&nodes)
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .expect("redis-cli --cluster create");
+        assert!(created.success(), "redis-cli --cluster create failed");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        for port in &ports {
+            loop {
+                let info = cli(*port, &["cluster", "info"]);
+                if info.contains("cluster_state:ok") {
+                    break;
+                }
+                assert!(Instant::now() < deadline, "cluster on {port} not ok: {info}");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        format!("redis-cluster://{}", nodes.join(","))
+    })
+    .clone()
+}
+
+/// A standalone redis-server owned by one test, which may kill it and start
+/// it again on the same port and data directory (append-only file, fsync
+/// on every write: what was acknowledged survives a kill).
+pub struct RedisProcess {
+    pub port: u16,
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+impl RedisProcess {
+    pub fn start() -> RedisProcess {
+        let mut process = RedisProcess {
+            port: free_port(),
+            dir: tempfile::tempdir().expect("redis dir"),
+            child: None,
+        };
+        process.restart();
+        process
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// SIGKILL: no shutdown, no final save.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the server again (after [`RedisProcess::kill`]) on the same port and data.
+    pub fn restart(&mut self) {
+        let child = Command::new("redis-server")
+            .args(base_args(self.dir.path()))
+            .args(["--port", &self.port.to_string()])
+            .args(["--appendonly", "yes", "--appendfsync", "always"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start redis-server");
+        self.child = Some(child);
+        wait_for_ping(self.port);
+    }
+}
+
+impl Drop for RedisProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn base_args(dir: &Path) -> Vec<String> {
+    vec![
+        "--bind".into(),
+        "127.0.0.1".into(),
+        "--save".into(),
+        String::new(),
+        "--dir".into(),
+        dir.display().to_string(),
+        "--protected-mode".into(),
+        "no".into(),
+    ]
+}
+
+/// Starts redis-server under `sh`, which kills it when our end of its stdin
+/// pipe closes (when the test binary exits, however it exits).
+fn keep_until_exit(dir: &Path, extra: &[&str]) {
+    static PIPES: Mutex<Vec<(Child, ChildStdin)>> = Mutex::new(Vec::new());
+    let mut args = base_args(dir);
+    args.extend(["--appendonly".into(), "no".into()]);
+    for option in extra {
+        args.extend(option.split(' ').map(str::to_owned));
+    }
+    let mut child = Command::new("sh")
+        .arg("-c")
+        .arg(r#"redis-server "$@" >/dev/null 2>&1 & pid=$!; read -r _; kill -9 "$pid"; wait "$pid"; rm -rf "$SCRATCH""#)
+        .arg("sh")
+        .args(&args)
+        .env("SCRATCH", dir)
+        .stdin(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start redis-server");
+    let stdin = child.stdin.take().expect("stdin pipe");
+    PIPES.lock().unwrap_or_else(|p| p.into_inner()).push((child, stdin));
+}
+
+fn scratch_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("creator-boost-redis-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("redis scratch dir");
+    dir
+}
+
+/// A loopback port free now, with its cluster bus port (+10000) free too.
+fn free_port() -> u16 {
+    loop {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("probe port");
+        let port = probe.local_addr().expect("addr").port();
+        if port < 55_000 && std::net::TcpListener::bind(("127.0.0.1", port + 10_000)).is_ok() {
+            return port;
+        }
+    }
+}
+
+fn cli(port: u16, args: &[&str]) -> String {
+    Command::new("redis-cli")
+        .args(["-p", &port.to_string()])
+        .args(args)
+        .output()
+        .map(|out| String::from_utf8_lossy(&out.stdout).into_owned())
+        .unwrap_or_default()
+}
+
+fn wait_for_ping(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while cli(port, &["ping"]).trim() != "PONG" {
+        assert!(Instant::now() < deadline, "redis-server on {port} did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

@@ -1,0 +1,453 @@
+//! Several replicas on one Redis (standalone and Cluster): writes through one
+//! are seen by the other within the cache bound, concurrent writers end where
+//! a single-node replay ends, and a Redis outage degrades answers without
+//! failing a call or losing an acknowledged event.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use common::redis::RedisProcess;
+use common::*;
+use creator_boost::model::aggregate::{SUM_FIELDS, event_delta};
+use creator_boost::model::{CreatorAggregate, Event, EventKind, IngestParams, ViewerRecord};
+use creator_boost::proto;
+use creator_boost::proto::EventKind::*;
+use creator_boost::store::Store;
+use creator_boost::store::redis_store::{RedisSettings, RedisStore};
+
+/// Cache TTL of the replicas in these tests; the staleness bound is this
+/// plus the per-thread L1 age (250 ms).
+const TTL_MS: u64 = 1_000;
+
+fn config_with_ttl() -> String {
+    format!("{TEST_CONFIG}\n[cache]\nttl_ms = {TTL_MS}\n")
+}
+
+#[tokio::test]
+async fn a_write_through_one_process_is_seen_by_another_within_the_bound() {
+    if !common::redis::available() {
+        return;
+    }
+    let redis = RedisProcess::start();
+    let dir = tempfile::tempdir().expect("dir");
+    let config = dir.path().join("replica.toml");
+    std::fs::write(&config, config_with_ttl()).expect("config");
+    let store = redis.url();
+    let args = [
+        std::ffi::OsStr::new("--store"),
+        store.as_ref(),
+        "--config".as_ref(),
+        config.as_os_str(),
+    ];
+    let (mut a, url_a) = start_binary(&dir.path().join("a"), &args).await;
+    let (mut b, url_b) = start_binary(&dir.path().join("b"), &args).await;
+    let mut client_a = proto::creator_boost_client::CreatorBoostClient::connect(url_a)
+        .await
+        .expect("a");
+    let mut client_b = proto::creator_boost_client::CreatorBoostClient::connect(url_b)
+        .await
+        .expect("b");
+
+    // B caches the creator as unknown and the viewer as a stranger.
+    let rank = |viewer| proto::RankRequest {
+        viewer_id: viewer,
+        candidates: vec![candidate(1, 700, 1.0), candidate(2, 701, 1.0)],
+        ..Default::default()
+    };
+    let before = client_b.rank(rank(5)).await.expect("rank b").into_inner();
+    assert_eq!(before.results[0].boost, 1.0);
+
+    let events = real_time(loyal_creator_events("ab", 700, 1..6));
+    let written = Instant::now();
+    let outcome = record(&mut client_a, events).await;
+    assert_eq!(outcome.accepted, 30);
+
+    // Poll B until both the creator's scores and the viewer's relation show.
+    let bound = Duration::from_millis(TTL_MS + 250);
+    let seen_after = loop {
+        let scores = client_b
+            .get_creator_scores(proto::GetCreatorScoresRequest {
+                creator_ids: vec![700],
+                variant: String::new(),
+            })
+            .await
+            .expect("scores b")
+            .into_inner();
+        let ranked = client_b.rank(rank(5)).await.expect("rank b").into_inner();
+        let top = &ranked.results[0];
+        if scores.scores[0].found
+            && scores.scores[0].followers == 5
+            && top.creator_id == 700
+            && top.relation == proto::Relation::Follower as i32
+        {
+            break written.elapsed();
+        }
+        assert!(
+            written.elapsed() < bound * 3,
+            "replica B still stale after {:?}",
+            written.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    eprintln!("replica B saw replica A's write after {seen_after:?} (bound {bound:?})");
+    assert!(
+        seen_after <= bound + Duration::from_millis(500),
+        "seen after {seen_after:?}"
+    );
+    for child in [&mut a, &mut b] {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
+
+/// Events stamped at the real clock (the binaries use it), an hour ago.
+fn real_time(mut events: Vec<proto::Event>) -> Vec<proto::Event> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as i64;
+    for event in &mut events {
+        event.timestamp_ms += now - NOW_MS;
+    }
+    events
+}
+
+contract_tests!(@backend redis, Redis, concurrent_writers_through_two_replicas_match_a_single_node_replay);
+contract_tests!(@backend cluster, Cluster, concurrent_writers_through_two_replicas_match_a_single_node_replay);
+
+/// Writers own disjoint viewers (as an event pipeline partitioned by viewer
+/// does) and send each viewer's events in order, alternating replicas batch
+/// by batch; some batches are sent again (their events with ids), to the
+/// other replica. All writers also send relation events of three shared
+/// "hot" viewers, whose records they therefore update at the same time;
+/// relation state does not depend on arrival order, so the replay still
+/// tells what they must end as.
+async fn concurrent_writers_through_two_replicas_match_a_single_node_replay(backend: Backend) {
+    const WRITERS: u64 = 6;
+    let first = spawn_on(backend.clone()).await;
+    let second = spawn_with(Spawn {
+        backend: backend.clone(),
+        key_prefix: Some(first.key_prefix.clone()),
+        ..Spawn::default()
+    })
+    .await;
+    let streams: Vec<Vec<proto::Event>> = (0..WRITERS).map(|w| writer_events(w, WRITERS)).collect();
+    let mut tasks = Vec::new();
+    for (writer, events) in streams.iter().cloned().enumerate() {
+        let mut clients = [first.client().await, second.client().await];
+        tasks.push(tokio::spawn(async move {
+            let mut accepted = 0;
+            for (n, batch) in events.chunks(40).enumerate() {
+                let replica = (writer + n) % 2;
+                let outcome = record(&mut clients[replica], batch.to_vec()).await;
+                assert!(outcome.rejected.is_empty(), "{:?}", outcome.rejected);
+                accepted += outcome.accepted;
+                if n % 5 == 0 {
+                    // Events without an id are not deduplicated: resend the others.
+                    let keyed: Vec<proto::Event> = batch.iter().filter(|e| !e.event_id.is_empty()).cloned().collect();
+                    let again = record(&mut clients[1 - replica], keyed.clone()).await;
+                    assert_eq!(
+                        (again.accepted, again.duplicates as usize),
+                        (0, keyed.len()),
+                        "a resend is all duplicates"
+                    );
+                }
+            }
+            accepted
+        }));
+    }
+    let mut accepted = 0;
+    for task in tasks {
+        accepted += task.await.expect("writer");
+    }
+
+    // The same events, one after another, into the pure model.
+    let ingest = IngestParams::default();
+    let decay = ingest.decay();
+    let mut creators: BTreeMap<u64, CreatorAggregate> = BTreeMap::new();
+    let mut global = CreatorAggregate::default();
+    // Per sum, the total magnitude of what was added: the scale a rounding
+    // difference is measured against (an unfollow wave that cancels a
+    // follow's churn sums to ~0 in any order, but not to exactly 0).
+    let mut scales: BTreeMap<u64, [f64; SUM_FIELDS]> = BTreeMap::new();
+    let mut global_scale = [0.0; SUM_FIELDS];
+    let mut viewers: BTreeMap<u64, ViewerRecord> = BTreeMap::new();
+    let mut replayed = 0;
+    for stream in &streams {
+        for event in stream {
+            let event = model_event(event);
+            let creator = creators.entry(event.creator_id).or_default();
+            let viewer = (event.viewer_id != 0).then(|| viewers.entry(event.viewer_id).or_default());
+            let delta = event_delta(&event, &ingest, &decay, viewer);
+            creator.add(&delta);
+            global.add(&delta);
+            let scale = scales.entry(event.creator_id).or_insert([0.0; SUM_FIELDS]);
+            for (index, value) in delta.sums.iter().enumerate() {
+                scale[index] += value.abs();
+                global_scale[index] += value.abs();
+            }
+            replayed += 1;
+        }
+    }
+    assert_eq!(accepted, replayed, "every event accepted exactly once");
+
+    let store = RedisStore::connect(RedisSettings {
+        url: match &backend {
+            Backend::Redis => common::redis::standalone_url(),
+            _ => common::redis::cluster_url(),
+        },
+        key_prefix: first.key_prefix.clone(),
+        ingest: ingest.clone(),
+        dedupe_window_ms: 3_600_000,
+        read_timeout: Duration::from_secs(5),
+        write_timeout: Duration::from_secs(5),
+        on_write: None,
+    })
+    .await
+    .expect("connect");
+    let stored: BTreeMap<u64, CreatorAggregate> = store.scan_creators().await.expect("scan").into_iter().collect();
+    assert_eq!(stored.len(), creators.len());
+    for (id, want) in &creators {
+        assert_close(&format!("creator {id}"), &stored[id], want, &scales[id]);
+    }
+    assert_close(
+        "platform",
+        &store.global().await.expect("global"),
+        &global,
+        &global_scale,
+    );
+    for (id, want) in &viewers {
+        let got = store.viewer(*id).await.expect("viewer").expect("viewer stored");
+        assert_eq!(got.relations.len(), want.relations.len(), "viewer {id}");
+        for (g, w) in got.relations.iter().zip(&want.relations) {
+            assert_eq!(
+                (g.creator_id, g.follow_ms, g.unfollow_ms, g.join_ms, g.leave_ms),
+                (w.creator_id, w.follow_ms, w.unfollow_ms, w.join_ms, w.leave_ms)
+            );
+            assert!(relative(g.intimacy, w.intimacy) <= 1e-9, "viewer {id} intimacy");
+        }
+    }
+}
+
+fn relative(a: f64, b: f64) -> f64 {
+    if a == b {
+        0.0
+    } else {
+        (a - b).abs() / a.abs().max(b.abs())
+    }
+}
+
+/// Counts exactly; each sum within 1e-9 of the magnitude it was summed from.
+fn assert_close(what: &str, got: &CreatorAggregate, want: &CreatorAggregate, scale: &[f64; SUM_FIELDS]) {
+    assert_eq!(
+        (got.followers, got.fan_group_members, got.evidence, got.updated_at_ms),
+        (
+            want.followers,
+            want.fan_group_members,
+            want.evidence,
+            want.updated_at_ms
+        ),
+        "{what}: counts"
+    );
+    for (index, (g, w)) in got.sums().iter().zip(want.sums()).enumerate() {
+        assert!(
+            (g - w).abs() <= 1e-9 * scale[index],
+            "{what}: sum {index}: {g} vs {w} (scale {})",
+            scale[index]
+        );
+    }
+}
+
+/// A writer's events: viewers `writer, writer + writers, …` with 12 creators;
+/// follows, unfollows, fan-group joins and leaves, engagement of every kind,
+/// reports, and some anonymous views and events without ids.
+fn writer_events(writer: u64, writers: u64) -> Vec<proto::Event> {
+    let kinds = [
+        Follow,
+        View,
+        Like,
+        JoinFanGroup,
+        Comment,
+        Share,
+        Tip,
+        Purchase,
+        Unfollow,
+        View,
+        LeaveFanGroup,
+        Follow,
+        Report,
+    ];
+    let mut state = 0x9E37_79B9_7F4A_7C15u64 ^ writer;
+    let mut next = move || {
+        state = state
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        state >> 33
+    };
+    let mut events = Vec::new();
+    for round in 0..40u64 {
+        let viewer = 1 + writer + writers * (round % 8);
+        let creator = 1_000 + next() % 12;
+        for (n, kind) in kinds.iter().enumerate() {
+            let id = if next() % 10 == 0 {
+                String::new()
+            } else {
+                format!("w{writer}-r{round}-{n}")
+            };
+            let mut event = event(&id, *kind, viewer, creator);
+            event.timestamp_ms = NOW_MS - 86_400_000 + (round * 100 + n as u64) as i64 * 1_000 + next() as i64 % 500;
+            event.amount = match kind {
+                Tip | Purchase => (next() % 50) as f64,
+                View => (next() % 100) as f64 / 100.0,
+                _ => 0.0,
+            };
+            events.push(event);
+        }
+        // Follows on some creators, fan groups on others: a join is also
+        // engagement, counted as a fan's only while following, which would
+        // make it depend on arrival order.
+        let (hot, base) = [
+            (Follow, 2_000),
+            (Unfollow, 2_000),
+            (JoinFanGroup, 2_010),
+            (LeaveFanGroup, 2_010),
+        ][(next() % 4) as usize];
+        let mut shared = event(
+            &format!("w{writer}-r{round}-hot"),
+            hot,
+            9_001 + round % 3,
+            base + next() % 5,
+        );
+        shared.timestamp_ms = NOW_MS - 7_200_000 + (writer * 1_000 + round) as i64 * 10;
+        events.push(shared);
+        let mut anonymous = event(&format!("w{writer}-r{round}-anon"), View, 0, creator);
+        anonymous.timestamp_ms = NOW_MS - 3_600_000 + round as i64;
+        events.push(anonymous);
+    }
+    events
+}
+
+fn model_event(event: &proto::Event) -> Event {
+    let kind = match proto::EventKind::try_from(event.kind).expect("kind") {
+        View => EventKind::View,
+        Like => EventKind::Like,
+        Comment => EventKind::Comment,
+        Share => EventKind::Share,
+        Purchase => EventKind::Purchase,
+        JoinFanGroup => EventKind::JoinFanGroup,
+        Tip => EventKind::Tip,
+        Follow => EventKind::Follow,
+        Unfollow => EventKind::Unfollow,
+        LeaveFanGroup => EventKind::LeaveFanGroup,
+        Report => EventKind::Report,
+        Unspecified => panic!("unspecified kind"),
+    };
+    Event {
+        event_id: event.event_id.clone(),
+        kind,
+        viewer_id: event.viewer_id,
+        creator_id: event.creator_id,
+        timestamp_ms: event.timestamp_ms,
+        amount: event.amount,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_redis_degrades_rank_without_failing_it_and_loses_no_acked_event() {
+    if !common::redis::available() {
+        return;
+    }
+    let mut redis = RedisProcess::start();
+    let server = spawn_with(Spawn {
+        backend: Backend::Url(redis.url()),
+        config: Some(format!("{TEST_CONFIG}\n[cache]\nttl_ms = 300\n")),
+        ..Spawn::default()
+    })
+    .await;
+    let mut client = server.client().await;
+    let acked = record(&mut client, loyal_creator_events("k", 900, 1..21)).await;
+    assert_eq!(acked.accepted, 120);
+    let request = || {
+        let mut request = tonic::Request::new(proto::RankRequest {
+            viewer_id: 3,
+            candidates: vec![candidate(1, 900, 1.0), candidate(2, 901, 1.0)],
+            ..Default::default()
+        });
+        request.set_timeout(Duration::from_millis(500));
+        request
+    };
+    let healthy = client.rank(request()).await.expect("rank").into_inner();
+    assert!(!healthy.degraded);
+    let healthy_boost = healthy.results[0].boost;
+    assert!(healthy_boost > 1.0);
+
+    // A steady Rank load through the outage and the recovery.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load = {
+        let stop = std::sync::Arc::clone(&stop);
+        let mut client = server.client().await;
+        tokio::spawn(async move {
+            let (mut answers, mut failures, mut degraded) = (0u32, Vec::new(), 0u32);
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                match client.rank(request()).await {
+                    Ok(response) => {
+                        answers += 1;
+                        degraded += u32::from(response.into_inner().degraded);
+                    }
+                    Err(status) => failures.push(status),
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            (answers, failures, degraded)
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    redis.kill();
+
+    // Within the probe interval, answers are flagged degraded; past the TTL
+    // the boosts fall back to neutral; writes fail loudly.
+    let outage = Instant::now();
+    let neutral = loop {
+        let answer = client.rank(request()).await.expect("rank during outage").into_inner();
+        if answer.degraded && answer.results.iter().all(|r| r.boost == 1.0) {
+            break answer;
+        }
+        assert!(outage.elapsed() < Duration::from_secs(5), "never degraded: {answer:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(neutral.degraded);
+    let refused = client
+        .record_events(proto::RecordEventsRequest {
+            events: vec![event("during-outage", Like, 3, 900)],
+        })
+        .await
+        .expect_err("writes fail while Redis is down");
+    assert_eq!(refused.code(), tonic::Code::Unavailable, "{refused:?}");
+
+    redis.restart();
+    let recovery = Instant::now();
+    loop {
+        let answer = client.rank(request()).await.expect("rank after restart").into_inner();
+        if !answer.degraded {
+            assert_eq!(answer.results[0].boost, healthy_boost, "acked events survived the kill");
+            break;
+        }
+        assert!(recovery.elapsed() < Duration::from_secs(10), "did not recover");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let again = record(&mut client, vec![event("after-outage", Like, 3, 900)]).await;
+    assert_eq!(again.accepted, 1, "writes work again without a restart");
+    let replay = record(&mut client, loyal_creator_events("k", 900, 1..21)).await;
+    assert_eq!(replay.duplicates, 120, "the dedupe window survived too");
+
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (answers, failures, degraded) = load.await.expect("load");
+    eprintln!(
+        "rank load through the outage: {answers} answers, {degraded} degraded, {} failed",
+        failures.len()
+    );
+    assert!(failures.is_empty(), "failed calls: {failures:?}");
+    assert!(degraded > 0 && answers > degraded);
+}

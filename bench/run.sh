@@ -31,9 +31,8 @@ work=$(mktemp -d)
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
 trap cleanup EXIT
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() { for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 never opened" >&2; exit 1; }
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
 
 echo "== data: $EVENTS synthetic events (10,000 creators, 200,000 viewers)" >&2
 "$bin" generate --seed 42 --creators 10000 --viewers 200000 --events "$EVENTS" --end now > "$work/events.jsonl"
@@ -42,43 +41,10 @@ echo "== data: $EVENTS synthetic events (10,000 creators, 200,000 viewers)" >&2
 "$loadgen" health-frame "$work/health.bin"
 printf '[cache]\ncreators = 1\nviewers = 1\nttl_ms = 1\n' > "$work/cold.toml"
 
-serve() { # name port args...
-  local port=$2; shift 2
-  taskset -c "$SERVER_CORE" "$@" > "$work/server-$port.log" 2>&1 &
-  pids+=($!)
-  wait_port "$port"
-}
 main_port=$(free_port); echo_port=$(free_port)
 serve main "$main_port" "$bin" serve --listen "127.0.0.1:$main_port" --data-dir "$work/data"
 serve echo "$echo_port" target/release/examples/echo_server "127.0.0.1:$echo_port"
 "$loadgen" check "http://127.0.0.1:$main_port" "$work/rank.bin" 1000 >&2
-
-grpc_headers=(-H 'content-type: application/grpc' -H 'te: trailers')
-saturate() { # label port path frame
-  local out
-  out=$(taskset -c "$CLIENT_CORE" h2load -c 4 -m 16 -D "$DURATION" --warm-up-time "$WARMUP" \
-        --data "$4" "${grpc_headers[@]}" "http://127.0.0.1:$2$3" 2>&1)
-  local rps ok
-  rps=$(grep -oE 'finished in [0-9.]+[a-z]+, [0-9.]+ req/s' <<<"$out" | grep -oE '[0-9.]+ req/s' | cut -d' ' -f1)
-  ok=$(grep -oE 'status codes: [0-9]+ 2xx' <<<"$out" | grep -oE '[0-9]+ 2xx')
-  printf '%-34s %12s req/s  (%s)\n' "$1" "$rps" "$ok" >&2
-  echo "$rps"
-}
-paced() { # label port path frame rps_total
-  local clients=4
-  local per=$(( ($5 + clients - 1) / clients ))
-  rm -f "$work/lat.log"
-  taskset -c "$CLIENT_CORE" h2load -c "$clients" -m 1 --rps "$per" -D "$DURATION" --warm-up-time "$WARMUP" \
-      --log-file "$work/lat.log" --data "$4" "${grpc_headers[@]}" "http://127.0.0.1:$2$3" > "$work/paced.out" 2>&1
-  python3 - "$1" "$work/lat.log" "$(( per * clients ))" <<'PY'
-import sys
-label, path, rate = sys.argv[1], sys.argv[2], sys.argv[3]
-lat = sorted(int(line.split()[2]) for line in open(path) if line.strip())
-q = lambda p: lat[min(len(lat) - 1, int(p * len(lat)))] / 1000.0
-bad = sum(1 for line in open(path) if line.strip() and line.split()[1] != "200")
-print(f"{label:<34} paced {rate} req/s: n={len(lat)} p50 {q(.5):.3f} ms  p99 {q(.99):.3f} ms  p999 {q(.999):.3f} ms  non-200 {bad}", file=sys.stderr)
-PY
-}
 
 echo "== saturation (server on core $SERVER_CORE, h2load on core $CLIENT_CORE, 4 connections x 16 streams, ${DURATION}s)" >&2
 health=$(saturate "Health/Check (real server)" "$main_port" /grpc.health.v1.Health/Check "$work/health.bin")

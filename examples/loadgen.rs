@@ -6,8 +6,8 @@
 //! - `health-frame OUT`: the same for `grpc.health.v1.Health/Check`.
 //! - `json OUT [--seed N]`: the same Rank request as JSON, for ghz's `--data-file`.
 //! - `check URL FRAME N`: sends the frame's request N times with a real gRPC
-//!   client and fails unless every answer is OK with one result per
-//!   candidate (h2load sees only HTTP status, not grpc-status).
+//!   client and fails unless every answer is OK, not degraded, with one
+//!   result per candidate (h2load sees only HTTP status, not grpc-status).
 //! - `ingest URL EVENTS STREAMS BATCH`: durable ingest through StreamEvents of
 //!   EVENTS synthetic events over STREAMS concurrent streams; prints events/s
 //!   and the latency of a batch acknowledgement.
@@ -94,6 +94,9 @@ async fn check(url: &str, frame: &str, count: usize) -> Result<(), Error> {
     let mut client = connect(url).await?;
     for _ in 0..count {
         let response = client.rank(request.clone()).await?.into_inner();
+        if response.degraded {
+            return Err("answer flagged degraded: the store did not answer in time".into());
+        }
         if response.results.len() != request.candidates.len() {
             return Err(format!(
                 "{} results for {} candidates",

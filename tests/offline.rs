@@ -179,6 +179,79 @@ async fn generated_events_import_and_score() {
     assert!(rows.iter().all(|r| r.3 && (0.5..=2.0).contains(&r.2)), "{rows:?}");
 }
 
+/// `import --store` and `scores --store` on Redis (standalone and Cluster)
+/// give the scores the embedded store gives for the same file, and a second
+/// import is all duplicates.
+#[tokio::test]
+async fn import_and_scores_on_redis_match_the_embedded_store() {
+    if !common::redis::available() {
+        return;
+    }
+    let temp = tempfile::tempdir().expect("temp");
+    let path = temp.path().join("generated.jsonl");
+    let generate = GenerateArgs {
+        seed: 5,
+        creators: 40,
+        viewers: 300,
+        events: 3_000,
+        end: "2026-11-01T00:00:00Z".into(),
+        days: 14,
+    };
+    let mut file = std::io::BufWriter::new(std::fs::File::create(&path).expect("create"));
+    commands::generate_events(generate, &mut file).expect("generate");
+    drop(file);
+    let as_of = "2026-11-01T00:00:00Z";
+    let data = temp.path().join("data");
+    commands::import(import_args(vec![path.clone()], &data))
+        .await
+        .expect("import");
+    let mut out = Vec::new();
+    commands::scores(scores_args(&data, as_of), &mut out)
+        .await
+        .expect("scores");
+    let embedded = String::from_utf8(out).expect("utf8");
+
+    for url in [common::redis::standalone_url(), common::redis::cluster_url()] {
+        let config = write_temp(
+            temp.path(),
+            "redis.toml",
+            &format!("[redis]\nkey_prefix = \"{}\"\n", common::redis::unique_prefix()),
+        );
+        let on_redis = |mut args: ImportArgs| {
+            args.data_dir = None;
+            args.store = Some(url.clone());
+            args.config = Some(config.clone());
+            args
+        };
+        let first = commands::import(on_redis(import_args(vec![path.clone()], &data)))
+            .await
+            .expect("import to redis");
+        assert_eq!((first.accepted, first.duplicates), (3_000, 0), "{url}: {first}");
+        let again = commands::import(on_redis(import_args(vec![path.clone()], &data)))
+            .await
+            .expect("import again");
+        assert_eq!((again.accepted, again.duplicates), (0, 3_000), "{url}: {again}");
+        let mut args = scores_args(&data, as_of);
+        args.data_dir = None;
+        args.store = Some(url.clone());
+        args.config = Some(config.clone());
+        let mut out = Vec::new();
+        commands::scores(args, &mut out).await.expect("scores from redis");
+        let redis = String::from_utf8(out).expect("utf8");
+        assert_eq!(redis.lines().count(), embedded.lines().count(), "{url}");
+        for (got, want) in redis.lines().zip(embedded.lines()).skip(1) {
+            let fields = |line: &str| -> Vec<f64> { line.split(',').map(|v| v.parse().unwrap_or(f64::NAN)).collect() };
+            let (got, want) = (fields(got), fields(want));
+            for (g, w) in got.iter().zip(&want) {
+                assert!(
+                    (g.is_nan() && w.is_nan()) || (g - w).abs() <= 1e-6 * w.abs().max(1.0),
+                    "{url}: {got:?} vs {want:?}"
+                );
+            }
+        }
+    }
+}
+
 fn kuairand_log() -> Option<PathBuf> {
     let path = std::env::var_os("CREATOR_BOOST_KUAIRAND")
         .map(PathBuf::from)

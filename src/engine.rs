@@ -1,9 +1,10 @@
 //! The domain service: rank, creator scores and event recording, over the
 //! store and the caches. No proto types here; [`crate::grpc`] converts.
 
+use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, RwLock};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::cache::Caches;
 use crate::config::{Limits, Variant, Variants};
@@ -14,7 +15,7 @@ use crate::model::rank::score_batch;
 pub use crate::model::rank::{Candidate, CreatorSlot};
 use crate::model::score::Scorer;
 use crate::model::{CreatorAggregate, CreatorScore, Decay, IngestParams, RankedItem, ScoreSpace, ViewerRecord};
-use crate::store::{Applied, CreatorBucket, Store, creator_bucket};
+use crate::store::{Applied, CreatorBucket, Store, StoreError, creator_bucket};
 
 /// Where "now" comes from: the system clock, or a settable instant for tests
 /// and replays ("as of").
@@ -79,6 +80,10 @@ pub struct RankQuery {
     pub top_k: usize,
     /// How boost and base combine.
     pub score_space: ScoreSpace,
+    /// Longest the store reads may take (from the caller's deadline); past
+    /// it the call answers with what it has, degraded. `None` = the store's
+    /// own timeout only.
+    pub read_budget: Option<Duration>,
 }
 
 /// A Rank answer: sorted items pointing into the table of distinct creators.
@@ -256,15 +261,16 @@ impl<S: Store> Engine<S> {
         creator_ids.dedup();
         // The three reads go out together: on a cold cache over Redis they
         // share one round trip.
+        let budget = query.read_budget;
         let viewer = async {
             if query.viewer_id == 0 {
                 (None, false)
             } else {
-                self.viewer_record(query.viewer_id).await
+                self.viewer_record(query.viewer_id, budget).await
             }
         };
         let ((buckets, buckets_degraded), (viewer, viewer_degraded), (global, global_degraded)) =
-            tokio::join!(self.creator_buckets(&creator_ids), viewer, self.global());
+            tokio::join!(self.creator_buckets(&creator_ids, budget), viewer, self.global(budget));
         let degraded = buckets_degraded || viewer_degraded || global_degraded || self.store_down();
         let aggregates: Vec<Option<&CreatorAggregate>> = creator_ids.iter().map(|id| buckets.get(*id)).collect();
 
@@ -293,11 +299,17 @@ impl<S: Store> Engine<S> {
         })
     }
 
-    /// Scores of the given creators, in request order.
+    /// Scores of the given creators, in request order; `read_budget` as for
+    /// [`RankQuery::read_budget`].
     ///
     /// # Errors
     /// [`Error::InvalidArgument`] over the limit, [`Error::UnknownVariant`].
-    pub async fn creator_scores(&self, creator_ids: &[u64], variant: &str) -> Result<ScoresOutcome, Error> {
+    pub async fn creator_scores(
+        &self,
+        creator_ids: &[u64],
+        variant: &str,
+        read_budget: Option<Duration>,
+    ) -> Result<ScoresOutcome, Error> {
         let variant = self.variant(variant)?;
         let limit = self.limits.max_creator_ids;
         if creator_ids.len() > limit {
@@ -310,7 +322,7 @@ impl<S: Store> Engine<S> {
         distinct.sort_unstable();
         distinct.dedup();
         let ((buckets, degraded), (global, global_degraded)) =
-            tokio::join!(self.creator_buckets(&distinct), self.global());
+            tokio::join!(self.creator_buckets(&distinct, read_budget), self.global(read_budget));
         let scorer = Scorer::new(&variant.params, &self.decay, &global, self.clock.now_ms());
         let scores = creator_ids
             .iter()
@@ -368,7 +380,7 @@ impl<S: Store> Engine<S> {
     /// The buckets holding sorted distinct `creator_ids`: from cache, else
     /// one store read for every bucket missing. On store failure the missing
     /// buckets are empty (neutral scores) and the flag is set.
-    async fn creator_buckets(&self, creator_ids: &[u64]) -> (BucketSet, bool) {
+    async fn creator_buckets(&self, creator_ids: &[u64], budget: Option<Duration>) -> (BucketSet, bool) {
         let mut buckets: Vec<u32> = creator_ids.iter().map(|id| creator_bucket(*id)).collect();
         buckets.sort_unstable();
         buckets.dedup();
@@ -383,7 +395,7 @@ impl<S: Store> Engine<S> {
             let generation = self.caches.generation();
             let wanted: Vec<u32> = missing.iter().map(|i| buckets[*i]).collect();
             let started = Instant::now();
-            let loaded = self.store.creator_buckets(wanted).await;
+            let loaded = within_budget(budget, self.store.creator_buckets(wanted)).await;
             self.metrics.store_read(started.elapsed(), loaded.is_ok());
             match loaded {
                 Ok(loaded) => {
@@ -404,7 +416,7 @@ impl<S: Store> Engine<S> {
         (BucketSet { buckets, values }, degraded)
     }
 
-    async fn viewer_record(&self, viewer_id: u64) -> (Option<Arc<ViewerRecord>>, bool) {
+    async fn viewer_record(&self, viewer_id: u64, budget: Option<Duration>) -> (Option<Arc<ViewerRecord>>, bool) {
         if let Some(cached) = self.caches.viewer(viewer_id) {
             self.metrics.viewer_lookup(true);
             return (cached, false);
@@ -412,7 +424,7 @@ impl<S: Store> Engine<S> {
         self.metrics.viewer_lookup(false);
         let generation = self.caches.generation();
         let started = Instant::now();
-        let loaded = self.store.viewer(viewer_id).await;
+        let loaded = within_budget(budget, self.store.viewer(viewer_id)).await;
         self.metrics.store_read(started.elapsed(), loaded.is_ok());
         match loaded {
             Ok(record) => {
@@ -428,13 +440,13 @@ impl<S: Store> Engine<S> {
         }
     }
 
-    async fn global(&self) -> (Arc<CreatorAggregate>, bool) {
+    async fn global(&self, budget: Option<Duration>) -> (Arc<CreatorAggregate>, bool) {
         if let Some(global) = self.caches.global() {
             return (global, false);
         }
         let generation = self.caches.generation();
         let started = Instant::now();
-        let loaded = self.store.global().await;
+        let loaded = within_budget(budget, self.store.global()).await;
         self.metrics.store_read(started.elapsed(), loaded.is_ok());
         match loaded {
             Ok(global) => {
@@ -448,5 +460,20 @@ impl<S: Store> Engine<S> {
                 (Arc::new(CreatorAggregate::default()), true)
             }
         }
+    }
+}
+
+/// A store read cut off at `budget`, if any.
+async fn within_budget<T>(
+    budget: Option<Duration>,
+    read: impl Future<Output = Result<T, StoreError>>,
+) -> Result<T, StoreError> {
+    match budget {
+        Some(budget) => tokio::time::timeout(budget, read).await.unwrap_or_else(|_| {
+            Err(StoreError::Backend(format!(
+                "no answer within the call's read budget ({budget:?})"
+            )))
+        }),
+        None => read.await,
     }
 }

@@ -4,7 +4,7 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_stream::{Stream, StreamExt};
@@ -191,6 +191,7 @@ impl<S: Store> GrpcService<S> {
 
     async fn rank_call(&self, request: Request<proto::RankRequest>) -> Result<Response<proto::RankResponse>, Status> {
         let _permit = self.admit()?;
+        let read_budget = read_budget(&request);
         let request = request.into_inner();
         let score_space = match proto::ScoreSpace::try_from(request.score_space) {
             Ok(proto::ScoreSpace::Linear) => ScoreSpace::Linear,
@@ -216,6 +217,7 @@ impl<S: Store> GrpcService<S> {
             variant: request.variant,
             top_k: request.top_k as usize,
             score_space,
+            read_budget,
         };
         let outcome = self.engine.rank(&query).await?;
         let results = outcome
@@ -285,10 +287,11 @@ impl<S: Store> GrpcService<S> {
         request: Request<proto::GetCreatorScoresRequest>,
     ) -> Result<Response<proto::GetCreatorScoresResponse>, Status> {
         let _permit = self.admit()?;
+        let read_budget = read_budget(&request);
         let request = request.into_inner();
         let outcome = self
             .engine
-            .creator_scores(&request.creator_ids, &request.variant)
+            .creator_scores(&request.creator_ids, &request.variant, read_budget)
             .await?;
         let scores = outcome
             .scores
@@ -400,6 +403,21 @@ where
     let (sender, receiver) = tokio::sync::mpsc::channel(16);
     tokio::spawn(produce(sender));
     Box::pin(tokio_stream::wrappers::ReceiverStream::new(receiver))
+}
+
+/// Share of a call's deadline its store reads may take; the rest is for
+/// scoring and the answer, so a slow store degrades the answer instead of
+/// failing the call with DEADLINE_EXCEEDED.
+const READ_SHARE_OF_DEADLINE: f64 = 0.6;
+
+/// The store-read budget of a call with a `grpc-timeout`.
+fn read_budget<T>(request: &Request<T>) -> Option<Duration> {
+    request
+        .metadata()
+        .get("grpc-timeout")
+        .and_then(|value| value.to_str().ok())
+        .and_then(crate::deadline::parse_timeout)
+        .map(|deadline| deadline.mul_f64(READ_SHARE_OF_DEADLINE))
 }
 
 #[cfg(test)]

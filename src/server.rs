@@ -366,6 +366,8 @@ pub fn reload_config<S: Store>(
     let restart_needed: Vec<&str> = [
         ("listen", fresh.listen != running.listen),
         ("data_dir", fresh.data_dir != running.data_dir),
+        ("store", fresh.store != running.store),
+        ("redis", fresh.redis != running.redis),
         ("limits", fresh.limits != running.limits),
         ("cache", fresh.cache != running.cache),
         ("ingest", fresh.ingest != running.ingest),

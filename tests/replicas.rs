@@ -451,3 +451,53 @@ async fn killing_redis_degrades_rank_without_failing_it_and_loses_no_acked_event
     assert!(failures.is_empty(), "failed calls: {failures:?}");
     assert!(degraded > 0 && answers > degraded);
 }
+
+/// A Redis that accepts connections but never answers (SIGSTOP) must not
+/// make a Rank with a deadline shorter than the read timeout fail: the reads
+/// get a share of the call's deadline, then the answer goes out degraded.
+#[tokio::test]
+async fn a_hung_redis_gives_degraded_answers_inside_a_short_deadline() {
+    if !common::redis::available() {
+        return;
+    }
+    let redis = RedisProcess::start();
+    let server = spawn_with(Spawn {
+        backend: Backend::Url(redis.url()),
+        config: Some(format!("{TEST_CONFIG}\n[redis]\nread_timeout_ms = 2000\n")),
+        ..Spawn::default()
+    })
+    .await;
+    let mut client = server.client().await;
+    record(&mut client, loyal_creator_events("h", 950, 1..4)).await;
+    redis.pause();
+    for viewer in [11, 12, 13] {
+        let mut request = tonic::Request::new(proto::RankRequest {
+            viewer_id: viewer,
+            candidates: vec![candidate(1, 950, 1.0), candidate(2, 951, 2.0)],
+            ..Default::default()
+        });
+        request.set_timeout(Duration::from_millis(80));
+        // The client enforces the deadline too: an answer means it was met.
+        let answer = client
+            .rank(request)
+            .await
+            .expect("answered, not DEADLINE_EXCEEDED")
+            .into_inner();
+        assert!(answer.degraded);
+        assert!(answer.results.iter().all(|r| r.boost == 1.0));
+        let mut scores = tonic::Request::new(proto::GetCreatorScoresRequest {
+            creator_ids: vec![950],
+            variant: String::new(),
+        });
+        scores.set_timeout(Duration::from_millis(80));
+        assert!(
+            client
+                .get_creator_scores(scores)
+                .await
+                .expect("scores")
+                .into_inner()
+                .degraded
+        );
+    }
+    redis.resume();
+}

@@ -31,6 +31,7 @@ fn main() {
         creators: n + 1,
         viewers: 1,
         ttl_ms: 3_600_000,
+        stale_ttl_ms: 3_600_000,
     });
     let before = rss_bytes();
     let generation = caches.generation();

@@ -40,6 +40,24 @@ pub const L1_MAX_AGE: Duration = Duration::from_millis(250);
 /// L1 entries per thread before it is cleared.
 const L1_CAPACITY: usize = 16_384;
 
+/// A cached value and when it was read from the store: fresh for
+/// `cache.ttl_ms`, then kept (stale) until `cache.stale_ttl_ms` only to
+/// answer while the store is unreachable.
+#[derive(Clone)]
+struct Timed<V> {
+    value: V,
+    loaded: Instant,
+}
+
+impl<V> Timed<V> {
+    fn now(value: V) -> Timed<V> {
+        Timed {
+            value,
+            loaded: Instant::now(),
+        }
+    }
+}
+
 /// Distinguishes `Caches` instances (several live in one test process).
 static NEXT_INSTANCE: AtomicU64 = AtomicU64::new(0);
 
@@ -86,10 +104,11 @@ thread_local! {
 pub struct Caches {
     instance: u64,
     l1_age: Duration,
-    creators: Cache<u32, Arc<CreatorBucket>>,
-    viewers: Cache<u64, CachedViewer>,
-    global: RwLock<Option<(Arc<CreatorAggregate>, Instant)>>,
+    creators: Cache<u32, Timed<Arc<CreatorBucket>>>,
+    viewers: Cache<u64, Timed<CachedViewer>>,
+    global: RwLock<Option<Timed<Arc<CreatorAggregate>>>>,
     ttl: Duration,
+    stale_ttl: Duration,
     generation: AtomicU64,
 }
 
@@ -97,19 +116,24 @@ impl Caches {
     /// Empty caches sized and timed by `config`.
     pub fn new(config: &CacheConfig) -> Caches {
         let ttl = Duration::from_millis(config.ttl_ms);
+        let stale_ttl = Duration::from_millis(config.stale_ttl_ms).max(ttl);
         Caches {
             instance: NEXT_INSTANCE.fetch_add(1, Ordering::Relaxed),
             l1_age: L1_MAX_AGE.min(ttl),
             creators: Cache::builder()
                 .max_capacity(config.creators)
-                .weigher(|_, bucket: &Arc<CreatorBucket>| {
-                    u32::try_from(bucket.creators.len().max(1)).unwrap_or(u32::MAX)
+                .weigher(|_, bucket: &Timed<Arc<CreatorBucket>>| {
+                    u32::try_from(bucket.value.creators.len().max(1)).unwrap_or(u32::MAX)
                 })
-                .time_to_live(ttl)
+                .time_to_live(stale_ttl)
                 .build(),
-            viewers: Cache::builder().max_capacity(config.viewers).time_to_live(ttl).build(),
+            viewers: Cache::builder()
+                .max_capacity(config.viewers)
+                .time_to_live(stale_ttl)
+                .build(),
             global: RwLock::new(None),
             ttl,
+            stale_ttl,
             generation: AtomicU64::new(0),
         }
     }
@@ -134,7 +158,11 @@ impl Caches {
         if hit.is_some() {
             return hit;
         }
-        let value = self.creators.get(&bucket)?;
+        let entry = self.creators.get(&bucket)?;
+        if now.saturating_duration_since(entry.loaded) >= self.ttl {
+            return None;
+        }
+        let value = entry.value;
         L1.with(|l1| {
             let mut l1 = l1.borrow_mut();
             if l1.len() >= L1_CAPACITY {
@@ -154,28 +182,57 @@ impl Caches {
         Some(value)
     }
 
-    /// A cached viewer, if present.
+    /// A cached creator bucket past its TTL but within the stale TTL, for
+    /// answering while the store is unreachable.
+    pub fn stale_creator_bucket(&self, bucket: u32) -> Option<Arc<CreatorBucket>> {
+        self.creators.get(&bucket).map(|entry| entry.value)
+    }
+
+    /// A cached viewer, if present and fresh.
     pub fn viewer(&self, viewer_id: u64) -> Option<CachedViewer> {
-        self.viewers.get(&viewer_id)
+        self.viewers
+            .get(&viewer_id)
+            .filter(|entry| entry.loaded.elapsed() < self.ttl)
+            .map(|entry| entry.value)
+    }
+
+    /// A cached viewer within the stale TTL (see [`Caches::stale_creator_bucket`]).
+    pub fn stale_viewer(&self, viewer_id: u64) -> Option<CachedViewer> {
+        self.viewers.get(&viewer_id).map(|entry| entry.value)
     }
 
     /// The platform aggregate, if cached and fresh.
     pub fn global(&self) -> Option<Arc<CreatorAggregate>> {
+        self.global_younger_than(self.ttl)
+    }
+
+    /// The platform aggregate within the stale TTL (see [`Caches::stale_creator_bucket`]).
+    pub fn stale_global(&self) -> Option<Arc<CreatorAggregate>> {
+        self.global_younger_than(self.stale_ttl)
+    }
+
+    fn global_younger_than(&self, age: Duration) -> Option<Arc<CreatorAggregate>> {
         let guard = self.global.read().unwrap_or_else(|poisoned| poisoned.into_inner());
         guard
             .as_ref()
-            .filter(|(_, at)| at.elapsed() < self.ttl)
-            .map(|(value, _)| Arc::clone(value))
+            .filter(|entry| entry.loaded.elapsed() < age)
+            .map(|entry| Arc::clone(&entry.value))
     }
 
     /// Caches a creator bucket read from the store, unless a commit happened since `generation`.
     pub fn insert_creator_bucket(&self, generation: u64, bucket: u32, value: Arc<CreatorBucket>) {
-        insert_unless_raced(&self.creators, &self.generation, generation, bucket, value);
+        insert_unless_raced(&self.creators, &self.generation, generation, bucket, Timed::now(value));
     }
 
     /// Caches a viewer read from the store, unless a commit happened since `generation`.
     pub fn insert_viewer(&self, generation: u64, viewer_id: u64, value: CachedViewer) {
-        insert_unless_raced(&self.viewers, &self.generation, generation, viewer_id, value);
+        insert_unless_raced(
+            &self.viewers,
+            &self.generation,
+            generation,
+            viewer_id,
+            Timed::now(value),
+        );
     }
 
     /// Caches the platform aggregate read from the store, unless a commit happened since `generation`.
@@ -187,7 +244,7 @@ impl Caches {
 
     fn set_global(&self, value: Arc<CreatorAggregate>) {
         let mut guard = self.global.write().unwrap_or_else(|poisoned| poisoned.into_inner());
-        *guard = Some((value, Instant::now()));
+        *guard = Some(Timed::now(value));
     }
 
     /// Applies a commit: refreshes the entries this replica already caches
@@ -205,16 +262,30 @@ impl Caches {
         for group in by_bucket.chunk_by(|a, b| a.0 == b.0) {
             let bucket = group[0].0;
             if let Some(cached) = self.creators.get(&bucket) {
-                let mut updated = CreatorBucket::clone(&cached);
+                let mut updated = CreatorBucket::clone(&cached.value);
                 for (_, id, aggregate) in group {
                     updated.upsert(*id, CreatorAggregate::clone(aggregate));
                 }
-                self.creators.insert(bucket, Arc::new(updated));
+                // Keeps its load time: the refresh covers this replica's
+                // writes only, not what the TTL bounds.
+                self.creators.insert(
+                    bucket,
+                    Timed {
+                        value: Arc::new(updated),
+                        loaded: cached.loaded,
+                    },
+                );
             }
         }
         for (id, record) in &changes.viewers {
-            if self.viewers.contains_key(id) {
-                self.viewers.insert(*id, Some(Arc::clone(record)));
+            if let Some(cached) = self.viewers.get(id) {
+                self.viewers.insert(
+                    *id,
+                    Timed {
+                        value: Some(Arc::clone(record)),
+                        loaded: cached.loaded,
+                    },
+                );
             }
         }
         self.set_global(Arc::clone(&changes.global));
@@ -254,5 +325,52 @@ where
     cache.insert(key, value);
     if current.load(Ordering::Acquire) != generation {
         cache.invalidate(&key);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(ttl_ms: u64, stale_ttl_ms: u64) -> CacheConfig {
+        CacheConfig {
+            ttl_ms,
+            stale_ttl_ms,
+            ..CacheConfig::default()
+        }
+    }
+
+    #[test]
+    fn expired_entries_answer_only_as_stale_until_the_stale_ttl() {
+        let caches = Caches::new(&config(20, 200));
+        let bucket = Arc::new(CreatorBucket::default());
+        caches.insert_creator_bucket(caches.generation(), 7, Arc::clone(&bucket));
+        caches.insert_viewer(caches.generation(), 9, None);
+        caches.insert_global(caches.generation(), Arc::new(CreatorAggregate::default()));
+        assert!(caches.creator_bucket(7, Instant::now()).is_some());
+        assert!(caches.viewer(9).is_some() && caches.global().is_some());
+        std::thread::sleep(Duration::from_millis(40));
+        // Past the TTL: a miss for normal reads, still there as stale.
+        assert!(caches.creator_bucket(7, Instant::now() + L1_MAX_AGE).is_none());
+        assert!(caches.viewer(9).is_none() && caches.global().is_none());
+        assert!(caches.stale_creator_bucket(7).is_some());
+        assert!(caches.stale_viewer(9).is_some() && caches.stale_global().is_some());
+        std::thread::sleep(Duration::from_millis(200));
+        assert!(caches.stale_creator_bucket(7).is_none());
+        assert!(caches.stale_viewer(9).is_none() && caches.stale_global().is_none());
+    }
+
+    #[test]
+    fn invalidation_drops_fresh_and_stale_copies() {
+        let caches = Caches::new(&config(5_000, 60_000));
+        caches.insert_creator_bucket(caches.generation(), 3, Arc::new(CreatorBucket::default()));
+        caches.insert_viewer(caches.generation(), 4, None);
+        caches.invalidate(&Touched {
+            buckets: vec![3],
+            viewers: vec![4],
+        });
+        assert!(caches.creator_bucket(3, Instant::now()).is_none());
+        assert!(caches.stale_creator_bucket(3).is_none() && caches.stale_viewer(4).is_none());
+        assert!(caches.global().is_none());
     }
 }

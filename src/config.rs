@@ -85,6 +85,9 @@ pub struct CacheConfig {
     /// Time to live of a cached entry, in milliseconds: the bound on how stale
     /// a replica can be about writes made through another replica.
     pub ttl_ms: u64,
+    /// How long, in milliseconds, an expired entry may still be served
+    /// (flagged degraded) while the store is unreachable; >= `ttl_ms`.
+    pub stale_ttl_ms: u64,
 }
 
 impl Default for CacheConfig {
@@ -93,6 +96,7 @@ impl Default for CacheConfig {
             creators: 1_000_000,
             viewers: 200_000,
             ttl_ms: 5_000,
+            stale_ttl_ms: 60_000,
         }
     }
 }
@@ -325,6 +329,12 @@ impl Config {
             return Err(ConfigError::Invalid(
                 "cache: creators, viewers and ttl_ms must be > 0".into(),
             ));
+        }
+        if raw.cache.stale_ttl_ms < raw.cache.ttl_ms {
+            return Err(ConfigError::Invalid(format!(
+                "cache.stale_ttl_ms ({}) must be >= cache.ttl_ms ({})",
+                raw.cache.stale_ttl_ms, raw.cache.ttl_ms
+            )));
         }
         let store = overrides.store.or(raw.store).filter(|url| !url.is_empty());
         if let Some(url) = &store

@@ -408,7 +408,10 @@ impl<S: Store> Engine<S> {
                 }
                 Err(error) => {
                     self.store_failed();
-                    tracing::debug!(%error, misses = missing.len(), "creator read failed; neutral boosts");
+                    tracing::debug!(%error, misses = missing.len(), "creator read failed; stale or neutral boosts");
+                    for i in missing {
+                        values[i] = self.caches.stale_creator_bucket(buckets[i]);
+                    }
                     degraded = true;
                 }
             }
@@ -434,8 +437,8 @@ impl<S: Store> Engine<S> {
             }
             Err(error) => {
                 self.store_failed();
-                tracing::debug!(%error, viewer_id, "viewer read failed; neutral private boosts");
-                (None, true)
+                tracing::debug!(%error, viewer_id, "viewer read failed; stale or neutral private boosts");
+                (self.caches.stale_viewer(viewer_id).flatten(), true)
             }
         }
     }
@@ -456,8 +459,9 @@ impl<S: Store> Engine<S> {
             }
             Err(error) => {
                 self.store_failed();
-                tracing::debug!(%error, "platform aggregate read failed; default priors");
-                (Arc::new(CreatorAggregate::default()), true)
+                tracing::debug!(%error, "platform aggregate read failed; stale or default priors");
+                let global = self.caches.stale_global().unwrap_or_default();
+                (global, true)
             }
         }
     }

@@ -362,7 +362,7 @@ async fn killing_redis_degrades_rank_without_failing_it_and_loses_no_acked_event
     let mut redis = RedisProcess::start();
     let server = spawn_with(Spawn {
         backend: Backend::Url(redis.url()),
-        config: Some(format!("{TEST_CONFIG}\n[cache]\nttl_ms = 300\n")),
+        config: Some(format!("{TEST_CONFIG}\n[cache]\nttl_ms = 300\nstale_ttl_ms = 3000\n")),
         ..Spawn::default()
     })
     .await;
@@ -406,15 +406,25 @@ async fn killing_redis_degrades_rank_without_failing_it_and_loses_no_acked_event
     tokio::time::sleep(Duration::from_millis(300)).await;
     redis.kill();
 
-    // Within the probe interval, answers are flagged degraded; past the TTL
-    // the boosts fall back to neutral; writes fail loudly.
+    // Answers turn degraded; past the TTL they come from the stale cache
+    // (the boosts as before), past the stale TTL they are neutral; writes
+    // fail loudly.
     let outage = Instant::now();
+    loop {
+        let answer = client.rank(request()).await.expect("rank during outage").into_inner();
+        if answer.degraded {
+            assert_eq!(answer.results[0].boost, healthy_boost, "served from the stale cache");
+            break;
+        }
+        assert!(outage.elapsed() < Duration::from_secs(5), "never degraded: {answer:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let neutral = loop {
         let answer = client.rank(request()).await.expect("rank during outage").into_inner();
         if answer.degraded && answer.results.iter().all(|r| r.boost == 1.0) {
             break answer;
         }
-        assert!(outage.elapsed() < Duration::from_secs(5), "never degraded: {answer:?}");
+        assert!(outage.elapsed() < Duration::from_secs(10), "never neutral: {answer:?}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
     assert!(neutral.degraded);

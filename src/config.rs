@@ -341,7 +341,8 @@ impl Config {
             && !(url.starts_with("redis://") || url.starts_with("redis-cluster://"))
         {
             return Err(ConfigError::Invalid(format!(
-                "store: `{url}` is neither redis://HOST:PORT[/DB] nor redis-cluster://HOST:PORT[,HOST:PORT...]"
+                "store: `{}` is neither redis://HOST:PORT[/DB] nor redis-cluster://HOST:PORT[,HOST:PORT...]",
+                crate::store::redis_store::redact(url)
             )));
         }
         if raw.redis.read_timeout_ms == 0 || raw.redis.write_timeout_ms == 0 {

@@ -267,14 +267,12 @@ impl RedisStore {
     pub async fn connect(settings: RedisSettings) -> Result<RedisStore, StoreError> {
         let connect_timeout = settings.write_timeout.max(Duration::from_secs(1));
         let connection = if let Some(seeds) = settings.url.strip_prefix("redis-cluster://") {
-            let nodes: Vec<String> = seeds
-                .trim_end_matches('/')
-                .split(',')
-                .filter(|node| !node.is_empty())
-                .map(|node| format!("redis://{node}"))
-                .collect();
+            let nodes = cluster_seeds(seeds);
             if nodes.is_empty() {
-                return Err(StoreError::Backend(format!("no seed nodes in `{}`", settings.url)));
+                return Err(StoreError::Backend(format!(
+                    "no seed nodes in `{}`",
+                    redact(&settings.url)
+                )));
             }
             let client = ClusterClientBuilder::new(nodes)
                 .connection_timeout(connect_timeout)
@@ -284,7 +282,9 @@ impl RedisStore {
                 .map_err(backend)?;
             let connection = tokio::time::timeout(connect_timeout, client.get_async_connection())
                 .await
-                .map_err(|_| StoreError::Backend(format!("cannot reach {} in {connect_timeout:?}", settings.url)))?
+                .map_err(|_| {
+                    StoreError::Backend(format!("cannot reach {} in {connect_timeout:?}", redact(&settings.url)))
+                })?
                 .map_err(backend)?;
             Connection::Cluster(connection)
         } else if settings.url.starts_with("redis://") {
@@ -301,7 +301,7 @@ impl RedisStore {
         } else {
             return Err(StoreError::Backend(format!(
                 "unsupported store URL `{}`: use redis://HOST:PORT[/DB] or redis-cluster://HOST:PORT[,HOST:PORT...]",
-                settings.url
+                redact(&settings.url)
             )));
         };
         if settings.key_prefix.contains(['{', '}']) {
@@ -696,6 +696,29 @@ impl Keys {
     }
 }
 
+/// The seed nodes of `redis-cluster://[USER:PASSWORD@]HOST:PORT[,HOST:PORT…]`
+/// as `redis://` URLs, each with the credentials given once at the front.
+fn cluster_seeds(seeds: &str) -> Vec<String> {
+    let seeds = seeds.trim_end_matches('/');
+    let (credentials, hosts) = match seeds.rsplit_once('@') {
+        Some((credentials, hosts)) => (format!("{credentials}@"), hosts),
+        None => (String::new(), seeds),
+    };
+    hosts
+        .split(',')
+        .filter(|node| !node.is_empty())
+        .map(|node| format!("redis://{credentials}{node}"))
+        .collect()
+}
+
+/// A store URL fit for logs: any `USER:PASSWORD@` part replaced by `***@`.
+pub fn redact(url: &str) -> String {
+    match (url.split_once("://"), url.rfind('@')) {
+        (Some((scheme, _)), Some(at)) => format!("{scheme}://***{}", &url[at..]),
+        _ => url.to_owned(),
+    }
+}
+
 /// An event's identity: its id, per viewer.
 fn event_hash(event: &Event) -> u128 {
     let mut bytes = Vec::with_capacity(8 + event.event_id.len());
@@ -851,6 +874,18 @@ mod tests {
             parse_bucket(&Value::Array(Vec::new())).expect("empty").creators.len(),
             0
         );
+    }
+
+    #[test]
+    fn cluster_seeds_carry_the_credentials_and_logs_do_not() {
+        assert_eq!(
+            cluster_seeds("u:p@10.0.0.1:7000,10.0.0.2:7000/"),
+            vec!["redis://u:p@10.0.0.1:7000", "redis://u:p@10.0.0.2:7000"]
+        );
+        assert_eq!(cluster_seeds("h:1,,h:2"), vec!["redis://h:1", "redis://h:2"]);
+        assert_eq!(redact("redis://:secret@h:6379/2"), "redis://***@h:6379/2");
+        assert_eq!(redact("redis-cluster://u:p@h:1,h:2"), "redis-cluster://***@h:1,h:2");
+        assert_eq!(redact("redis://h:6379"), "redis://h:6379");
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! store and the caches. No proto types here; [`crate::grpc`] converts.
 
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -143,11 +143,18 @@ pub struct Engine<S> {
     /// Swapped whole by a config reload; a call clones the `Arc` of the
     /// variant it uses, so calls in flight finish with the parameters they began with.
     variants: RwLock<Arc<Variants>>,
-    /// Set by a failed store probe or read, cleared by a probe that
-    /// succeeds: while set, answers served wholly from cache are flagged
-    /// degraded too (they may be stale past the TTL bound, and writes fail).
-    store_down: AtomicBool,
+    /// When the store last failed a probe or a read, in milliseconds since
+    /// `epoch` plus one; 0 = not failing (a probe succeeded since). For
+    /// [`STORE_BREAKER`] after a failure, reads are not attempted (answers
+    /// come from the cache, stale entries included, else neutral) and every
+    /// answer is flagged degraded, so a hung store costs calls nothing.
+    store_failed_at: AtomicU64,
+    epoch: Instant,
 }
+
+/// How long after a store failure reads are skipped, unless a probe (every
+/// second while serving) finds the store back sooner.
+pub const STORE_BREAKER: Duration = Duration::from_secs(2);
 
 impl<S: Store> Engine<S> {
     /// An engine over `store`; `caches` must be the ones the store's commit hook refreshes.
@@ -171,7 +178,8 @@ impl<S: Store> Engine<S> {
             clock,
             metrics,
             variants: RwLock::new(Arc::new(variants)),
-            store_down: AtomicBool::new(false),
+            store_failed_at: AtomicU64::new(0),
+            epoch: Instant::now(),
         }
     }
 
@@ -191,16 +199,46 @@ impl<S: Store> Engine<S> {
             }
         };
         self.metrics.store_probe(up);
-        self.store_down.store(!up, Ordering::Relaxed);
+        if up {
+            self.store_failed_at.store(0, Ordering::Relaxed);
+        } else {
+            self.store_failed();
+        }
         up
     }
 
+    fn elapsed_ms(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// Whether the store failed within [`STORE_BREAKER`] and no probe has
+    /// succeeded since.
     fn store_down(&self) -> bool {
-        self.store_down.load(Ordering::Relaxed)
+        let failed_at = self.store_failed_at.load(Ordering::Relaxed);
+        failed_at != 0 && (self.elapsed_ms() + 1).saturating_sub(failed_at) < STORE_BREAKER.as_millis() as u64
     }
 
     fn store_failed(&self) {
-        self.store_down.store(true, Ordering::Relaxed);
+        self.store_failed_at.store(self.elapsed_ms() + 1, Ordering::Relaxed);
+    }
+
+    /// One store read: skipped while the store is down, cut off at the
+    /// call's budget, timed, and noted as a failure when it fails.
+    async fn read<T>(
+        &self,
+        budget: Option<Duration>,
+        read: impl Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        if self.store_down() {
+            return Err(StoreError::Backend("store failing: read skipped".into()));
+        }
+        let started = Instant::now();
+        let result = within_budget(budget, read).await;
+        self.metrics.store_read(started.elapsed(), result.is_ok());
+        if result.is_err() {
+            self.store_failed();
+        }
+        result
     }
 
     /// The store (offline commands read it directly).
@@ -394,10 +432,7 @@ impl<S: Store> Engine<S> {
         if !missing.is_empty() {
             let generation = self.caches.generation();
             let wanted: Vec<u32> = missing.iter().map(|i| buckets[*i]).collect();
-            let started = Instant::now();
-            let loaded = within_budget(budget, self.store.creator_buckets(wanted)).await;
-            self.metrics.store_read(started.elapsed(), loaded.is_ok());
-            match loaded {
+            match self.read(budget, self.store.creator_buckets(wanted)).await {
                 Ok(loaded) => {
                     for (i, bucket) in missing.into_iter().zip(loaded) {
                         let bucket = Arc::new(bucket);
@@ -407,7 +442,6 @@ impl<S: Store> Engine<S> {
                     }
                 }
                 Err(error) => {
-                    self.store_failed();
                     tracing::debug!(%error, misses = missing.len(), "creator read failed; stale or neutral boosts");
                     for i in missing {
                         values[i] = self.caches.stale_creator_bucket(buckets[i]);
@@ -426,17 +460,13 @@ impl<S: Store> Engine<S> {
         }
         self.metrics.viewer_lookup(false);
         let generation = self.caches.generation();
-        let started = Instant::now();
-        let loaded = within_budget(budget, self.store.viewer(viewer_id)).await;
-        self.metrics.store_read(started.elapsed(), loaded.is_ok());
-        match loaded {
+        match self.read(budget, self.store.viewer(viewer_id)).await {
             Ok(record) => {
                 let value = record.map(Arc::new);
                 self.caches.insert_viewer(generation, viewer_id, value.clone());
                 (value, false)
             }
             Err(error) => {
-                self.store_failed();
                 tracing::debug!(%error, viewer_id, "viewer read failed; stale or neutral private boosts");
                 (self.caches.stale_viewer(viewer_id).flatten(), true)
             }
@@ -448,17 +478,13 @@ impl<S: Store> Engine<S> {
             return (global, false);
         }
         let generation = self.caches.generation();
-        let started = Instant::now();
-        let loaded = within_budget(budget, self.store.global()).await;
-        self.metrics.store_read(started.elapsed(), loaded.is_ok());
-        match loaded {
+        match self.read(budget, self.store.global()).await {
             Ok(global) => {
                 let global = Arc::new(global);
                 self.caches.insert_global(generation, Arc::clone(&global));
                 (global, false)
             }
             Err(error) => {
-                self.store_failed();
                 tracing::debug!(%error, "platform aggregate read failed; stale or default priors");
                 let global = self.caches.stale_global().unwrap_or_default();
                 (global, true)

@@ -464,7 +464,8 @@ async fn killing_redis_degrades_rank_without_failing_it_and_loses_no_acked_event
 
 /// A Redis that accepts connections but never answers (SIGSTOP) must not
 /// make a Rank with a deadline shorter than the read timeout fail: the reads
-/// get a share of the call's deadline, then the answer goes out degraded.
+/// get a share of the call's deadline, then the answer goes out degraded;
+/// later calls do not even try the store until it is back.
 #[tokio::test]
 async fn a_hung_redis_gives_degraded_answers_inside_a_short_deadline() {
     if !common::redis::available() {
@@ -480,6 +481,16 @@ async fn a_hung_redis_gives_degraded_answers_inside_a_short_deadline() {
     let mut client = server.client().await;
     record(&mut client, loyal_creator_events("h", 950, 1..4)).await;
     redis.pause();
+    let reads = || {
+        let text = server.metrics.render();
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("creator_boost_store_read_duration_seconds_count"))
+            .expect("read count")
+            .to_owned();
+        line.rsplit(' ').next().and_then(|n| n.parse::<u64>().ok()).expect("count")
+    };
+    let before = reads();
     for viewer in [11, 12, 13] {
         let mut request = tonic::Request::new(proto::RankRequest {
             viewer_id: viewer,
@@ -509,5 +520,8 @@ async fn a_hung_redis_gives_degraded_answers_inside_a_short_deadline() {
                 .degraded
         );
     }
+    // Only the first call's reads (creators, viewer, platform) went to the
+    // hung server; after they failed, the breaker kept the others away.
+    assert!(reads() - before <= 3, "{} reads attempted", reads() - before);
     redis.resume();
 }

@@ -488,7 +488,10 @@ async fn a_hung_redis_gives_degraded_answers_inside_a_short_deadline() {
             .find(|l| l.starts_with("creator_boost_store_read_duration_seconds_count"))
             .expect("read count")
             .to_owned();
-        line.rsplit(' ').next().and_then(|n| n.parse::<u64>().ok()).expect("count")
+        line.rsplit(' ')
+            .next()
+            .and_then(|n| n.parse::<u64>().ok())
+            .expect("count")
     };
     let before = reads();
     for viewer in [11, 12, 13] {

@@ -8,7 +8,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use common::redis::RedisProcess;
+use common::redis::{RedisCluster, RedisProcess};
 use common::*;
 use creator_boost::model::aggregate::{SUM_FIELDS, event_delta};
 use creator_boost::model::{CreatorAggregate, Event, EventKind, IngestParams, ViewerRecord};
@@ -527,4 +527,90 @@ async fn a_hung_redis_gives_degraded_answers_inside_a_short_deadline() {
     // hung server; after they failed, the breaker kept the others away.
     assert!(reads() - before <= 3, "{} reads attempted", reads() - before);
     redis.resume();
+}
+
+/// A Cluster master killed under a Rank load: no call fails, answers turn
+/// degraded, batches that need the dead node fail with UNAVAILABLE; the
+/// node restarted on its data, everything comes back without restarting
+/// the service and nothing acknowledged is missing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_a_cluster_master_degrades_and_recovers() {
+    if !common::redis::available() {
+        return;
+    }
+    let mut cluster = RedisCluster::start();
+    let server = spawn_with(Spawn {
+        backend: Backend::Url(cluster.url.clone()),
+        config: Some(format!("{TEST_CONFIG}\n[cache]\nttl_ms = 300\nstale_ttl_ms = 3000\n")),
+        ..Spawn::default()
+    })
+    .await;
+    let mut client = server.client().await;
+    // Creators and viewers spread over many hash slots, so over all masters.
+    let creators: Vec<u64> = (0..12).map(|i| 7_000 + i * 37).collect();
+    let mut events = Vec::new();
+    for (n, creator) in creators.iter().enumerate() {
+        let first = 1 + n as u64 * 10;
+        events.extend(loyal_creator_events(&format!("c{creator}"), *creator, first..first + 3));
+    }
+    let acked = record(&mut client, events.clone()).await;
+    assert_eq!(acked.accepted as usize, events.len());
+    let request = || {
+        let mut request = tonic::Request::new(proto::RankRequest {
+            viewer_id: 2,
+            candidates: creators
+                .iter()
+                .enumerate()
+                .map(|(i, c)| candidate(i as u64, *c, 1.0))
+                .collect(),
+            ..Default::default()
+        });
+        request.set_timeout(Duration::from_millis(500));
+        request
+    };
+    let healthy = client.rank(request()).await.expect("rank").into_inner();
+    assert!(!healthy.degraded);
+
+    cluster.nodes[0].kill();
+    let outage = Instant::now();
+    loop {
+        let answer = client
+            .rank(request())
+            .await
+            .expect("rank while a master is down")
+            .into_inner();
+        if answer.degraded {
+            break;
+        }
+        assert!(outage.elapsed() < Duration::from_secs(10), "never degraded");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let during: Vec<proto::Event> = (0..30)
+        .map(|v| event(&format!("down-{v}"), Like, 500 + v, 7_000))
+        .collect();
+    let refused = client
+        .record_events(proto::RecordEventsRequest { events: during })
+        .await
+        .expect_err("a batch touching the dead master fails");
+    assert_eq!(refused.code(), tonic::Code::Unavailable, "{refused:?}");
+
+    cluster.nodes[0].restart();
+    common::redis::wait_for_cluster(&cluster.ports());
+    let recovery = Instant::now();
+    let recovered = loop {
+        let answer = client.rank(request()).await.expect("rank after restart").into_inner();
+        if !answer.degraded {
+            break answer;
+        }
+        assert!(recovery.elapsed() < Duration::from_secs(20), "did not recover");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let boosts = |answer: &proto::RankResponse| {
+        let mut boosts: Vec<(u64, f64)> = answer.results.iter().map(|r| (r.creator_id, r.boost)).collect();
+        boosts.sort_by_key(|(creator, _)| *creator);
+        boosts
+    };
+    assert_eq!(boosts(&recovered), boosts(&healthy), "acked events survived the kill");
+    let replay = record(&mut client, events).await;
+    assert_eq!(replay.duplicates, acked.accepted, "the dedupe window survived too");
 }

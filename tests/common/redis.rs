@@ -75,47 +75,85 @@ pub fn cluster_url() -> String {
             );
             wait_for_ping(*port);
         }
-        let nodes: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
-        let created = Command::new("redis-cli")
-            .arg("--cluster")
-            .arg("create")
-            .args(&nodes)
-            .args(["--cluster-replicas", "0", "--cluster-yes"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .expect("redis-cli --cluster create");
-        assert!(created.success(), "redis-cli --cluster create failed");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        for port in &ports {
-            loop {
-                let info = cli(*port, &["cluster", "info"]);
-                if info.contains("cluster_state:ok") {
-                    break;
-                }
-                assert!(Instant::now() < deadline, "cluster on {port} not ok: {info}");
-                std::thread::sleep(Duration::from_millis(50));
-            }
-        }
-        format!("redis-cluster://{}", nodes.join(","))
+        create_cluster(&ports)
     })
     .clone()
 }
 
-/// A standalone redis-server owned by one test, which may kill it and start
-/// it again on the same port and data directory (append-only file, fsync
-/// on every write: what was acknowledged survives a kill).
+/// Joins masters on `ports` into a cluster, waits until every node says
+/// it is ok, and returns its `redis-cluster://` URL.
+fn create_cluster(ports: &[u16]) -> String {
+    let nodes: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+    let created = Command::new("redis-cli")
+        .arg("--cluster")
+        .arg("create")
+        .args(&nodes)
+        .args(["--cluster-replicas", "0", "--cluster-yes"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("redis-cli --cluster create");
+    assert!(created.success(), "redis-cli --cluster create failed");
+    wait_for_cluster(ports);
+    format!("redis-cluster://{}", nodes.join(","))
+}
+
+/// Waits until every node on `ports` reports `cluster_state:ok`.
+pub fn wait_for_cluster(ports: &[u16]) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for port in ports {
+        loop {
+            let info = cli(*port, &["cluster", "info"]);
+            if info.contains("cluster_state:ok") {
+                break;
+            }
+            assert!(Instant::now() < deadline, "cluster on {port} not ok: {info}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+/// A three-master cluster owned by one test, whose nodes it may kill and
+/// start again (each keeps its port, data and cluster config).
+pub struct RedisCluster {
+    pub nodes: Vec<RedisProcess>,
+    pub url: String,
+}
+
+impl RedisCluster {
+    pub fn start() -> RedisCluster {
+        let nodes: Vec<RedisProcess> = (0..3).map(|_| RedisProcess::start_with(true)).collect();
+        let ports: Vec<u16> = nodes.iter().map(|n| n.port).collect();
+        let url = create_cluster(&ports);
+        RedisCluster { nodes, url }
+    }
+
+    pub fn ports(&self) -> Vec<u16> {
+        self.nodes.iter().map(|n| n.port).collect()
+    }
+}
+
+/// A redis-server owned by one test, which may kill it and start it again
+/// on the same port and data directory (append-only file, fsync on every
+/// write: what was acknowledged survives a kill).
 pub struct RedisProcess {
     pub port: u16,
     dir: tempfile::TempDir,
+    cluster: bool,
     child: Option<Child>,
 }
 
 impl RedisProcess {
+    /// A standalone server.
     pub fn start() -> RedisProcess {
+        RedisProcess::start_with(false)
+    }
+
+    fn start_with(cluster: bool) -> RedisProcess {
         let mut process = RedisProcess {
             port: free_port(),
             dir: tempfile::tempdir().expect("redis dir"),
+            cluster,
             child: None,
         };
         process.restart();
@@ -152,10 +190,22 @@ impl RedisProcess {
 
     /// Starts the server again (after [`RedisProcess::kill`]) on the same port and data.
     pub fn restart(&mut self) {
-        let child = Command::new("redis-server")
+        let mut command = Command::new("redis-server");
+        command
             .args(base_args(self.dir.path()))
             .args(["--port", &self.port.to_string()])
-            .args(["--appendonly", "yes", "--appendfsync", "always"])
+            .args(["--appendonly", "yes", "--appendfsync", "always"]);
+        if self.cluster {
+            command.args([
+                "--cluster-enabled",
+                "yes",
+                "--cluster-config-file",
+                "nodes.conf",
+                "--cluster-node-timeout",
+                "5000",
+            ]);
+        }
+        let child = command
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

@@ -222,11 +222,14 @@ impl Connection {
         }
     }
 
+    /// Runs `script` (loading it on a node that does not know it yet).
+    /// Arguments are bytes: a viewer record is binary, and Lua strings are
+    /// binary-safe.
     async fn invoke<T: FromRedisValue>(
         &self,
         script: &Script,
         keys: &[String],
-        args: &[String],
+        args: &[Vec<u8>],
     ) -> Result<T, RedisError> {
         let mut invocation = script.prepare_invoke();
         for key in keys {
@@ -414,13 +417,16 @@ impl RedisStore {
                     .map(|p| self.keys.dedupe(viewer_id, hashes[pending[*p]].unwrap_or_default())),
             );
             let mut args = Vec::with_capacity(4 + keyed.len());
-            args.push(version.unwrap_or_else(|| "0".to_owned()));
-            args.push(now_ms.to_string());
-            args.push(self.window_ms.to_string());
-            // The record travels as bytes; Lua strings are binary-safe.
-            let record_arg = encode_viewer(&record);
-            args.extend(keyed.iter().map(|p| deltas[*p].clone()));
-            let answer: Value = self.invoke_viewer(&keys, &args, &record_arg).await.map_err(backend)?;
+            args.push(version.unwrap_or_else(|| "0".to_owned()).into_bytes());
+            args.push(now_ms.to_string().into_bytes());
+            args.push(self.window_ms.to_string().into_bytes());
+            args.push(encode_viewer(&record));
+            args.extend(keyed.iter().map(|p| deltas[*p].clone().into_bytes()));
+            let answer: Value = self
+                .connection
+                .invoke(&self.write_viewer, &keys, &args)
+                .await
+                .map_err(backend)?;
             match parse_viewer_answer(answer)? {
                 ViewerAnswer::Written => {
                     done.extend(pending.into_iter().zip(deltas).map(|(i, d)| (i, ViewerStep::New(d))));
@@ -443,22 +449,6 @@ impl RedisStore {
         Err(StoreError::Backend(format!(
             "viewer {viewer_id}: record changed by other writers {MAX_VIEWER_ATTEMPTS} times in a row"
         )))
-    }
-
-    async fn invoke_viewer(&self, keys: &[String], args: &[String], record: &[u8]) -> Result<Value, RedisError> {
-        // ARGV[4] is the binary record: build the argument list by hand.
-        let mut invocation = self.write_viewer.prepare_invoke();
-        for key in keys {
-            invocation.key(key);
-        }
-        invocation.arg(&args[0]).arg(&args[1]).arg(&args[2]).arg(record);
-        for arg in &args[3..] {
-            invocation.arg(arg);
-        }
-        match &self.connection {
-            Connection::Single(connection) => invocation.invoke_async(&mut connection.clone()).await,
-            Connection::Cluster(connection) => invocation.invoke_async(&mut connection.clone()).await,
-        }
     }
 
     /// Steps 2 and 3: `work` is (event index, delta) for events to apply.
@@ -510,19 +500,19 @@ impl RedisStore {
     ) -> Result<Vec<bool>, StoreError> {
         let count = items.len();
         let mut keys = vec![hash_key.clone(), format!("{hash_key}:n")];
-        let mut args = Vec::with_capacity(2 + 3 * count);
-        args.push(now_ms.to_string());
-        args.push(self.window_ms.to_string());
+        let mut args: Vec<Vec<u8>> = Vec::with_capacity(2 + 3 * count);
+        args.push(now_ms.to_string().into_bytes());
+        args.push(self.window_ms.to_string().into_bytes());
         for (hash, id, delta) in items {
             match hash {
                 Some(hash) => {
                     keys.push(format!("{hash_key}:a:{hash:032x}"));
-                    args.push("1".to_owned());
+                    args.push(b"1".to_vec());
                 }
-                None => args.push("0".to_owned()),
+                None => args.push(b"0".to_vec()),
             }
-            args.push(id);
-            args.push(delta);
+            args.push(id.into_bytes());
+            args.push(delta.into_bytes());
         }
         let flags: Vec<i64> = self
             .connection

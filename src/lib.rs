@@ -4,12 +4,14 @@
 //! # Layout
 //!
 //! - [`model`]: the scoring model — pure code, no I/O, no proto types.
-//! - [`store`]: the store trait and its backends (embedded redb).
+//! - [`store`]: the store trait and its backends (embedded redb; Redis and
+//!   Redis Cluster for several replicas).
 //! - [`cache`]: moka caches of creator aggregates and viewer records.
 //! - [`ingest`]: event validation.
 //! - [`engine`]: the domain service — rank, scores, record — over store and cache.
 //! - [`grpc`]: the tonic adapter: proto ⇄ domain, errors → `Status`, nothing else.
-//! - [`server`]: wiring: health, reflection, limits, graceful shutdown.
+//! - [`server`]: wiring: health (with a store probe), reflection, limits,
+//!   graceful shutdown.
 //! - [`metrics`]: the Prometheus registry and its `/metrics` endpoint.
 //! - [`deadline`]: client deadlines (`grpc-timeout`) → DEADLINE_EXCEEDED.
 //! - [`config`]: typed, validated configuration with named variants.

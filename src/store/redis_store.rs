@@ -11,7 +11,7 @@
 //! | dedupe entry | `cb:{v<viewer>}:e:<event hash>` | `<now_ms>;<delta>`, expires with the dedupe window |
 //! | platform aggregate | `cb:{g}`, `cb:{g}:n` | as a bucket's, with the id `g` |
 //! | marker: event applied to it | `cb:{g}:a:<event hash>` | as for a bucket |
-//! | half-lives | `cb:{meta}` | hash |
+//! | half-lives the sums were written with | `cb:{meta}` | string |
 //!
 //! An event is applied in three idempotent steps, one script each:
 //!

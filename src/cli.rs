@@ -219,7 +219,7 @@ pub struct ImportArgs {
     /// Skip events at or after TIME (RFC 3339, date, unix ms or `now`).
     #[arg(long)]
     pub until: Option<String>,
-    /// Config file (its [ingest] half-lives must match the server's).
+    /// Config file (its `[ingest]` half-lives must match the server's).
     #[arg(long, env = "CREATOR_BOOST_CONFIG")]
     pub config: Option<PathBuf>,
     /// Events per batch.

@@ -1,6 +1,16 @@
-# Shared by bench/run.sh and bench/redis.sh (sourced): ports, servers pinned
-# to a core, saturation and paced-latency runs with h2load. Expects $work,
-# $pids, $DURATION, $WARMUP, $SERVER_CORE and $CLIENT_CORE.
+# Shared by bench/run.sh and bench/redis.sh (sourced): builds the release
+# binaries, makes a scratch directory and stops every server started with
+# `serve` on exit; ports, servers pinned to a core, saturation and
+# paced-latency runs with h2load. Expects $DURATION, $WARMUP, $SERVER_CORE
+# and $CLIENT_CORE; sets $bin, $loadgen, $work and $pids.
+
+cargo build --release --locked --bin creator-boost --examples >&2
+bin=target/release/creator-boost
+loadgen=target/release/examples/loadgen
+work=$(mktemp -d)
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
+trap cleanup EXIT
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 wait_port() { for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 never opened" >&2; exit 1; }

@@ -66,6 +66,24 @@ this is not json
 {"event_id":"j8","kind":"SHARE","viewer_id":9,"creator_id":300,"timestamp_ms":1790000000000}
 "#;
 
+/// `creator-boost generate` into `dir/generated.jsonl`: `events` events over
+/// 14 days ending 2026-11-01, all of them written.
+fn generate_file(dir: &Path, seed: u64, creators: u64, viewers: u64, events: u64) -> PathBuf {
+    let path = dir.join("generated.jsonl");
+    let args = GenerateArgs {
+        seed,
+        creators,
+        viewers,
+        events,
+        end: "2026-11-01T00:00:00Z".into(),
+        days: 14,
+    };
+    let mut file = std::io::BufWriter::new(std::fs::File::create(&path).expect("create"));
+    assert_eq!(commands::generate_events(args, &mut file).expect("generate"), events);
+    drop(file);
+    path
+}
+
 fn write_temp(dir: &Path, name: &str, text: &str) -> PathBuf {
     let path = dir.join(name);
     let mut file = std::fs::File::create(&path).expect("create");
@@ -146,18 +164,7 @@ async fn import_over_stream_events_into_a_running_server() {
 #[tokio::test]
 async fn generated_events_import_and_score() {
     let temp = tempfile::tempdir().expect("temp");
-    let path = temp.path().join("generated.jsonl");
-    let args = GenerateArgs {
-        seed: 3,
-        creators: 50,
-        viewers: 500,
-        events: 5_000,
-        end: "2026-11-01T00:00:00Z".into(),
-        days: 14,
-    };
-    let mut file = std::io::BufWriter::new(std::fs::File::create(&path).expect("create"));
-    assert_eq!(commands::generate_events(args, &mut file).expect("generate"), 5_000);
-    drop(file);
+    let path = generate_file(temp.path(), 3, 50, 500, 5_000);
     let data = temp.path().join("data");
     let stats = commands::import(import_args(vec![path], &data)).await.expect("import");
     assert_eq!(
@@ -188,18 +195,7 @@ async fn import_and_scores_on_redis_match_the_embedded_store() {
         return;
     }
     let temp = tempfile::tempdir().expect("temp");
-    let path = temp.path().join("generated.jsonl");
-    let generate = GenerateArgs {
-        seed: 5,
-        creators: 40,
-        viewers: 300,
-        events: 3_000,
-        end: "2026-11-01T00:00:00Z".into(),
-        days: 14,
-    };
-    let mut file = std::io::BufWriter::new(std::fs::File::create(&path).expect("create"));
-    commands::generate_events(generate, &mut file).expect("generate");
-    drop(file);
+    let path = generate_file(temp.path(), 5, 40, 300, 3_000);
     let as_of = "2026-11-01T00:00:00Z";
     let data = temp.path().join("data");
     commands::import(import_args(vec![path.clone()], &data))

@@ -25,6 +25,12 @@ fn config_with_ttl() -> String {
     format!("{TEST_CONFIG}\n[cache]\nttl_ms = {TTL_MS}\n")
 }
 
+/// For outage tests: entries expire fast (300 ms), so reads go to the store
+/// soon after it fails, and stay servable as stale for 3 s.
+fn outage_config() -> String {
+    format!("{TEST_CONFIG}\n[cache]\nttl_ms = 300\nstale_ttl_ms = 3000\n")
+}
+
 #[tokio::test]
 async fn a_write_through_one_process_is_seen_by_another_within_the_bound() {
     if !common::redis::available() {
@@ -362,7 +368,7 @@ async fn killing_redis_degrades_rank_without_failing_it_and_loses_no_acked_event
     let mut redis = RedisProcess::start();
     let server = spawn_with(Spawn {
         backend: Backend::Url(redis.url()),
-        config: Some(format!("{TEST_CONFIG}\n[cache]\nttl_ms = 300\nstale_ttl_ms = 3000\n")),
+        config: Some(outage_config()),
         ..Spawn::default()
     })
     .await;
@@ -541,7 +547,7 @@ async fn killing_a_cluster_master_degrades_and_recovers() {
     let mut cluster = RedisCluster::start();
     let server = spawn_with(Spawn {
         backend: Backend::Url(cluster.url.clone()),
-        config: Some(format!("{TEST_CONFIG}\n[cache]\nttl_ms = 300\nstale_ttl_ms = 3000\n")),
+        config: Some(outage_config()),
         ..Spawn::default()
     })
     .await;

@@ -15,7 +15,8 @@
 //! and for at most [`L1_MAX_AGE`], so it adds at most that much to the
 //! cross-replica staleness bound and never hides a local write.
 //! Coherence on this node: after a commit the store's hook refreshes entries
-//! already cached. A read that raced with a commit is not cached: the
+//! already cached (with a shared store it drops them instead: only the store
+//! knows their new values, which other replicas write too). A read that raced with a commit is not cached: the
 //! generation counter tells the reader a commit happened while it was reading,
 //! and it is checked again after the insert, because the commit's refresh may
 //! have run between the first check and the insert.

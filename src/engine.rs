@@ -417,7 +417,8 @@ impl<S: Store> Engine<S> {
 
     /// The buckets holding sorted distinct `creator_ids`: from cache, else
     /// one store read for every bucket missing. On store failure the missing
-    /// buckets are empty (neutral scores) and the flag is set.
+    /// buckets come from expired cache entries still held (stale), else are
+    /// empty (neutral scores), and the flag is set.
     async fn creator_buckets(&self, creator_ids: &[u64], budget: Option<Duration>) -> (BucketSet, bool) {
         let mut buckets: Vec<u32> = creator_ids.iter().map(|id| creator_bucket(*id)).collect();
         buckets.sort_unstable();

@@ -328,6 +328,11 @@ pub fn run(options: &EvalOptions) -> Result<String, String> {
         "| outer | {} | {:.4} | {:.4} | {:.4} |",
         configured.creators, configured.model, configured.popularity, configured.raw_rate
     );
+    let (low, high) = bootstrap_interval(&configured, 2_000, 1);
+    let _ = writeln!(
+        report,
+        "| outer, creator_value: 95% bootstrap interval [{low:.4}, {high:.4}] | | | | |"
+    );
 
     if options.tune {
         // Inner split: the first half's own first half predicts its second half.
@@ -418,6 +423,28 @@ pub fn run(options: &EvalOptions) -> Result<String, String> {
         }
     }
     Ok(report)
+}
+
+/// Bootstrap over creators of spearman(model): the 2.5% and 97.5% quantiles.
+fn bootstrap_interval(result: &SplitResult, resamples: usize, seed: u64) -> (f64, f64) {
+    let n = result.points.len();
+    if n < 3 {
+        return (0.0, 0.0);
+    }
+    let mut rng = crate::generate::Rng::new(seed);
+    let mut values = Vec::with_capacity(resamples);
+    let (mut model, mut target) = (vec![0.0; n], vec![0.0; n]);
+    for _ in 0..resamples {
+        for i in 0..n {
+            let j = rng.below(n as u64) as usize;
+            model[i] = result.points[j].0;
+            target[i] = result.points[j].1;
+        }
+        values.push(spearman(&model, &target));
+    }
+    values.sort_by(f64::total_cmp);
+    let quantile = |q: f64| values[((values.len() - 1) as f64 * q).round() as usize];
+    (quantile(0.025), quantile(0.975))
 }
 
 /// Paired bootstrap over creators of spearman(model) − spearman(raw rate):

@@ -121,6 +121,7 @@ fn event_kind(kind: i32) -> Option<EventKind> {
         proto::EventKind::Unfollow => Some(EventKind::Unfollow),
         proto::EventKind::LeaveFanGroup => Some(EventKind::LeaveFanGroup),
         proto::EventKind::Report => Some(EventKind::Report),
+        proto::EventKind::ProfileVisit => Some(EventKind::ProfileVisit),
     }
 }
 
@@ -138,6 +139,7 @@ pub fn proto_kind(kind: EventKind) -> proto::EventKind {
         EventKind::Unfollow => proto::EventKind::Unfollow,
         EventKind::LeaveFanGroup => proto::EventKind::LeaveFanGroup,
         EventKind::Report => proto::EventKind::Report,
+        EventKind::ProfileVisit => proto::EventKind::ProfileVisit,
     }
 }
 
@@ -241,10 +243,14 @@ impl<S: Store> GrpcService<S> {
                         intimacy_factor: p.intimacy_factor,
                         evidence: c.evidence,
                         followers: c.followers,
+                        audience: c.audience,
+                        engaged_accounts: c.engaged_accounts,
+                        confidence: c.confidence,
                         text: format!(
-                            "public {:.4} = clamp(exp({:.4} = fan_value {:.4} [fan_lift {:.4}] + long_term_value {:.4} \
-                             [churn_lift {:.4}, report_lift {:.4}])); private {:.4} = clamp(tier {:.2} x intimacy {:.4} \
-                             [I = {:.3}]); boost {:.4}",
+                            "public {:.4} = soft_clamp(exp({:.4} = fan_value {:.4} [fan_lift {:.4}] + long_term_value \
+                             {:.4} [churn_lift {:.4}, report_lift {:.4}])), gains x confidence {:.3} [{:.1} engaged of \
+                             {:.1} accounts shown]; private {:.4} = clamp(tier {:.2} x intimacy {:.4} [I = {:.3}]); \
+                             boost {:.4}",
                             c.public_boost,
                             c.creator_value,
                             c.fan_value,
@@ -252,6 +258,9 @@ impl<S: Store> GrpcService<S> {
                             c.long_term_value,
                             c.churn_lift,
                             c.report_lift,
+                            c.confidence,
+                            c.engaged_accounts,
+                            c.audience,
                             p.private_boost,
                             p.tier,
                             p.intimacy_factor,
@@ -306,6 +315,9 @@ impl<S: Store> GrpcService<S> {
                 followers: s.followers,
                 evidence: s.evidence,
                 updated_at_ms: s.updated_at_ms,
+                audience: s.audience,
+                engaged_accounts: s.engaged_accounts,
+                confidence: s.confidence,
             })
             .collect();
         Ok(Response::new(proto::GetCreatorScoresResponse {

@@ -20,13 +20,19 @@ pub struct ScoreRow {
     pub followers: u64,
     /// Events counted.
     pub evidence: u64,
-    /// ln(fan_lift).
+    /// Accounts shown the creator (decayed, non-followers weighted).
+    pub audience: f64,
+    /// Accounts shown that engaged beyond viewing (decayed).
+    pub engaged_accounts: f64,
+    /// engaged / (engaged + m_accounts); low = the value rests on few accounts.
+    pub confidence: f64,
+    /// ln(fan_lift), times confidence when positive.
     pub fan_value: f64,
     /// −(a_u ln churn_lift + a_r ln report_lift).
     pub long_term_value: f64,
     /// w_fv·fan_value + w_ltv·long_term_value.
     pub creator_value: f64,
-    /// clamp(exp(creator_value)).
+    /// soft_clamp(exp(creator_value)).
     pub public_boost: f64,
     /// Latest event, unix ms.
     pub updated_at_ms: i64,
@@ -59,6 +65,9 @@ pub fn score_rows(
                 found: true,
                 followers: s.followers,
                 evidence: s.evidence,
+                audience: s.audience,
+                engaged_accounts: s.engaged_accounts,
+                confidence: s.confidence,
                 fan_value: s.fan_value,
                 long_term_value: s.long_term_value,
                 creator_value: s.creator_value,
@@ -76,6 +85,9 @@ pub fn unknown_row(creator_id: u64) -> ScoreRow {
         found: false,
         followers: 0,
         evidence: 0,
+        audience: 0.0,
+        engaged_accounts: 0.0,
+        confidence: 0.0,
         fan_value: 0.0,
         long_term_value: 0.0,
         creator_value: 0.0,
@@ -93,16 +105,19 @@ pub fn write_rows(rows: &[ScoreRow], format: ScoresFormat, out: &mut impl Write)
         ScoresFormat::Csv => {
             writeln!(
                 out,
-                "creator_id,found,followers,evidence,fan_value,long_term_value,creator_value,public_boost,updated_at_ms"
+                "creator_id,found,followers,evidence,audience,engaged_accounts,confidence,fan_value,long_term_value,creator_value,public_boost,updated_at_ms"
             )?;
             for r in rows {
                 writeln!(
                     out,
-                    "{},{},{},{},{},{},{},{},{}",
+                    "{},{},{},{},{},{},{},{},{},{},{},{}",
                     r.creator_id,
                     r.found,
                     r.followers,
                     r.evidence,
+                    r.audience,
+                    r.engaged_accounts,
+                    r.confidence,
                     r.fan_value,
                     r.long_term_value,
                     r.creator_value,

@@ -187,11 +187,13 @@ async fn concurrent_writers_through_two_replicas_match_a_single_node_replay(back
             let creator = creators.entry(event.creator_id).or_default();
             let viewer = (event.viewer_id != 0).then(|| viewers.entry(event.viewer_id).or_default());
             let delta = event_delta(&event, &ingest, &decay, viewer);
-            creator.add(&delta);
-            global.add(&delta);
+            creator.add(&delta.creator);
+            global.add(&delta.global);
             let scale = scales.entry(event.creator_id).or_insert([0.0; SUM_FIELDS]);
-            for (index, value) in delta.sums.iter().enumerate() {
+            for (index, value) in delta.creator.sums.iter().enumerate() {
                 scale[index] += value.abs();
+            }
+            for (index, value) in delta.global.sums.iter().enumerate() {
                 global_scale[index] += value.abs();
             }
             replayed += 1;
@@ -348,6 +350,7 @@ fn model_event(event: &proto::Event) -> Event {
         Unfollow => EventKind::Unfollow,
         LeaveFanGroup => EventKind::LeaveFanGroup,
         Report => EventKind::Report,
+        ProfileVisit => EventKind::ProfileVisit,
         Unspecified => panic!("unspecified kind"),
     };
     Event {

@@ -4,7 +4,8 @@
 //! Mapping: the impression → VIEW (amount = fraction of the video played,
 //! at least 0.01 so an unwatched impression is a minimal view rather than
 //! "fraction not given"); `is_like` → LIKE, `is_comment` → COMMENT,
-//! `is_forward` → SHARE, `is_hate` → REPORT, then `is_follow` → FOLLOW (the
+//! `is_forward` → SHARE, `is_profile_enter` → PROFILE_VISIT (when the log
+//! has that column), `is_hate` → REPORT, then `is_follow` → FOLLOW (the
 //! follow comes out of the impression, so it is applied after it). Event ids
 //! are derived from the row (`kr-USER-VIDEO-TIME-kind`), so a re-import is all
 //! duplicates; rows repeating the same (user, video, time) are duplicates too.
@@ -26,6 +27,7 @@ pub struct Columns {
     comment: usize,
     forward: usize,
     hate: usize,
+    profile_enter: Option<usize>,
     play_time_ms: usize,
     duration_ms: usize,
     author: usize,
@@ -58,6 +60,8 @@ impl Columns {
             comment: find("is_comment")?,
             forward: find("is_forward")?,
             hate: find("is_hate")?,
+            // Optional: logs without it still import, without profile visits.
+            profile_enter: find("is_profile_enter").ok(),
             play_time_ms: find("play_time_ms")?,
             duration_ms: find("duration_ms")?,
             author: find("author_id")?,
@@ -132,6 +136,10 @@ impl Columns {
             (EventKind::Like, flag(self.like)?),
             (EventKind::Comment, flag(self.comment)?),
             (EventKind::Share, flag(self.forward)?),
+            (
+                EventKind::ProfileVisit,
+                self.profile_enter.map(flag).transpose()?.unwrap_or(false),
+            ),
             (EventKind::Report, flag(self.hate)?),
             (EventKind::Follow, flag(self.follow)?),
         ];
@@ -168,6 +176,16 @@ mod tests {
         assert_eq!(out[0].creator_id, 8079479);
         assert_eq!(out[0].timestamp_ms, 1_650_812_741_436);
         assert_eq!(out[2].event_id, "kr-712-5239-1650812741436-follow");
+
+        out.clear();
+        columns
+            .events(
+                "9,2,20220425,0,1650812741436,1,0,0,0,0,0,0,5,10,3000,0,1,0,1,3",
+                &mut out,
+            )
+            .expect("profile visit");
+        let kinds: Vec<EventKind> = out.iter().filter_map(|e| e.kind).collect();
+        assert_eq!(kinds, vec![EventKind::View, EventKind::ProfileVisit]);
 
         out.clear();
         columns

@@ -1,13 +1,21 @@
 //! What is kept per creator, per viewer and platform-wide, and how one event
-//! changes it. Every sum is forward-decayed (see [`super::decay`]), so applying
-//! events is addition, and relation state is a pair of last-writer-wins
-//! registers, so the result does not depend on arrival order.
+//! changes it.
+//!
+//! Evidence is counted per account. Each viewer–creator pair keeps its own
+//! state (last-writer-wins registers, the latest view and engagement times,
+//! and a forward-decayed sum per engagement kind); what the pair adds to its
+//! creator's sums is a bounded function of that state ([`pair_sums`]): at
+//! most 1 per engagement kind, and only once the platform has shown the
+//! creator to the account. An event changes one pair, so its effect on the
+//! aggregates is the pair's contribution after minus before — a delta a
+//! shared store can add with atomic increments. The pair state is the same
+//! whatever order its events arrive in, so the sums are too.
 
 use super::decay::Decay;
 use super::params::IngestParams;
 
-/// Number of engagement kinds (VIEW … TIP).
-pub const ENGAGEMENT_KINDS: usize = 7;
+/// Number of engagement kinds (VIEW … TIP, then PROFILE_VISIT).
+pub const ENGAGEMENT_KINDS: usize = 8;
 
 /// A fan-behaviour or relation event kind.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -34,11 +42,13 @@ pub enum EventKind {
     LeaveFanGroup,
     /// Reported the creator or an item.
     Report,
+    /// Visited the creator's profile page: interest in the person, not one item.
+    ProfileVisit,
 }
 
 impl EventKind {
     /// Every kind, in protocol order.
-    pub const ALL: [EventKind; 11] = [
+    pub const ALL: [EventKind; 12] = [
         EventKind::View,
         EventKind::Like,
         EventKind::Comment,
@@ -50,6 +60,7 @@ impl EventKind {
         EventKind::Unfollow,
         EventKind::LeaveFanGroup,
         EventKind::Report,
+        EventKind::ProfileVisit,
     ];
 
     /// Position among the engagement kinds, or `None` for relation and negative kinds.
@@ -62,6 +73,7 @@ impl EventKind {
             EventKind::Purchase => Some(4),
             EventKind::JoinFanGroup => Some(5),
             EventKind::Tip => Some(6),
+            EventKind::ProfileVisit => Some(7),
             EventKind::Follow | EventKind::Unfollow | EventKind::LeaveFanGroup | EventKind::Report => None,
         }
     }
@@ -88,6 +100,7 @@ impl EventKind {
             EventKind::Unfollow => "unfollow",
             EventKind::LeaveFanGroup => "leave_fan_group",
             EventKind::Report => "report",
+            EventKind::ProfileVisit => "profile_visit",
         }
     }
 }
@@ -122,23 +135,30 @@ impl Event {
 }
 
 /// Forward-decayed sums and exact counts for one creator, or summed over all
-/// creators for the platform-wide aggregate.
+/// creators for the platform-wide aggregate. Every sum is a sum over
+/// accounts of that account's bounded share ([`pair_sums`]).
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct CreatorAggregate {
-    /// Per engagement kind: value from viewers following at event time.
+    /// Per engagement kind: Σ over accounts following now of the account's
+    /// saturated value of that kind (each at most 1).
     pub fan: [f64; ENGAGEMENT_KINDS],
-    /// Per engagement kind: value from everyone else.
+    /// Per engagement kind: the same over accounts not following.
     pub non_fan: [f64; ENGAGEMENT_KINDS],
-    /// VIEW count (not fraction) from followers: exposure.
-    pub exposure_fan: f64,
-    /// VIEW count from everyone else.
-    pub exposure_non_fan: f64,
-    /// Effective unfollows (negative half-life).
+    /// Accounts shown the creator (they sent a VIEW) and following now.
+    pub audience_fan: f64,
+    /// Accounts shown the creator and not following.
+    pub audience_non_fan: f64,
+    /// Accounts shown the creator that engaged beyond viewing, each counted
+    /// at most once (by its strongest layer).
+    pub engaged: f64,
+    /// Accounts shown the creator whose follow ended in an unfollow (negative half-life).
     pub unfollows: f64,
-    /// Reports (negative half-life).
+    /// Distinct reporters that were shown the creator (negative half-life).
     pub reports: f64,
-    /// All VIEW events, unweighted (negative half-life).
-    pub views: f64,
+    /// Distinct reporters never shown the creator (negative half-life).
+    pub reports_unshown: f64,
+    /// Accounts shown the creator, unweighted (negative half-life).
+    pub shown: f64,
     /// Exact follower count.
     pub followers: u64,
     /// Exact fan-group member count.
@@ -149,7 +169,8 @@ pub struct CreatorAggregate {
     pub updated_at_ms: i64,
 }
 
-/// A viewer's relation to one creator: last-writer-wins registers and intimacy.
+/// A viewer's relation to one creator: last-writer-wins registers, the
+/// latest view and engagement, and what the viewer did per engagement kind.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct PairRelation {
     /// The creator.
@@ -162,6 +183,14 @@ pub struct PairRelation {
     pub join_ms: i64,
     /// Latest LEAVE_FAN_GROUP timestamp, 0 = never.
     pub leave_ms: i64,
+    /// Latest REPORT timestamp, 0 = never.
+    pub report_ms: i64,
+    /// Latest VIEW timestamp, 0 = the creator was never shown to the viewer.
+    pub view_ms: i64,
+    /// Latest engagement event of any kind (VIEW included), 0 = none.
+    pub engaged_ms: i64,
+    /// Per engagement kind: forward-decayed value of the viewer's events.
+    pub layers: [f64; ENGAGEMENT_KINDS],
     /// Forward-decayed weighted engagement of the viewer with the creator.
     pub intimacy: f64,
 }
@@ -177,27 +206,14 @@ impl PairRelation {
         self.join_ms > self.leave_ms
     }
 
-    /// Followed at `timestamp_ms`, as far as the registers tell: the latest
-    /// FOLLOW is not after it and no UNFOLLOW came between.
-    pub fn following_at(&self, timestamp_ms: i64) -> bool {
-        self.follow_ms != 0
-            && self.follow_ms <= timestamp_ms
-            && !(self.unfollow_ms >= self.follow_ms && self.unfollow_ms <= timestamp_ms)
+    /// Whether the platform showed the creator to the viewer (a VIEW).
+    pub fn shown(&self) -> bool {
+        self.view_ms != 0
     }
 
-    /// This pair's share of the creator's unfollow sum: its latest UNFOLLOW,
-    /// when that ended a FOLLOW.
-    fn churn(&self, decay: &Decay) -> f64 {
-        if self.follow_ms != 0 && self.unfollow_ms >= self.follow_ms {
-            decay.negative_weight(self.unfollow_ms)
-        } else {
-            0.0
-        }
-    }
-
-    /// Whether forgetting the pair would lose relation history.
+    /// Whether forgetting the pair would lose relation or report history.
     fn has_relation_history(&self) -> bool {
-        self.follow_ms != 0 || self.unfollow_ms != 0 || self.join_ms != 0 || self.leave_ms != 0
+        self.follow_ms != 0 || self.unfollow_ms != 0 || self.join_ms != 0 || self.leave_ms != 0 || self.report_ms != 0
     }
 }
 
@@ -235,8 +251,10 @@ impl ViewerRecord {
         &mut self.relations[index]
     }
 
-    /// Forgets the least intimate pairs without relation history until at most
-    /// `max` remain (pairs with history are kept: they back exact counts).
+    /// Forgets the least intimate pairs without relation or report history
+    /// until at most `max` remain (pairs with history are kept: they back
+    /// exact counts). A forgotten pair's share stays in its creator's sums
+    /// and decays there.
     fn enforce_limit(&mut self, max: usize, keep: u64) {
         while self.relations.len() > max {
             let victim = self
@@ -257,12 +275,12 @@ impl ViewerRecord {
 }
 
 /// Number of floating-point sums in a [`CreatorAggregate`].
-pub const SUM_FIELDS: usize = 2 * ENGAGEMENT_KINDS + 5;
+pub const SUM_FIELDS: usize = 2 * ENGAGEMENT_KINDS + 7;
 
-/// What one event adds to its creator's aggregate and to the platform
-/// aggregate. Backends that cannot hold an aggregate in memory while they
-/// apply an event (a shared store updated with atomic increments) apply it
-/// as increments; the embedded store adds it directly.
+/// What one event adds to one aggregate. Backends that cannot hold an
+/// aggregate in memory while they apply an event (a shared store updated
+/// with atomic increments) apply it as increments; the embedded store adds
+/// it directly.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct AggregateDelta {
     /// Added to the sums, in [`CreatorAggregate::sums`] order.
@@ -275,19 +293,33 @@ pub struct AggregateDelta {
     pub timestamp_ms: i64,
 }
 
+/// What one event adds to its creator's aggregate and to the platform
+/// aggregate. They differ in one way: in the platform aggregate (the priors)
+/// each account's engagement is trimmed to `IngestParams::prior_depth_cap`,
+/// so a few very deep accounts cannot move the platform's norm.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct EventDelta {
+    /// Added to the creator's aggregate.
+    pub creator: AggregateDelta,
+    /// Added to the platform aggregate.
+    pub global: AggregateDelta,
+}
+
 impl CreatorAggregate {
-    /// The sums in a fixed order: fan[0..7], non_fan[0..7], exposure_fan,
-    /// exposure_non_fan, unfollows, reports, views.
+    /// The sums in a fixed order: fan[0..8], non_fan[0..8], audience_fan,
+    /// audience_non_fan, engaged, unfollows, reports, reports_unshown, shown.
     pub fn sums(&self) -> [f64; SUM_FIELDS] {
         let mut out = [0.0; SUM_FIELDS];
         out[..ENGAGEMENT_KINDS].copy_from_slice(&self.fan);
         out[ENGAGEMENT_KINDS..2 * ENGAGEMENT_KINDS].copy_from_slice(&self.non_fan);
-        out[2 * ENGAGEMENT_KINDS..].copy_from_slice(&[
-            self.exposure_fan,
-            self.exposure_non_fan,
+        out[AUDIENCE_FAN..].copy_from_slice(&[
+            self.audience_fan,
+            self.audience_non_fan,
+            self.engaged,
             self.unfollows,
             self.reports,
-            self.views,
+            self.reports_unshown,
+            self.shown,
         ]);
         out
     }
@@ -297,11 +329,13 @@ impl CreatorAggregate {
         match index {
             i if i < ENGAGEMENT_KINDS => &mut self.fan[i],
             i if i < 2 * ENGAGEMENT_KINDS => &mut self.non_fan[i - ENGAGEMENT_KINDS],
-            EXPOSURE_FAN => &mut self.exposure_fan,
-            EXPOSURE_NON_FAN => &mut self.exposure_non_fan,
+            AUDIENCE_FAN => &mut self.audience_fan,
+            AUDIENCE_NON_FAN => &mut self.audience_non_fan,
+            ENGAGED => &mut self.engaged,
             UNFOLLOWS => &mut self.unfollows,
             REPORTS => &mut self.reports,
-            _ => &mut self.views,
+            REPORTS_UNSHOWN => &mut self.reports_unshown,
+            _ => &mut self.shown,
         }
     }
 
@@ -321,11 +355,86 @@ impl CreatorAggregate {
 
 const FAN: usize = 0;
 const NON_FAN: usize = ENGAGEMENT_KINDS;
-const EXPOSURE_FAN: usize = 2 * ENGAGEMENT_KINDS;
-const EXPOSURE_NON_FAN: usize = EXPOSURE_FAN + 1;
-const UNFOLLOWS: usize = EXPOSURE_FAN + 2;
-const REPORTS: usize = EXPOSURE_FAN + 3;
-const VIEWS: usize = EXPOSURE_FAN + 4;
+const AUDIENCE_FAN: usize = 2 * ENGAGEMENT_KINDS;
+const AUDIENCE_NON_FAN: usize = AUDIENCE_FAN + 1;
+const ENGAGED: usize = AUDIENCE_FAN + 2;
+const UNFOLLOWS: usize = AUDIENCE_FAN + 3;
+const REPORTS: usize = AUDIENCE_FAN + 4;
+const REPORTS_UNSHOWN: usize = AUDIENCE_FAN + 5;
+const SHOWN: usize = AUDIENCE_FAN + 6;
+
+/// Index of VIEW among the engagement kinds.
+const VIEW: usize = 0;
+
+/// How much of a layer an account's events earn: `1 − e^(−value)`. One LIKE
+/// earns 0.63 of the layer, two 0.86, three 0.95; no number of events, and
+/// no amount of money, earns more than the whole layer.
+pub fn saturate(value: f64) -> f64 {
+    -(-value).exp_m1()
+}
+
+/// What one viewer–creator pair adds to its creator's sums, and to the
+/// platform's (trimmed), in [`CreatorAggregate::sums`] order.
+///
+/// - Engagement counts only once the creator was shown to the viewer (a
+///   VIEW): accounts the platform never showed the creator cannot earn it
+///   anything. Each kind adds its saturated value ([`saturate`]), so one
+///   account adds at most 1 per kind, whatever it sends; the sum decays
+///   from the pair's latest engagement.
+/// - The audience: 1 per account shown, decaying from its latest VIEW.
+/// - Engaged accounts: 1 at most per account, its strongest non-VIEW layer.
+/// - Unfollows: once per account shown whose latest FOLLOW was ended by an UNFOLLOW.
+/// - Reports: once per reporter, apart for reporters never shown.
+pub fn pair_sums(pair: &PairRelation, params: &IngestParams, decay: &Decay) -> ([f64; SUM_FIELDS], [f64; SUM_FIELDS]) {
+    let mut sums = [0.0; SUM_FIELDS];
+    let shown = pair.shown();
+    if pair.report_ms != 0 {
+        sums[if shown { REPORTS } else { REPORTS_UNSHOWN }] = decay.negative_weight(pair.report_ms);
+    }
+    if !shown {
+        return (sums, sums);
+    }
+    if pair.follow_ms != 0 && pair.unfollow_ms >= pair.follow_ms {
+        sums[UNFOLLOWS] = decay.negative_weight(pair.unfollow_ms);
+    }
+    let following = pair.following();
+    sums[if following { AUDIENCE_FAN } else { AUDIENCE_NON_FAN }] = decay.engagement_weight(pair.view_ms);
+    sums[SHOWN] = decay.negative_weight(pair.view_ms);
+
+    let weight = decay.engagement_weight(pair.engaged_ms);
+    let to_engaged = decay.engagement_scale(pair.engaged_ms);
+    let base = if following { FAN } else { NON_FAN };
+    let depth_weights = params.depth_weights.as_array();
+    let mut depth = 0.0;
+    let mut strongest: f64 = 0.0;
+    for (kind, value) in pair.layers.iter().enumerate() {
+        if *value > 0.0 {
+            let earned = saturate(value * to_engaged);
+            sums[base + kind] = weight * earned;
+            depth += depth_weights[kind] * earned;
+            if kind != VIEW {
+                strongest = strongest.max(earned);
+            }
+        }
+    }
+    sums[ENGAGED] = weight * strongest;
+    // One account's engagement counts up to `account_depth_cap` (soft):
+    // depth pays across many fans, not by one account going very deep. The
+    // platform aggregate caps it lower (`prior_depth_cap`).
+    let mut global = sums;
+    if depth > 0.0 {
+        let capped = |cap: f64| cap * saturate(depth / cap) / depth;
+        let (creator_factor, global_factor) = (
+            capped(params.account_depth_cap),
+            capped(params.prior_depth_cap.min(params.account_depth_cap)),
+        );
+        for kind in base..base + ENGAGEMENT_KINDS {
+            sums[kind] *= creator_factor;
+            global[kind] *= global_factor;
+        }
+    }
+    (sums, global)
+}
 
 /// Applies one validated event to the creator's aggregate, the platform
 /// aggregate and (for a known viewer) the viewer's record.
@@ -338,67 +447,73 @@ pub fn apply_event(
     viewer: Option<&mut ViewerRecord>,
 ) {
     let delta = event_delta(event, params, decay, viewer);
-    creator.add(&delta);
-    global.add(&delta);
+    creator.add(&delta.creator);
+    global.add(&delta.global);
 }
 
 /// Applies one validated event to the viewer's record (for a known viewer)
 /// and returns what it adds to its creator's and the platform aggregate.
+///
+/// An event without a viewer (anonymous) counts as evidence but moves no
+/// sum: it cannot be tied to an account, so it cannot be bounded per account.
 pub fn event_delta(
     event: &Event,
     params: &IngestParams,
     decay: &Decay,
     viewer: Option<&mut ViewerRecord>,
-) -> AggregateDelta {
+) -> EventDelta {
     debug_assert!(decay.accepts_timestamp(event.timestamp_ms));
     let t = event.timestamp_ms;
-    let mut delta = AggregateDelta {
-        timestamp_ms: t,
-        ..AggregateDelta::default()
+    let mut delta = EventDelta {
+        creator: AggregateDelta {
+            timestamp_ms: t,
+            ..AggregateDelta::default()
+        },
+        global: AggregateDelta {
+            timestamp_ms: t,
+            ..AggregateDelta::default()
+        },
     };
-
-    let mut viewer = viewer;
-    let mut pair = viewer
-        .as_deref_mut()
-        .map(|record| record.relation_mut(event.creator_id));
+    let Some(record) = viewer else {
+        return delta;
+    };
+    let pair = record.relation_mut(event.creator_id);
+    let (before, before_global) = pair_sums(pair, params, decay);
+    let was = (pair.following(), pair.fan_group_member());
 
     if let Some(kind_index) = event.kind.engagement_index() {
-        let fan = pair.as_ref().is_some_and(|p| p.following_at(t));
-        let forward = decay.engagement_weight(t);
-        let value = event.value() * forward;
-        delta.sums[if fan { FAN } else { NON_FAN } + kind_index] += value;
+        let value = event.value() * decay.engagement_weight(t);
+        pair.layers[kind_index] += value;
+        pair.intimacy += params.intimacy_weights.as_array()[kind_index] * value;
+        pair.engaged_ms = pair.engaged_ms.max(t);
         if event.kind == EventKind::View {
-            delta.sums[if fan { EXPOSURE_FAN } else { EXPOSURE_NON_FAN }] += forward;
-            delta.sums[VIEWS] += decay.negative_weight(t);
-        }
-        if let Some(pair) = pair.as_mut() {
-            pair.intimacy += params.intimacy_weights.as_array()[kind_index] * value;
+            pair.view_ms = pair.view_ms.max(t);
         }
     }
-    if event.kind == EventKind::Report {
-        delta.sums[REPORTS] += decay.negative_weight(t);
+    match event.kind {
+        EventKind::Follow => pair.follow_ms = pair.follow_ms.max(t),
+        EventKind::Unfollow => pair.unfollow_ms = pair.unfollow_ms.max(t),
+        EventKind::JoinFanGroup => pair.join_ms = pair.join_ms.max(t),
+        EventKind::LeaveFanGroup => pair.leave_ms = pair.leave_ms.max(t),
+        EventKind::Report => pair.report_ms = pair.report_ms.max(t),
+        _ => {}
     }
-    if event.kind.is_relation()
-        && let Some(pair) = pair.as_mut()
-    {
-        let before = (pair.following(), pair.fan_group_member(), pair.churn(decay));
-        match event.kind {
-            EventKind::Follow => pair.follow_ms = pair.follow_ms.max(t),
-            EventKind::Unfollow => pair.unfollow_ms = pair.unfollow_ms.max(t),
-            EventKind::JoinFanGroup => pair.join_ms = pair.join_ms.max(t),
-            EventKind::LeaveFanGroup => pair.leave_ms = pair.leave_ms.max(t),
-            _ => {}
+
+    let (after, after_global) = pair_sums(pair, params, decay);
+    let now = (pair.following(), pair.fan_group_member());
+    for part in [&mut delta.creator, &mut delta.global] {
+        part.followers = i64::from(now.0) - i64::from(was.0);
+        part.fan_group_members = i64::from(now.1) - i64::from(was.1);
+    }
+    for index in 0..SUM_FIELDS {
+        if after[index] != before[index] {
+            delta.creator.sums[index] = after[index] - before[index];
         }
-        let after = (pair.following(), pair.fan_group_member(), pair.churn(decay));
-        delta.followers = i64::from(after.0) - i64::from(before.0);
-        delta.fan_group_members = i64::from(after.1) - i64::from(before.1);
-        if before.2 != after.2 {
-            delta.sums[UNFOLLOWS] += after.2 - before.2;
+        if after_global[index] != before_global[index] {
+            delta.global.sums[index] = after_global[index] - before_global[index];
         }
     }
-    if let Some(record) = viewer {
-        record.enforce_limit(params.max_relations_per_viewer, event.creator_id);
-    }
+    record.enforce_limit(params.max_relations_per_viewer, event.creator_id);
     delta
 }
 

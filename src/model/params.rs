@@ -24,6 +24,8 @@ pub struct KindWeights {
     pub join_fan_group: f64,
     /// TIP.
     pub tip: f64,
+    /// PROFILE_VISIT.
+    pub profile_visit: f64,
 }
 
 impl Default for KindWeights {
@@ -39,6 +41,7 @@ impl Default for KindWeights {
             purchase: 6.0,
             join_fan_group: 8.0,
             tip: 10.0,
+            profile_visit: 0.25,
         }
     }
 }
@@ -54,6 +57,7 @@ impl KindWeights {
             self.purchase,
             self.join_fan_group,
             self.tip,
+            self.profile_visit,
         ]
     }
 }
@@ -64,22 +68,39 @@ impl KindWeights {
 pub struct ModelParams {
     /// Weight `w_k` of each engagement kind in `E`.
     pub weights: KindWeights,
-    /// Weight of engagement from viewers who did not follow the creator.
+    /// Weight of accounts not following the creator, in engagement and audience.
     pub non_fan_factor: f64,
-    /// Default `μ_e` (weighted engagement per exposure) while data is thin.
+    /// Default `μ_e` (weighted engagement per account shown) while data is thin.
     pub prior_engagement_rate: f64,
     /// Default `μ_u` (share of fans who leave).
     pub prior_churn_rate: f64,
-    /// Default `μ_r` (reports per view).
+    /// Default `μ_r` (reporters per account shown).
     pub prior_report_rate: f64,
-    /// Pseudo-count of platform exposure behind the default priors.
+    /// Pseudo-count of platform accounts behind the default priors.
     pub prior_strength: f64,
-    /// `m_e`: pseudo-exposures shrinking `fan_lift` towards 1.
+    /// `m_e`: pseudo-accounts (shown the creator) shrinking `fan_lift` towards 1.
     pub m_engagement: f64,
     /// `m_u`: pseudo-fans shrinking `churn_lift` towards 1.
     pub m_churn: f64,
-    /// `m_r`: pseudo-views shrinking `report_lift` towards 1.
+    /// `m_r`: pseudo-accounts (shown) shrinking `report_lift` towards 1.
     pub m_report: f64,
+    /// `m_a`: engaged accounts at which a creator's positive evidence counts
+    /// half: `confidence = A / (A + m_a)` scales every gain above the
+    /// platform average, so gains must be earned by many accounts.
+    pub m_accounts: f64,
+    /// Weight of a report from an account never shown the creator (0 = ignored).
+    pub unshown_report_weight: f64,
+    /// `τ`: how far creators' true engagement rates typically lie from the
+    /// platform's, relative to it. With the spread of a creator's own
+    /// estimate (from how its evidence is split over accounts, see
+    /// `account_cap`) it sets how much of the observed lift is believed:
+    /// `B = τ²μ² / (τ²μ² + s²)` (empirical Bayes).
+    pub fan_spread: f64,
+    /// The most one account adds to `E` (as `[ingest] account_depth_cap`):
+    /// scales the sampling variance `s² = account_cap·(E + μ·m_e)/(N + 1)²`,
+    /// so evidence from few accounts is believed less than the same evidence
+    /// from many.
+    pub account_cap: f64,
     /// `a_u`: weight of churn in long-term value.
     pub churn_weight: f64,
     /// `a_r`: weight of reports in long-term value.
@@ -88,9 +109,9 @@ pub struct ModelParams {
     pub fan_value_weight: f64,
     /// `w_ltv`: weight of long-term value in creator value.
     pub long_term_value_weight: f64,
-    /// Lower clamp of the public boost.
+    /// Lower bound of the public boost (approached smoothly, see `score::soft_clamp`).
     pub boost_min: f64,
-    /// Upper clamp of the public boost.
+    /// Upper bound of the public boost (approached smoothly).
     pub boost_max: f64,
     /// Relation tier of a follower.
     pub tier_follower: f64,
@@ -114,8 +135,12 @@ impl Default for ModelParams {
             prior_report_rate: 0.001,
             prior_strength: 10_000.0,
             m_engagement: 10.0,
-            m_churn: 10.0,
+            m_churn: 30.0,
             m_report: 10_000.0,
+            m_accounts: 100.0,
+            unshown_report_weight: 0.0,
+            fan_spread: 1.0,
+            account_cap: 1.5,
             churn_weight: 1.0,
             report_weight: 1.0,
             // Both scale creator_value alike, which leaves its rank correlation
@@ -148,6 +173,7 @@ impl ModelParams {
             ("purchase", self.weights.purchase),
             ("join_fan_group", self.weights.join_fan_group),
             ("tip", self.weights.tip),
+            ("profile_visit", self.weights.profile_visit),
         ] {
             non_negative(&format!("weights.{name}"), weight)?;
         }
@@ -165,6 +191,10 @@ impl ModelParams {
         positive("m_engagement", self.m_engagement)?;
         positive("m_churn", self.m_churn)?;
         positive("m_report", self.m_report)?;
+        positive("m_accounts", self.m_accounts)?;
+        positive("fan_spread", self.fan_spread)?;
+        positive("account_cap", self.account_cap)?;
+        in_unit_interval("unshown_report_weight", self.unshown_report_weight)?;
         non_negative("churn_weight", self.churn_weight)?;
         non_negative("report_weight", self.report_weight)?;
         non_negative("fan_value_weight", self.fan_value_weight)?;
@@ -199,8 +229,19 @@ pub struct IngestParams {
     /// Weight of each engagement kind in a viewer's intimacy with a creator.
     pub intimacy_weights: KindWeights,
     /// Most creators remembered per viewer; the least intimate pair without a
-    /// follow or fan-group history is forgotten first.
+    /// follow, fan-group or report history is forgotten first.
     pub max_relations_per_viewer: usize,
+    /// Layer weights measuring one account's depth with a creator for the
+    /// caps below; keep them equal to `[model.weights]`.
+    pub depth_weights: KindWeights,
+    /// One account's engagement with a creator counts as `c·(1 − e^(−d/c))`
+    /// of its depth `d` (in `depth_weights` units): at most `c`, about two
+    /// real likes, so depth pays through many fans going deep and never
+    /// through one account going very deep; deeper still ranks above shallower.
+    pub account_depth_cap: f64,
+    /// The same cap, lower, for the platform aggregate (the priors): they
+    /// describe the typical account, and a few deep accounts cannot move them.
+    pub prior_depth_cap: f64,
 }
 
 impl Default for IngestParams {
@@ -216,8 +257,12 @@ impl Default for IngestParams {
                 purchase: 6.0,
                 join_fan_group: 8.0,
                 tip: 10.0,
+                profile_visit: 2.0,
             },
             max_relations_per_viewer: 1_000,
+            depth_weights: KindWeights::default(),
+            account_depth_cap: 1.5,
+            prior_depth_cap: 1.0,
         }
     }
 }
@@ -250,6 +295,17 @@ impl IngestParams {
         }
         for weight in self.intimacy_weights.as_array() {
             non_negative("intimacy_weights", weight)?;
+        }
+        for weight in self.depth_weights.as_array() {
+            non_negative("depth_weights", weight)?;
+        }
+        for (name, cap) in [
+            ("prior_depth_cap", self.prior_depth_cap),
+            ("account_depth_cap", self.account_depth_cap),
+        ] {
+            if !(cap.is_finite() && cap > 0.0) {
+                return Err(format!("{name} must be finite and > 0, got {cap}"));
+            }
         }
         if !(1..=1_000_000).contains(&self.max_relations_per_viewer) {
             return Err("max_relations_per_viewer must be in [1, 1000000]".into());

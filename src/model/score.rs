@@ -1,18 +1,18 @@
 //! Lifts, values and boosts. All in log space so that 0 means "platform
 //! average" and every term explains itself.
 
-use super::aggregate::{CreatorAggregate, PairRelation};
+use super::aggregate::{CreatorAggregate, ENGAGEMENT_KINDS, PairRelation};
 use super::decay::Decay;
 use super::params::ModelParams;
 
 /// Platform-wide ratios the lifts are measured against.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Priors {
-    /// `μ_e`: weighted engagement per exposure.
+    /// `μ_e`: weighted engagement per account shown.
     pub engagement_rate: f64,
     /// `μ_u`: share of fans who leave.
     pub churn_rate: f64,
-    /// `μ_r`: reports per view.
+    /// `μ_r`: reporters per account shown.
     pub report_rate: f64,
 }
 
@@ -21,19 +21,25 @@ pub struct Priors {
 pub struct CreatorScore {
     /// Whether anything is known about the creator.
     pub found: bool,
-    /// Layered fan engagement per exposure, relative to the platform.
+    /// `N`: accounts shown the creator (decayed, non-followers weighted by `non_fan_factor`).
+    pub audience: f64,
+    /// `A`: accounts shown the creator that engaged beyond viewing (decayed, each at most 1).
+    pub engaged_accounts: f64,
+    /// `A / (A + m_accounts)`: how much of a gain above the platform counts.
+    pub confidence: f64,
+    /// Layered fan engagement per account shown, relative to the platform.
     pub fan_lift: f64,
     /// Share of fans who left, relative to the platform.
     pub churn_lift: f64,
-    /// Reports per view, relative to the platform.
+    /// Reporters per account shown, relative to the platform.
     pub report_lift: f64,
     /// `ln(fan_lift)`.
     pub fan_value: f64,
-    /// `−(a_u·ln(churn_lift) + a_r·ln(report_lift))`.
+    /// `−(a_u·ln(churn_lift) + a_r·ln(report_lift))`, times `confidence` when positive.
     pub long_term_value: f64,
     /// `w_fv·fan_value + w_ltv·long_term_value`.
     pub creator_value: f64,
-    /// `clamp(exp(creator_value), boost_min, boost_max)`.
+    /// `soft_clamp(exp(creator_value))` into `(boost_min, boost_max)`.
     pub public_boost: f64,
     /// Exact follower count.
     pub followers: u64,
@@ -47,6 +53,9 @@ impl CreatorScore {
     /// The score of a creator nothing is known about: every lift exactly 1.
     pub const NEUTRAL: CreatorScore = CreatorScore {
         found: false,
+        audience: 0.0,
+        engaged_accounts: 0.0,
+        confidence: 0.0,
         fan_lift: 1.0,
         churn_lift: 1.0,
         report_lift: 1.0,
@@ -102,7 +111,7 @@ impl PrivateScore {
 #[derive(Clone, Debug)]
 pub struct Scorer<'a> {
     params: &'a ModelParams,
-    weights: [f64; 7],
+    weights: [f64; ENGAGEMENT_KINDS],
     engagement_scale: f64,
     negative_scale: f64,
     priors: Priors,
@@ -115,17 +124,20 @@ impl<'a> Scorer<'a> {
         let negative_scale = decay.negative_scale(as_of_ms);
         let weights = params.weights.as_array();
         let strength = params.prior_strength;
-        let (engagement, exposure) = engagement_and_exposure(params, &weights, global, engagement_scale);
+        let (engagement, audience) = engagement_and_audience(params, &weights, global, engagement_scale);
         let unfollows = global.unfollows * negative_scale;
-        let reports = global.reports * negative_scale;
-        let views = global.views * negative_scale;
+        let reports = reports(params, global) * negative_scale;
+        let shown = global.shown * negative_scale;
         // Shrink the observed platform ratios towards the configured defaults
-        // while there is little data, so one early creator does not set the norm.
+        // while there is little data, so one early creator does not set the
+        // norm. Every account's share of these sums is bounded (and trimmed
+        // to `prior_depth_cap` for engagement), so a few accounts cannot
+        // move the priors either.
         let priors = Priors {
-            engagement_rate: (engagement + params.prior_engagement_rate * strength) / (exposure + strength),
+            engagement_rate: (engagement + params.prior_engagement_rate * strength) / (audience + strength),
             churn_rate: (unfollows + params.prior_churn_rate * strength)
                 / (global.followers as f64 + unfollows + strength),
-            report_rate: (reports + params.prior_report_rate * strength) / (views + strength),
+            report_rate: (reports + params.prior_report_rate * strength) / (shown + strength),
         };
         Scorer {
             params,
@@ -143,27 +155,43 @@ impl<'a> Scorer<'a> {
         };
         let params = self.params;
         let priors = &self.priors;
-        let (engagement, exposure) = engagement_and_exposure(params, &self.weights, aggregate, self.engagement_scale);
+        let (engagement, audience) = engagement_and_audience(params, &self.weights, aggregate, self.engagement_scale);
+        let engaged_accounts = aggregate.engaged * self.engagement_scale;
         let unfollows = aggregate.unfollows * self.negative_scale;
-        let reports = aggregate.reports * self.negative_scale;
-        let views = aggregate.views * self.negative_scale;
+        let reports = reports(params, aggregate) * self.negative_scale;
+        let shown = aggregate.shown * self.negative_scale;
         let followers = aggregate.followers as f64;
 
         // Each lift is written so that with no evidence numerator and
         // denominator are the same product, making the lift exactly 1.
-        let mu_e_m = priors.engagement_rate * params.m_engagement;
-        let fan_lift = (engagement + mu_e_m) / (priors.engagement_rate * (exposure + params.m_engagement));
+        let fan_lift = believed_lift(params, priors.engagement_rate, engagement, audience);
         let mu_u_m = priors.churn_rate * params.m_churn;
         let churn_lift = (unfollows + mu_u_m) / (priors.churn_rate * (followers + unfollows + params.m_churn));
         let mu_r_m = priors.report_rate * params.m_report;
-        let report_lift = (reports + mu_r_m) / (priors.report_rate * (views + params.m_report));
+        let report_lift = (reports + mu_r_m) / (priors.report_rate * (shown + params.m_report));
 
+        // Fans who stay and viewers who do not report are only worth
+        // something when many accounts engaged: a positive long-term value
+        // counts in proportion to A / (A + m_a) (ten accounts that follow and
+        // never leave are not loyal fans). A negative one is not discounted
+        // (it is already shrunk by the pseudo-counts), so more unfollows or
+        // reports never raise it. Fan value needs no such factor: its
+        // shrinkage already depends on how many accounts carry the evidence.
+        let confidence = engaged_accounts / (engaged_accounts + params.m_accounts);
         let fan_value = fan_lift.ln();
         let long_term_value = -(params.churn_weight * churn_lift.ln() + params.report_weight * report_lift.ln());
+        let long_term_value = if long_term_value > 0.0 {
+            confidence * long_term_value
+        } else {
+            long_term_value
+        };
         let creator_value = params.fan_value_weight * fan_value + params.long_term_value_weight * long_term_value;
-        let public_boost = creator_value.exp().clamp(params.boost_min, params.boost_max);
+        let public_boost = soft_clamp(creator_value, params.boost_min, params.boost_max);
         let score = CreatorScore {
             found: true,
+            audience,
+            engaged_accounts,
+            confidence,
             fan_lift,
             churn_lift,
             report_lift,
@@ -226,6 +254,9 @@ impl<'a> Scorer<'a> {
 impl CreatorScore {
     fn is_finite(&self) -> bool {
         [
+            self.audience,
+            self.engaged_accounts,
+            self.confidence,
             self.fan_lift,
             self.churn_lift,
             self.report_lift,
@@ -239,10 +270,11 @@ impl CreatorScore {
     }
 }
 
-/// `(E, X)` as of the scorer's instant.
-fn engagement_and_exposure(
+/// `(E, N)` as of the scorer's instant: weighted saturated engagement and
+/// the audience, non-followers weighted by `non_fan_factor`.
+fn engagement_and_audience(
     params: &ModelParams,
-    weights: &[f64; 7],
+    weights: &[f64; ENGAGEMENT_KINDS],
     aggregate: &CreatorAggregate,
     scale: f64,
 ) -> (f64, f64) {
@@ -251,6 +283,52 @@ fn engagement_and_exposure(
     for ((weight, fan), other) in weights.iter().zip(&aggregate.fan).zip(&aggregate.non_fan) {
         engagement += weight * (fan + non_fan * other);
     }
-    let exposure = aggregate.exposure_fan + non_fan * aggregate.exposure_non_fan;
-    (engagement * scale, exposure * scale)
+    let audience = aggregate.audience_fan + non_fan * aggregate.audience_non_fan;
+    (engagement * scale, audience * scale)
+}
+
+/// `fan_lift`: the creator's engagement per account shown, relative to the
+/// platform's `μ`, shrunk by empirical Bayes. The observed rate
+/// `r = (E + μ·m_e)/(N + m_e)` has a sampling variance of about
+/// `s² = account_cap·(E + μ·m_e)/(N + 1)²` (each account adds at most
+/// `account_cap`), so ten accounts at the cap are far less certain than a
+/// thousand accounts adding the same total; `B = τ²μ²/(τ²μ² + s²)` of the
+/// difference is believed. `B·(r − μ)` rises with `E` whatever its sign
+/// (more engagement never lowers the lift), and is exactly 0 without evidence.
+fn believed_lift(params: &ModelParams, mu: f64, engagement: f64, audience: f64) -> f64 {
+    if engagement == 0.0 && audience == 0.0 {
+        return 1.0;
+    }
+    let evidence = engagement + mu * params.m_engagement;
+    let accounts = audience + params.m_engagement;
+    let observed = evidence / accounts;
+    // The variance of a mean over the accounts actually seen (the pseudo-
+    // accounts are not evidence): one account's mean is barely known.
+    let seen = audience + 1.0;
+    let sampling = params.account_cap * evidence / (seen * seen);
+    let spread = params.fan_spread * mu;
+    let believed = spread * spread / (spread * spread + sampling);
+    1.0 + believed * (observed - mu) / mu
+}
+
+/// Reporters, those never shown the creator weighted by `unshown_report_weight` (stored units).
+fn reports(params: &ModelParams, aggregate: &CreatorAggregate) -> f64 {
+    aggregate.reports + params.unshown_report_weight * aggregate.reports_unshown
+}
+
+/// Maps `creator_value` (log space) to a boost strictly inside
+/// `(boost_min, boost_max)`: `exp(creator_value)` near 0, approaching the
+/// bounds smoothly (`tanh` in log space) instead of clamping, so strong
+/// creators stay ordered instead of piling up on the cap.
+pub fn soft_clamp(creator_value: f64, boost_min: f64, boost_max: f64) -> f64 {
+    let bound = if creator_value >= 0.0 {
+        boost_max.ln()
+    } else {
+        -boost_min.ln()
+    };
+    if bound <= 0.0 {
+        return 1.0;
+    }
+    let log_boost = bound * (creator_value / bound).tanh();
+    log_boost.exp().clamp(boost_min, boost_max)
 }

@@ -1,35 +1,27 @@
 //! Fixed little-endian encodings of the stored records, with a leading format
 //! version byte so a later layout can still read old records.
 
-use crate::model::aggregate::SUM_FIELDS;
+use crate::model::aggregate::{ENGAGEMENT_KINDS, SUM_FIELDS};
 use crate::model::{CreatorAggregate, PairRelation, ViewerRecord};
 
 use super::StoreError;
 
-const CREATOR_V1: u8 = 1;
-const VIEWER_V1: u8 = 1;
-/// Compact viewer records: most pairs carry only intimacy, so creator ids
-/// are delta-encoded varints and absent timestamps take no space (a typical
-/// pair: ~12 bytes instead of 48). Smaller records mean fewer B-tree pages
-/// copied per commit.
-const VIEWER_V2: u8 = 2;
+/// Creator aggregates of the per-account model (version 1 was the per-event
+/// model; stores holding it are refused at open, see `store_signature`).
+const CREATOR_V2: u8 = 2;
+/// Viewer records of the per-account model: creator ids delta-encoded as
+/// varints, absent timestamps and layers take no space (a pair that only
+/// viewed: ~30 bytes).
+const VIEWER_V3: u8 = 3;
 const CREATOR_LEN: usize = 1 + 8 * SUM_FIELDS + 8 * 4;
-const PAIR_LEN: usize = 8 * 6;
+/// Timestamps kept per pair, in flag-bit order.
+const STAMPS: usize = 7;
 
 /// Encodes a creator (or platform) aggregate.
 pub fn encode_creator(aggregate: &CreatorAggregate) -> Vec<u8> {
     let mut out = Vec::with_capacity(CREATOR_LEN);
-    out.push(CREATOR_V1);
-    for value in aggregate.fan.iter().chain(aggregate.non_fan.iter()).chain(
-        [
-            aggregate.exposure_fan,
-            aggregate.exposure_non_fan,
-            aggregate.unfollows,
-            aggregate.reports,
-            aggregate.views,
-        ]
-        .iter(),
-    ) {
+    out.push(CREATOR_V2);
+    for value in aggregate.sums() {
         out.extend_from_slice(&value.to_le_bytes());
     }
     out.extend_from_slice(&aggregate.followers.to_le_bytes());
@@ -45,19 +37,18 @@ pub fn encode_creator(aggregate: &CreatorAggregate) -> Vec<u8> {
 /// # Errors
 /// [`StoreError::Corrupt`] on an unknown version or wrong length.
 pub fn decode_creator(bytes: &[u8]) -> Result<CreatorAggregate, StoreError> {
-    if bytes.len() != CREATOR_LEN || bytes[0] != CREATOR_V1 {
-        return Err(StoreError::Corrupt(format!("creator record of {} bytes", bytes.len())));
+    if bytes.len() != CREATOR_LEN || bytes[0] != CREATOR_V2 {
+        return Err(StoreError::Corrupt(format!(
+            "creator record of {} bytes, version {:?}",
+            bytes.len(),
+            bytes.first()
+        )));
     }
     let mut reader = Reader { bytes: &bytes[1..] };
     let mut aggregate = CreatorAggregate::default();
-    for value in aggregate.fan.iter_mut().chain(aggregate.non_fan.iter_mut()) {
-        *value = reader.f64();
+    for index in 0..SUM_FIELDS {
+        *aggregate.sum_mut(index) = reader.f64();
     }
-    aggregate.exposure_fan = reader.f64();
-    aggregate.exposure_non_fan = reader.f64();
-    aggregate.unfollows = reader.f64();
-    aggregate.reports = reader.f64();
-    aggregate.views = reader.f64();
     aggregate.followers = reader.u64();
     aggregate.fan_group_members = reader.u64();
     aggregate.evidence = reader.u64();
@@ -65,15 +56,27 @@ pub fn decode_creator(bytes: &[u8]) -> Result<CreatorAggregate, StoreError> {
     Ok(aggregate)
 }
 
-/// Encodes a viewer record (compact format).
+fn stamps(pair: &PairRelation) -> [i64; STAMPS] {
+    [
+        pair.follow_ms,
+        pair.unfollow_ms,
+        pair.join_ms,
+        pair.leave_ms,
+        pair.report_ms,
+        pair.view_ms,
+        pair.engaged_ms,
+    ]
+}
+
+/// Encodes a viewer record.
 pub fn encode_viewer(record: &ViewerRecord) -> Vec<u8> {
-    let mut out = Vec::with_capacity(1 + 14 * record.relations.len());
-    out.push(VIEWER_V2);
+    let mut out = Vec::with_capacity(1 + 32 * record.relations.len());
+    out.push(VIEWER_V3);
     let mut previous = 0u64;
     for pair in &record.relations {
         put_varint(&mut out, pair.creator_id - previous);
         previous = pair.creator_id;
-        let stamps = [pair.follow_ms, pair.unfollow_ms, pair.join_ms, pair.leave_ms];
+        let stamps = stamps(pair);
         let mut flags = 0u8;
         for (bit, stamp) in stamps.iter().enumerate() {
             if *stamp != 0 {
@@ -84,24 +87,37 @@ pub fn encode_viewer(record: &ViewerRecord) -> Vec<u8> {
         for stamp in stamps.iter().filter(|s| **s != 0) {
             put_varint(&mut out, zigzag(*stamp));
         }
+        let mut layers = 0u8;
+        for (bit, value) in pair.layers.iter().enumerate() {
+            if *value != 0.0 {
+                layers |= 1 << bit;
+            }
+        }
+        out.push(layers);
+        for value in pair.layers.iter().filter(|v| **v != 0.0) {
+            out.extend_from_slice(&value.to_le_bytes());
+        }
         out.extend_from_slice(&pair.intimacy.to_le_bytes());
     }
     out
 }
 
-/// Decodes [`encode_viewer`]'s output (and the older fixed-width format).
+/// Decodes [`encode_viewer`]'s output.
 ///
 /// # Errors
 /// [`StoreError::Corrupt`] on an unknown version, truncation or unsorted pairs.
 pub fn decode_viewer(bytes: &[u8]) -> Result<ViewerRecord, StoreError> {
-    match bytes.first() {
-        Some(&VIEWER_V2) => decode_viewer_v2(&bytes[1..]),
-        Some(&VIEWER_V1) if (bytes.len() - 1).is_multiple_of(PAIR_LEN) => decode_viewer_v1(&bytes[1..]),
-        _ => Err(StoreError::Corrupt(format!("viewer record of {} bytes", bytes.len()))),
+    match bytes.split_first() {
+        Some((&VIEWER_V3, rest)) => decode_viewer_v3(rest),
+        _ => Err(StoreError::Corrupt(format!(
+            "viewer record of {} bytes, version {:?}",
+            bytes.len(),
+            bytes.first()
+        ))),
     }
 }
 
-fn decode_viewer_v2(mut bytes: &[u8]) -> Result<ViewerRecord, StoreError> {
+fn decode_viewer_v3(mut bytes: &[u8]) -> Result<ViewerRecord, StoreError> {
     let corrupt = || StoreError::Corrupt("truncated or malformed viewer record".into());
     let mut relations = Vec::new();
     let mut previous = 0u64;
@@ -114,52 +130,49 @@ fn decode_viewer_v2(mut bytes: &[u8]) -> Result<ViewerRecord, StoreError> {
         previous = creator_id;
         let (&flags, rest) = bytes.split_first().ok_or_else(corrupt)?;
         bytes = rest;
-        if flags > 0b1111 {
+        if flags >> STAMPS != 0 {
             return Err(corrupt());
         }
-        let mut stamps = [0i64; 4];
+        let mut stamps = [0i64; STAMPS];
         for (bit, stamp) in stamps.iter_mut().enumerate() {
             if flags & (1 << bit) != 0 {
                 *stamp = unzigzag(take_varint(&mut bytes).ok_or_else(corrupt)?);
             }
         }
-        if bytes.len() < 8 {
-            return Err(corrupt());
-        }
-        let (intimacy, rest) = bytes.split_at(8);
+        let (&present, rest) = bytes.split_first().ok_or_else(corrupt)?;
         bytes = rest;
-        let mut word = [0u8; 8];
-        word.copy_from_slice(intimacy);
+        let mut layers = [0.0; ENGAGEMENT_KINDS];
+        for (bit, layer) in layers.iter_mut().enumerate() {
+            if present & (1 << bit) != 0 {
+                *layer = take_f64(&mut bytes).ok_or_else(corrupt)?;
+            }
+        }
+        let intimacy = take_f64(&mut bytes).ok_or_else(corrupt)?;
         relations.push(PairRelation {
             creator_id,
             follow_ms: stamps[0],
             unfollow_ms: stamps[1],
             join_ms: stamps[2],
             leave_ms: stamps[3],
-            intimacy: f64::from_le_bytes(word),
+            report_ms: stamps[4],
+            view_ms: stamps[5],
+            engaged_ms: stamps[6],
+            layers,
+            intimacy,
         });
     }
     Ok(ViewerRecord { relations })
 }
 
-fn decode_viewer_v1(bytes: &[u8]) -> Result<ViewerRecord, StoreError> {
-    let mut reader = Reader { bytes };
-    let count = bytes.len() / PAIR_LEN;
-    let mut relations = Vec::with_capacity(count);
-    for _ in 0..count {
-        relations.push(PairRelation {
-            creator_id: reader.u64(),
-            follow_ms: reader.u64() as i64,
-            unfollow_ms: reader.u64() as i64,
-            join_ms: reader.u64() as i64,
-            leave_ms: reader.u64() as i64,
-            intimacy: reader.f64(),
-        });
+fn take_f64(bytes: &mut &[u8]) -> Option<f64> {
+    if bytes.len() < 8 {
+        return None;
     }
-    if !relations.windows(2).all(|w| w[0].creator_id < w[1].creator_id) {
-        return Err(StoreError::Corrupt("viewer record relations out of order".into()));
-    }
-    Ok(ViewerRecord { relations })
+    let (head, rest) = bytes.split_at(8);
+    *bytes = rest;
+    let mut word = [0u8; 8];
+    word.copy_from_slice(head);
+    Some(f64::from_le_bytes(word))
 }
 
 fn put_varint(out: &mut Vec<u8>, mut value: u64) {
@@ -225,23 +238,38 @@ mod tests {
     fn round_trips() {
         let mut aggregate = CreatorAggregate::default();
         aggregate.fan[3] = 1.5;
-        aggregate.non_fan[6] = 2.25e200;
-        aggregate.views = 7.0;
+        aggregate.non_fan[7] = 2.25e200;
+        aggregate.shown = 7.0;
+        aggregate.reports_unshown = 0.5;
         aggregate.followers = 42;
         aggregate.updated_at_ms = -3;
         assert_eq!(decode_creator(&encode_creator(&aggregate)).expect("creator"), aggregate);
 
+        let mut layers = [0.0; ENGAGEMENT_KINDS];
+        layers[0] = 0.5;
+        layers[7] = f64::MAX;
         let record = ViewerRecord {
             relations: vec![
                 PairRelation {
-                    creator_id: 1,
+                    creator_id: 0,
                     follow_ms: 5,
+                    view_ms: i64::MIN,
+                    engaged_ms: i64::MAX,
+                    layers,
                     intimacy: 0.5,
                     ..Default::default()
                 },
                 PairRelation {
+                    creator_id: 1_650_812_741,
+                    report_ms: 1_650_812_741_436,
+                    leave_ms: -1,
+                    intimacy: -0.0,
+                    ..Default::default()
+                },
+                PairRelation {
                     creator_id: u64::MAX,
-                    leave_ms: 9,
+                    unfollow_ms: 9,
+                    join_ms: 3,
                     ..Default::default()
                 },
             ],
@@ -250,62 +278,46 @@ mod tests {
     }
 
     #[test]
-    fn compact_viewer_round_trips_extremes_and_is_small() {
-        let record = ViewerRecord {
-            relations: vec![
-                PairRelation {
-                    creator_id: 0,
-                    intimacy: -0.0,
-                    ..Default::default()
-                },
-                PairRelation {
-                    creator_id: 3,
-                    follow_ms: i64::MAX,
-                    unfollow_ms: i64::MIN,
-                    ..Default::default()
-                },
-                PairRelation {
-                    creator_id: 1_650_812_741,
-                    join_ms: 1_650_812_741_436,
-                    leave_ms: -1,
-                    intimacy: 2.5,
-                    ..Default::default()
-                },
-                PairRelation {
-                    creator_id: u64::MAX,
-                    intimacy: f64::MAX,
-                    ..Default::default()
-                },
-            ],
-        };
-        assert_eq!(decode_viewer(&encode_viewer(&record)).expect("viewer"), record);
+    fn a_pair_that_only_viewed_is_small() {
+        let mut layers = [0.0; ENGAGEMENT_KINDS];
+        layers[0] = 3.7;
         let typical = ViewerRecord {
             relations: (0..10)
                 .map(|i| PairRelation {
                     creator_id: 1_000_000 + i * 977,
+                    view_ms: 1_650_812_741_436,
+                    engaged_ms: 1_650_812_741_436,
+                    layers,
                     intimacy: 0.3,
                     ..Default::default()
                 })
                 .collect(),
         };
-        assert!(
-            encode_viewer(&typical).len() < 1 + 12 * 10,
-            "{} bytes",
-            encode_viewer(&typical).len()
-        );
+        let bytes = encode_viewer(&typical).len();
+        assert!(bytes < 1 + 36 * 10, "{bytes} bytes");
     }
 
     #[test]
-    fn rejects_garbage() {
+    fn rejects_garbage_and_old_layouts() {
         assert!(decode_creator(&[1, 2, 3]).is_err());
+        let mut old = encode_creator(&CreatorAggregate::default());
+        old[0] = 1;
+        assert!(decode_creator(&old).is_err());
         assert!(decode_viewer(&[]).is_err());
         assert!(decode_viewer(&[9]).is_err());
-        assert!(decode_viewer(&[1, 0]).is_err());
-        // Compact format: truncated, bad flags, repeated creator, overlong varint.
-        assert!(decode_viewer(&[2, 5]).is_err());
-        assert!(decode_viewer(&[2, 5, 0x10, 0, 0, 0, 0, 0, 0, 0, 0]).is_err());
-        assert!(decode_viewer(&[2, 5, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]).is_err());
-        assert!(decode_viewer(&[2, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f]).is_err());
-        assert_eq!(decode_viewer(&[2]).expect("empty record"), ViewerRecord::default());
+        assert!(
+            decode_viewer(&[2, 5, 0, 0, 0, 0, 0, 0, 0, 0, 0]).is_err(),
+            "the per-event layout"
+        );
+        // Truncated, bad flags, repeated creator, overlong varint.
+        assert!(decode_viewer(&[3, 5]).is_err());
+        assert!(decode_viewer(&[3, 5, 0x80, 0]).is_err());
+        assert!(decode_viewer(&[3, 5, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]).is_err());
+        assert!(decode_viewer(&[3, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f]).is_err());
+        assert!(
+            decode_viewer(&[3, 5, 0, 0x01, 0, 0, 0, 0, 0, 0, 0, 0]).is_err(),
+            "a layer without its value"
+        );
+        assert_eq!(decode_viewer(&[3]).expect("empty record"), ViewerRecord::default());
     }
 }

@@ -16,6 +16,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::codec::{decode_creator, decode_viewer, encode_creator, encode_viewer};
 use super::{
     Applied, Changes, CommitHook, CreatorBucket, Store, StoreError, creator_bucket, decay_signature, event_id_hash,
+    signature_mismatch,
 };
 use crate::model::aggregate::apply_event;
 use crate::model::{CreatorAggregate, Decay, Event, IngestParams, ViewerRecord};
@@ -231,9 +232,10 @@ fn check_decay(db: &Database, ingest: &IngestParams) -> Result<(), StoreError> {
             .map(|v| String::from_utf8_lossy(v.value()).into_owned());
         match stored {
             Some(stored) if stored != wanted => {
-                return Err(StoreError::Backend(format!(
-                    "this data dir was written with {stored}; the config says {wanted}. \
-                     Use the same [ingest] half-lives, or import into a new data dir"
+                return Err(StoreError::Backend(signature_mismatch(
+                    &stored,
+                    &wanted,
+                    "a new data dir",
                 )));
             }
             Some(_) => {}

@@ -189,13 +189,37 @@ impl Store for AnyStore {
     }
 }
 
+/// The layout of the stored records: 2 = evidence counted per account.
+/// Stores written before (layout 1, per event, whose signature has no
+/// `layout=`) hold sums that cannot be turned into per-account ones.
+pub(crate) const STORE_LAYOUT: u32 = 2;
+
 /// What the stored sums were written with: a store refuses to open with
-/// other half-lives, because its sums would be read against the wrong decay.
+/// another layout or other half-lives, because its sums would be read
+/// against the wrong model or decay.
 pub(crate) fn decay_signature(ingest: &crate::model::IngestParams) -> String {
     format!(
-        "engagement_half_life_days={} negative_half_life_days={}",
+        "layout={STORE_LAYOUT} engagement_half_life_days={} negative_half_life_days={}",
         ingest.engagement_half_life_days, ingest.negative_half_life_days
     )
+}
+
+/// Why a store's recorded signature does not match this build and config,
+/// and what to do about it.
+pub(crate) fn signature_mismatch(stored: &str, wanted: &str, fresh_store: &str) -> String {
+    if !stored.starts_with("layout=") {
+        format!(
+            "this store was written by an earlier version of creator-boost (layout 1: evidence counted per \
+             event). Its sums cannot be converted to the per-account model (layout {STORE_LAYOUT}) without the \
+             events, so it is not read. Re-import the event log into {fresh_store} with `creator-boost import`, \
+             or run the earlier version against this store"
+        )
+    } else {
+        format!(
+            "this store holds sums written with {stored}; this build and config need {wanted}. Use the same \
+             [ingest] half-lives, or import into {fresh_store}"
+        )
+    }
 }
 
 /// A 128-bit hash of an event id: two independent 64-bit lanes over 8-byte

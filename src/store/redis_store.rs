@@ -4,7 +4,7 @@
 //!
 //! | data | key | layout |
 //! |---|---|---|
-//! | creator bucket | `cb:{c<bucket>}` | hash; `<creator>` → snapshot `t,f,m,e,sum 0..18` |
+//! | creator bucket | `cb:{c<bucket>}` | hash; `<creator>` → snapshot `t,f,m,e,sum 0..22` |
 //! | its counters | `cb:{c<bucket>}:n` | hash; `<creator>:<n>` sum n, `<creator>:f/m/e/t` followers, members, evidence, updated_at |
 //! | marker: event applied to a bucket | `cb:{c<bucket>}:a:<event hash>` | accepting `now_ms`, expires with the dedupe window |
 //! | viewer record | `cb:{v<viewer>}` | hash; `r` the encoded [`ViewerRecord`], `n` its version |
@@ -49,8 +49,9 @@ use futures_util::future::try_join_all;
 use super::codec::{decode_viewer, encode_viewer};
 use super::{
     Applied, CreatorBucket, InvalidateHook, Store, StoreError, Touched, creator_bucket, decay_signature, event_id_hash,
+    signature_mismatch,
 };
-use crate::model::aggregate::{AggregateDelta, SUM_FIELDS, event_delta};
+use crate::model::aggregate::{AggregateDelta, EventDelta, SUM_FIELDS, event_delta};
 use crate::model::{CreatorAggregate, Decay, Event, IngestParams, ViewerRecord};
 
 /// How often a viewer step is redone when other writers keep changing the
@@ -68,7 +69,7 @@ const MAX_EXPIRY_MS: i64 = 10 * 365 * 24 * 3600 * 1000;
 /// KEYS: the snapshot hash, the counter hash, then one marker per event that has one.
 /// ARGV: now_ms, window_ms, then per event: has-marker (1/0), aggregate id, delta.
 /// Counters are fields `<id>:t/f/m/e/<n>`; the snapshot field `<id>` holds
-/// them as one comma-separated string (t,f,m,e,sum 0..18), so a read parses
+/// them as one comma-separated string (t,f,m,e,sum 0..22), so a read parses
 /// two strings per creator instead of ~46.
 const APPLY_DELTAS: &str = r"
 local now = tonumber(ARGV[1])
@@ -129,7 +130,7 @@ for _, id in ipairs(order) do
     redis.call('HINCRBYFLOAT', KEYS[2], p .. field, string.format('%.17g', value))
   end
   local names = {p .. 't', p .. 'f', p .. 'm', p .. 'e'}
-  for n = 0, 18 do names[#names + 1] = p .. n end
+  for n = 0, LAST_SUM do names[#names + 1] = p .. n end
   local values = redis.call('HMGET', KEYS[2], unpack(names))
   for n = 1, #values do
     if not values[n] then values[n] = '' end
@@ -324,7 +325,9 @@ impl RedisStore {
             read_timeout: settings.read_timeout,
             write_timeout: settings.write_timeout,
             on_write: settings.on_write,
-            apply_deltas: std::sync::Arc::new(Script::new(APPLY_DELTAS)),
+            apply_deltas: std::sync::Arc::new(Script::new(
+                &APPLY_DELTAS.replace("LAST_SUM", &(SUM_FIELDS - 1).to_string()),
+            )),
             write_viewer: std::sync::Arc::new(Script::new(WRITE_VIEWER)),
         };
         store.check_decay().await?;
@@ -346,9 +349,10 @@ impl RedisStore {
         )
         .await?;
         if stored != wanted {
-            return Err(StoreError::Backend(format!(
-                "this Redis holds sums written with {stored}; the config says {wanted}. \
-                 Use the same [ingest] half-lives, or another Redis database"
+            return Err(StoreError::Backend(signature_mismatch(
+                &stored,
+                &wanted,
+                "another Redis database (or this one after FLUSHDB)",
             )));
         }
         Ok(())
@@ -406,7 +410,7 @@ impl RedisStore {
             };
             let deltas: Vec<String> = pending
                 .iter()
-                .map(|i| encode_delta(&event_delta(&events[*i], &self.ingest, &self.decay, Some(&mut record))))
+                .map(|i| encode_event_delta(&event_delta(&events[*i], &self.ingest, &self.decay, Some(&mut record))))
                 .collect();
             let keyed: Vec<usize> = (0..pending.len()).filter(|p| hashes[pending[*p]].is_some()).collect();
             let mut keys = Vec::with_capacity(1 + keyed.len());
@@ -466,18 +470,18 @@ impl RedisStore {
                 .or_default()
                 .push(position);
         }
-        let item = |position: usize, prefix: String| {
+        let item = |position: usize, prefix: String, global: bool| {
             let (index, delta) = &work[position];
-            (hashes[*index], prefix, delta.clone())
+            (hashes[*index], prefix, delta_part(delta, global).to_owned())
         };
         let creator_calls = by_bucket.iter().map(|(bucket, positions)| {
             let items = positions
                 .iter()
-                .map(|p| item(*p, events[work[*p].0].creator_id.to_string()))
+                .map(|p| item(*p, events[work[*p].0].creator_id.to_string(), false))
                 .collect();
             self.apply_to_hash(self.keys.bucket(*bucket), items, now_ms)
         });
-        let global_items = (0..work.len()).map(|p| item(p, GLOBAL_ID.to_owned())).collect();
+        let global_items = (0..work.len()).map(|p| item(p, GLOBAL_ID.to_owned(), true)).collect();
         let global_call = self.apply_to_hash(self.keys.global(), global_items, now_ms);
         let (creators, _) = tokio::try_join!(try_join_all(creator_calls), global_call)?;
         let mut fresh = HashMap::with_capacity(work.len());
@@ -544,7 +548,7 @@ impl RedisStore {
             if event.viewer_id == 0 {
                 work.push((
                     index,
-                    encode_delta(&event_delta(event, &self.ingest, &self.decay, None)),
+                    encode_event_delta(&event_delta(event, &self.ingest, &self.decay, None)),
                 ));
             } else {
                 by_viewer.entry(event.viewer_id).or_default().push(index);
@@ -717,6 +721,18 @@ fn event_hash(event: &Event) -> u128 {
     event_id_hash(&bytes)
 }
 
+/// An event's two deltas, creator's and platform's, as `<creator>~<platform>`
+/// (one string, kept whole in the event's dedupe entry).
+fn encode_event_delta(delta: &EventDelta) -> String {
+    format!("{}~{}", encode_delta(&delta.creator), encode_delta(&delta.global))
+}
+
+/// The creator's (`false`) or the platform's (`true`) part of [`encode_event_delta`]'s output.
+fn delta_part(encoded: &str, global: bool) -> &str {
+    let (creator, platform) = encoded.split_once('~').unwrap_or((encoded, encoded));
+    if global { platform } else { creator }
+}
+
 /// `timestamp|followers|members|index=value...`, values in shortest
 /// round-trip exponent form (what `HINCRBYFLOAT` parses).
 fn encode_delta(delta: &AggregateDelta) -> String {
@@ -733,7 +749,7 @@ fn encode_delta(delta: &AggregateDelta) -> String {
 /// The aggregate id of the platform aggregate in its hashes.
 const GLOBAL_ID: &str = "g";
 
-/// Parses a snapshot: `t,f,m,e,sum 0..18`, an empty value meaning 0.
+/// Parses a snapshot: `t,f,m,e,sum 0..22`, an empty value meaning 0.
 fn parse_snapshot(bytes: &[u8]) -> Result<CreatorAggregate, StoreError> {
     let corrupt = || StoreError::Corrupt(format!("aggregate snapshot {}", String::from_utf8_lossy(bytes)));
     let text = std::str::from_utf8(bytes).map_err(|_| corrupt())?;
@@ -816,7 +832,7 @@ mod tests {
             ..AggregateDelta::default()
         };
         delta.sums[3] = 1.234_567_890_123_456_7e45;
-        delta.sums[18] = 0.1;
+        delta.sums[SUM_FIELDS - 1] = 0.1;
         let text = encode_delta(&delta);
         assert!(text.starts_with("1700000000123|-1|1|"), "{text}");
         let mut sums = [0.0; SUM_FIELDS];
@@ -825,6 +841,12 @@ mod tests {
             sums[index.parse::<usize>().expect("index")] = value.parse().expect("value");
         }
         assert_eq!(sums, delta.sums);
+        let both = encode_event_delta(&EventDelta {
+            creator: delta.clone(),
+            global: AggregateDelta::default(),
+        });
+        assert_eq!(delta_part(&both, false), text);
+        assert_eq!(delta_part(&both, true), "0|0|0");
     }
 
     #[test]
@@ -832,7 +854,7 @@ mod tests {
         let mut fields = vec!["1700000000123", "3", "-1", "7"];
         fields.extend(std::iter::repeat_n("", SUM_FIELDS));
         fields[4] = "2.5";
-        fields[4 + 18] = "43559896473.36862000077962875";
+        fields[4 + SUM_FIELDS - 1] = "43559896473.36862000077962875";
         let text = fields.join(",");
         let aggregate = parse_snapshot(text.as_bytes()).expect("valid");
         assert_eq!(
@@ -844,7 +866,7 @@ mod tests {
             ),
             (1_700_000_000_123, 3, 0, 7)
         );
-        assert_eq!((aggregate.fan[0], aggregate.views), (2.5, 43_559_896_473.368_62));
+        assert_eq!((aggregate.fan[0], aggregate.shown), (2.5, 43_559_896_473.368_62));
         assert!(
             parse_snapshot(format!("{text},1").as_bytes()).is_err(),
             "too many values"

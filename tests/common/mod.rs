@@ -5,6 +5,7 @@
 
 #![allow(dead_code, unreachable_pub)]
 
+pub mod attacks;
 pub mod redis;
 
 use std::net::SocketAddr;

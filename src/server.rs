@@ -122,7 +122,7 @@ pub async fn open_engine(
     let hook_caches = Arc::clone(&caches);
     let dedupe_window_ms = i64::try_from(config.limits.dedupe_window_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
     let store = match &config.store {
-        Some(url) => AnyStore::Redis(
+        Some(url) => AnyStore::Redis(Box::new(
             RedisStore::connect(RedisSettings {
                 url: url.clone(),
                 key_prefix: config.redis.key_prefix.clone(),
@@ -133,7 +133,7 @@ pub async fn open_engine(
                 on_write: Some(Arc::new(move |touched| hook_caches.invalidate(touched))),
             })
             .await?,
-        ),
+        )),
         None => AnyStore::Embedded(EmbeddedStore::open(
             &config.data_dir,
             WriterSettings {

@@ -136,7 +136,7 @@ pub enum AnyStore {
     /// On disk, one node.
     Embedded(embedded::EmbeddedStore),
     /// Redis or Redis Cluster, shared by replicas.
-    Redis(redis_store::RedisStore),
+    Redis(Box<redis_store::RedisStore>),
 }
 
 impl AnyStore {

@@ -29,6 +29,12 @@ async fn a_few_accounts_cannot_buy_or_bomb_a_boost() {
     assert!(brigade >= -5.0, "never-shown report brigade: {brigade:+.2}%");
     let own = Figures::change(figures.reported_before, figures.reported_after);
     assert!(own <= -10.0, "3% of the creator's own viewers reporting: {own:+.2}%");
+    // Accounts shown the creator once can bomb it only as far as ten
+    // accounts' evidence carries (D / (D + m_d) of the loss).
+    let churn = Figures::change(figures.churn_before, figures.churn_after);
+    assert!(churn >= -15.0, "ten accounts follow and unfollow: {churn:+.2}%");
+    let shown = Figures::change(figures.shown_brigade_before, figures.shown_brigade_after);
+    assert!(shown >= -15.0, "ten accounts shown once report: {shown:+.2}%");
     let unrelated = Figures::change(figures.unrelated_before, figures.unrelated_after);
     assert!(unrelated.abs() <= 2.0, "unrelated creator moved {unrelated:+.2}%");
     let depth: Vec<f64> = figures.depth.iter().map(|(_, boost)| *boost).collect();

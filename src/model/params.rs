@@ -88,6 +88,10 @@ pub struct ModelParams {
     /// half: `confidence = A / (A + m_a)` scales every gain above the
     /// platform average, so gains must be earned by many accounts.
     pub m_accounts: f64,
+    /// `m_d`: accounts that left or reported at which a creator's long-term
+    /// loss counts half: `D / (D + m_d)` scales a negative long-term value,
+    /// so a handful of accounts cannot bomb it.
+    pub m_negative_accounts: f64,
     /// Weight of a report from an account never shown the creator (0 = ignored).
     pub unshown_report_weight: f64,
     /// `τ`: how far creators' true engagement rates typically lie from the
@@ -134,12 +138,13 @@ impl Default for ModelParams {
             prior_churn_rate: 0.1,
             prior_report_rate: 0.001,
             prior_strength: 10_000.0,
-            m_engagement: 10.0,
-            m_churn: 30.0,
+            m_engagement: 5.0,
+            m_churn: 100.0,
             m_report: 10_000.0,
             m_accounts: 100.0,
+            m_negative_accounts: 30.0,
             unshown_report_weight: 0.0,
-            fan_spread: 1.0,
+            fan_spread: 0.8,
             account_cap: 1.5,
             churn_weight: 1.0,
             report_weight: 1.0,
@@ -192,6 +197,7 @@ impl ModelParams {
         positive("m_churn", self.m_churn)?;
         positive("m_report", self.m_report)?;
         positive("m_accounts", self.m_accounts)?;
+        positive("m_negative_accounts", self.m_negative_accounts)?;
         positive("fan_spread", self.fan_spread)?;
         positive("account_cap", self.account_cap)?;
         in_unit_interval("unshown_report_weight", self.unshown_report_weight)?;

@@ -204,7 +204,7 @@ proptest! {
         let s = scorer.creator(Some(&creator));
         prop_assert!(close(s.fan_value, s.fan_lift.ln()));
         let raw = -(2.0 * s.churn_lift.ln() + s.report_lift.ln());
-        let discounted = if raw > 0.0 { s.confidence * raw } else { raw };
+        let discounted = if raw > 0.0 { s.confidence * raw } else { s.negative_confidence * raw };
         prop_assert!(close(s.long_term_value, discounted));
         prop_assert!(close(s.confidence, s.engaged_accounts / (s.engaged_accounts + params.m_accounts)));
         prop_assert!(close(s.creator_value, 1.3 * s.fan_value + 0.7 * s.long_term_value));
@@ -249,10 +249,8 @@ proptest! {
         let scorer = Scorer::new(&params, &ingest.decay(), &platform(), START + 61 * DAY);
         let (alone, _) = replay(&one, &ingest);
         let boost = scorer.creator(Some(&alone)).public_boost;
-        // Upwards at most +5% (property 7). Downwards an account shown the
-        // creator that follows, unfollows and reports costs it up to ~17%:
-        // bounded, but negative evidence is not yet shrunk by account count.
-        prop_assert!((0.80..=1.05).contains(&boost), "one account: {boost}");
+        // At most +5% (property 7), and no more than 5% down either.
+        prop_assert!((0.95..=1.05).contains(&boost), "one account: {boost}");
 
         let mut ten = one.clone();
         for (i, account) in rest.iter().enumerate() {
@@ -264,7 +262,7 @@ proptest! {
     }
 
     /// 7. One extra account added to a creator with an ordinary audience of
-    /// 300 (2% of them like) moves its boost by at most 20%, whatever it
+    /// 1,000 non-followers (2% of them like) moves its boost by at most 10%, whatever it
     /// sends (it may follow: a follower weighs 1/non_fan_factor accounts).
     #[test]
     fn one_account_on_an_audience_is_bounded(one in account_strategy(1), seed in any::<u64>()) {
@@ -273,7 +271,7 @@ proptest! {
         let scorer = Scorer::new(&params, &ingest.decay(), &platform(), START + 61 * DAY);
         let mut audience = Vec::new();
         let mut state = seed | 1;
-        for viewer in 100..400u64 {
+        for viewer in 100..1_100u64 {
             state ^= state << 13;
             state ^= state >> 7;
             state ^= state << 17;
@@ -286,7 +284,7 @@ proptest! {
         let before = scorer.creator(Some(&replay_many(&audience, &ingest))).public_boost;
         audience.extend(one);
         let after = scorer.creator(Some(&replay_many(&audience, &ingest))).public_boost;
-        prop_assert!((after / before - 1.0).abs() <= 0.20, "{before} -> {after}");
+        prop_assert!((after / before - 1.0).abs() <= 0.10, "{before} -> {after}");
     }
 }
 

@@ -25,8 +25,12 @@ pub struct CreatorScore {
     pub audience: f64,
     /// `A`: accounts shown the creator that engaged beyond viewing (decayed, each at most 1).
     pub engaged_accounts: f64,
-    /// `A / (A + m_accounts)`: how much of a gain above the platform counts.
+    /// `A / (A + m_accounts)`: how much of a long-term gain counts.
     pub confidence: f64,
+    /// `D`: accounts that unfollowed (after a real follow) or reported (decayed).
+    pub negative_accounts: f64,
+    /// `D / (D + m_negative_accounts)`: how much of a long-term loss counts.
+    pub negative_confidence: f64,
     /// Layered fan engagement per account shown, relative to the platform.
     pub fan_lift: f64,
     /// Share of fans who left, relative to the platform.
@@ -35,7 +39,8 @@ pub struct CreatorScore {
     pub report_lift: f64,
     /// `ln(fan_lift)`.
     pub fan_value: f64,
-    /// `−(a_u·ln(churn_lift) + a_r·ln(report_lift))`, times `confidence` when positive.
+    /// `−(a_u·ln(churn_lift) + a_r·ln(report_lift))`, times `confidence` when
+    /// positive and `negative_confidence` when negative.
     pub long_term_value: f64,
     /// `w_fv·fan_value + w_ltv·long_term_value`.
     pub creator_value: f64,
@@ -56,6 +61,8 @@ impl CreatorScore {
         audience: 0.0,
         engaged_accounts: 0.0,
         confidence: 0.0,
+        negative_accounts: 0.0,
+        negative_confidence: 0.0,
         fan_lift: 1.0,
         churn_lift: 1.0,
         report_lift: 1.0,
@@ -170,20 +177,24 @@ impl<'a> Scorer<'a> {
         let mu_r_m = priors.report_rate * params.m_report;
         let report_lift = (reports + mu_r_m) / (priors.report_rate * (shown + params.m_report));
 
-        // Fans who stay and viewers who do not report are only worth
-        // something when many accounts engaged: a positive long-term value
-        // counts in proportion to A / (A + m_a) (ten accounts that follow and
-        // never leave are not loyal fans). A negative one is not discounted
-        // (it is already shrunk by the pseudo-counts), so more unfollows or
-        // reports never raise it. Fan value needs no such factor: its
-        // shrinkage already depends on how many accounts carry the evidence.
+        // Long-term value moves only as far as many accounts carry it. Fans
+        // who stay and viewers who do not report count in proportion to
+        // A / (A + m_a) (ten accounts that follow and never leave are not
+        // loyal fans); leaving and reporting in proportion to D / (D + m_d),
+        // D the accounts that left or reported (ten accounts that follow and
+        // unfollow are not a wave). Both factors grow with the evidence they
+        // weigh, so more unfollows or reports never raise the value. Fan
+        // value needs no such factor: its shrinkage already depends on how
+        // many accounts carry the evidence.
         let confidence = engaged_accounts / (engaged_accounts + params.m_accounts);
         let fan_value = fan_lift.ln();
         let long_term_value = -(params.churn_weight * churn_lift.ln() + params.report_weight * report_lift.ln());
+        let negative_accounts = unfollows + reports;
+        let negative_confidence = negative_accounts / (negative_accounts + params.m_negative_accounts);
         let long_term_value = if long_term_value > 0.0 {
             confidence * long_term_value
         } else {
-            long_term_value
+            negative_confidence * long_term_value
         };
         let creator_value = params.fan_value_weight * fan_value + params.long_term_value_weight * long_term_value;
         let public_boost = soft_clamp(creator_value, params.boost_min, params.boost_max);
@@ -192,6 +203,8 @@ impl<'a> Scorer<'a> {
             audience,
             engaged_accounts,
             confidence,
+            negative_accounts,
+            negative_confidence,
             fan_lift,
             churn_lift,
             report_lift,
@@ -257,6 +270,8 @@ impl CreatorScore {
             self.audience,
             self.engaged_accounts,
             self.confidence,
+            self.negative_accounts,
+            self.negative_confidence,
             self.fan_lift,
             self.churn_lift,
             self.report_lift,

@@ -30,6 +30,10 @@ pub const BRIGADED: u64 = 1_005;
 pub const REPORTED_BY_VIEWERS: u64 = 1_006;
 /// A creator with no history that one account likes once (no view).
 pub const ONE_LIKE: u64 = 1_007;
+/// An ordinary creator that ten accounts view once, follow and unfollow.
+pub const CHURN_BOMBED: u64 = 1_008;
+/// An ordinary creator that ten accounts view once and report.
+pub const SHOWN_BRIGADE: u64 = 1_009;
 /// Same audience (1,000) and fans (100): fans only view, like, share, tip.
 pub const DEPTH: [(u64, &str); 4] = [(1_010, "view"), (1_011, "like"), (1_012, "share"), (1_013, "tip")];
 
@@ -54,6 +58,14 @@ pub struct Figures {
     pub reported_before: f64,
     /// After.
     pub reported_after: f64,
+    /// An ordinary creator before and after ten accounts view, follow and unfollow it.
+    pub churn_before: f64,
+    /// After.
+    pub churn_after: f64,
+    /// An ordinary creator before and after ten accounts view it once and report it.
+    pub shown_brigade_before: f64,
+    /// After.
+    pub shown_brigade_after: f64,
     /// The unrelated creator before and after the eleven attacking accounts.
     pub unrelated_before: f64,
     /// After.
@@ -112,6 +124,26 @@ impl Figures {
                 self.reported_before,
                 self.reported_after,
                 Self::change(self.reported_before, self.reported_after)
+            ),
+        );
+        row(
+            "ten accounts view once, follow, unfollow",
+            "boost before -> after",
+            format!(
+                "{:.4} -> {:.4} ({:+.1}%)",
+                self.churn_before,
+                self.churn_after,
+                Self::change(self.churn_before, self.churn_after)
+            ),
+        );
+        row(
+            "ten accounts view once and report",
+            "boost before -> after",
+            format!(
+                "{:.4} -> {:.4} ({:+.1}%)",
+                self.shown_brigade_before,
+                self.shown_brigade_after,
+                Self::change(self.shown_brigade_before, self.shown_brigade_after)
             ),
         );
         row(
@@ -289,10 +321,12 @@ pub async fn run(
         liked_creator(&mut events, &mut rng, creator, next_viewer, 1_000, 50, now_ms);
         next_viewer += 1_000;
     }
-    for _ in 0..300 {
-        let t = now_ms - 1 - rng.below(7 * DAY_MS as u64) as i64;
-        ordinary_viewer(&mut events, &mut rng, next_viewer, BRIGADED, t);
-        next_viewer += 1;
+    for creator in [BRIGADED, CHURN_BOMBED, SHOWN_BRIGADE] {
+        for _ in 0..300 {
+            let t = now_ms - 1 - rng.below(7 * DAY_MS as u64) as i64;
+            ordinary_viewer(&mut events, &mut rng, next_viewer, creator, t);
+            next_viewer += 1;
+        }
     }
     for (creator, kind) in DEPTH {
         for i in 0..1_000u64 {
@@ -312,11 +346,24 @@ pub async fn run(
         next_viewer += 1_000;
     }
     send(client, events).await?;
-    let before = boosts(client, &[REAL, UNRELATED, BRIGADED, REPORTED_BY_VIEWERS]).await?;
+    let before = boosts(
+        client,
+        &[
+            REAL,
+            UNRELATED,
+            BRIGADED,
+            REPORTED_BY_VIEWERS,
+            CHURN_BOMBED,
+            SHOWN_BRIGADE,
+        ],
+    )
+    .await?;
     figures.real_creator = before[0];
     figures.unrelated_before = before[1];
     figures.brigaded_before = before[2];
     figures.reported_before = before[3];
+    figures.churn_before = before[4];
+    figures.shown_brigade_before = before[5];
     let depth_ids: Vec<u64> = DEPTH.iter().map(|(id, _)| *id).collect();
     figures.depth = DEPTH
         .iter()
@@ -346,6 +393,16 @@ pub async fn run(
             brigade.push(K::Report, account, BRIGADED, attack_t + i, 0.0);
         }
     }
+    // Ten accounts shown the creator once: follow then unfollow one creator,
+    // report the other.
+    for account in 200..210u64 {
+        let t = attack_t + account as i64;
+        brigade.push(K::View, account, CHURN_BOMBED, t, 0.05);
+        brigade.push(K::Follow, account, CHURN_BOMBED, t + 1, 0.0);
+        brigade.push(K::Unfollow, account, CHURN_BOMBED, t + 2, 0.0);
+        brigade.push(K::View, account, SHOWN_BRIGADE, t, 0.05);
+        brigade.push(K::Report, account, SHOWN_BRIGADE, t + 1, 0.0);
+    }
     send(client, brigade).await?;
     // 3% of the creator's own viewers (30 of 1,000, none of them likers) report it once.
     let mut reports = Events::new(&format!("{prefix}-reports"));
@@ -359,8 +416,10 @@ pub async fn run(
         );
     }
     send(client, reports).await?;
-    let after = boosts(client, &[BRIGADED, REPORTED_BY_VIEWERS]).await?;
+    let after = boosts(client, &[BRIGADED, REPORTED_BY_VIEWERS, CHURN_BOMBED, SHOWN_BRIGADE]).await?;
     figures.brigaded_after = after[0];
     figures.reported_after = after[1];
+    figures.churn_after = after[2];
+    figures.shown_brigade_after = after[3];
     Ok(figures)
 }

@@ -252,6 +252,11 @@ pub struct ScoresArgs {
     /// Only these creators (repeatable); unknown ones print as neutral.
     #[arg(long = "creator")]
     pub creators: Vec<u64>,
+    /// Only creators boosted above 1 whose engagement evidence rests on few
+    /// accounts (less than half of it believed, `fan_belief` < 0.5): the
+    /// list a trust & safety review starts from.
+    #[arg(long)]
+    pub few_accounts: bool,
 }
 
 /// `generate` flags.

@@ -184,14 +184,21 @@ pub async fn creator_scores(args: CreatorScoresArgs) -> Result<(), ClientError> 
         "model_version {} variant {:?} degraded {}",
         response.model_version, response.variant, response.degraded
     );
-    println!("creator_id,found,followers,evidence,fan_value,long_term_value,creator_value,public_boost,updated_at_ms");
+    println!(
+        "creator_id,found,followers,evidence,audience,engaged_accounts,fan_belief,negative_accounts,fan_value,\
+         long_term_value,creator_value,public_boost,updated_at_ms"
+    );
     for s in response.scores {
         println!(
-            "{},{},{},{},{:.6},{:.6},{:.6},{:.6},{}",
+            "{},{},{},{},{:.3},{:.3},{:.4},{:.3},{:.6},{:.6},{:.6},{:.6},{}",
             s.creator_id,
             s.found,
             s.followers,
             s.evidence,
+            s.audience,
+            s.engaged_accounts,
+            s.fan_belief,
+            s.negative_accounts,
             s.fan_value,
             s.long_term_value,
             s.creator_value,

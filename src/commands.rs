@@ -133,6 +133,9 @@ pub async fn scores(args: ScoresArgs, out: &mut impl Write) -> Result<(), Comman
         );
     }
     let mut rows = score_rows(variant, &config.ingest.decay(), &global, &creators, as_of_ms);
+    if args.few_accounts {
+        rows.retain(|r| r.public_boost > 1.0 && r.fan_value > 0.0 && r.fan_belief < 0.5);
+    }
     for id in &args.creators {
         if !rows.iter().any(|r| r.creator_id == *id) {
             rows.push(unknown_row(*id));

@@ -246,21 +246,27 @@ impl<S: Store> GrpcService<S> {
                         audience: c.audience,
                         engaged_accounts: c.engaged_accounts,
                         confidence: c.confidence,
+                        fan_belief: c.fan_belief,
+                        negative_accounts: c.negative_accounts,
+                        negative_confidence: c.negative_confidence,
                         text: format!(
-                            "public {:.4} = soft_clamp(exp({:.4} = fan_value {:.4} [fan_lift {:.4}] + long_term_value \
-                             {:.4} [churn_lift {:.4}, report_lift {:.4}])), gains x confidence {:.3} [{:.1} engaged of \
-                             {:.1} accounts shown]; private {:.4} = clamp(tier {:.2} x intimacy {:.4} [I = {:.3}]); \
-                             boost {:.4}",
+                            "public {:.4} = soft_clamp(exp({:.4} = fan_value {:.4} [fan_lift {:.4}, {:.0}% believed, \
+                             {:.1} accounts shown, {:.1} engaged] + long_term_value {:.4} [churn_lift {:.4}, \
+                             report_lift {:.4}; gains x {:.3}, losses x {:.3} of {:.1} leaving/reporting])); \
+                             private {:.4} = clamp(tier {:.2} x intimacy {:.4} [I = {:.3}]); boost {:.4}",
                             c.public_boost,
                             c.creator_value,
                             c.fan_value,
                             c.fan_lift,
+                            c.fan_belief * 100.0,
+                            c.audience,
+                            c.engaged_accounts,
                             c.long_term_value,
                             c.churn_lift,
                             c.report_lift,
                             c.confidence,
-                            c.engaged_accounts,
-                            c.audience,
+                            c.negative_confidence,
+                            c.negative_accounts,
                             p.private_boost,
                             p.tier,
                             p.intimacy_factor,
@@ -318,6 +324,9 @@ impl<S: Store> GrpcService<S> {
                 audience: s.audience,
                 engaged_accounts: s.engaged_accounts,
                 confidence: s.confidence,
+                fan_belief: s.fan_belief,
+                negative_accounts: s.negative_accounts,
+                negative_confidence: s.negative_confidence,
             })
             .collect();
         Ok(Response::new(proto::GetCreatorScoresResponse {

@@ -24,8 +24,12 @@ pub struct ScoreRow {
     pub audience: f64,
     /// Accounts shown that engaged beyond viewing (decayed).
     pub engaged_accounts: f64,
-    /// engaged / (engaged + m_accounts); low = the value rests on few accounts.
+    /// engaged / (engaged + m_accounts): share of a long-term gain that counts.
     pub confidence: f64,
+    /// Share of the observed engagement lift believed; low = it rests on few accounts.
+    pub fan_belief: f64,
+    /// Accounts that left or reported (decayed).
+    pub negative_accounts: f64,
     /// ln(fan_lift), times confidence when positive.
     pub fan_value: f64,
     /// −(a_u ln churn_lift + a_r ln report_lift).
@@ -68,6 +72,8 @@ pub fn score_rows(
                 audience: s.audience,
                 engaged_accounts: s.engaged_accounts,
                 confidence: s.confidence,
+                fan_belief: s.fan_belief,
+                negative_accounts: s.negative_accounts,
                 fan_value: s.fan_value,
                 long_term_value: s.long_term_value,
                 creator_value: s.creator_value,
@@ -88,6 +94,8 @@ pub fn unknown_row(creator_id: u64) -> ScoreRow {
         audience: 0.0,
         engaged_accounts: 0.0,
         confidence: 0.0,
+        fan_belief: 0.0,
+        negative_accounts: 0.0,
         fan_value: 0.0,
         long_term_value: 0.0,
         creator_value: 0.0,
@@ -105,12 +113,12 @@ pub fn write_rows(rows: &[ScoreRow], format: ScoresFormat, out: &mut impl Write)
         ScoresFormat::Csv => {
             writeln!(
                 out,
-                "creator_id,found,followers,evidence,audience,engaged_accounts,confidence,fan_value,long_term_value,creator_value,public_boost,updated_at_ms"
+                "creator_id,found,followers,evidence,audience,engaged_accounts,confidence,fan_belief,negative_accounts,fan_value,long_term_value,creator_value,public_boost,updated_at_ms"
             )?;
             for r in rows {
                 writeln!(
                     out,
-                    "{},{},{},{},{},{},{},{},{},{},{},{}",
+                    "{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
                     r.creator_id,
                     r.found,
                     r.followers,
@@ -118,6 +126,8 @@ pub fn write_rows(rows: &[ScoreRow], format: ScoresFormat, out: &mut impl Write)
                     r.audience,
                     r.engaged_accounts,
                     r.confidence,
+                    r.fan_belief,
+                    r.negative_accounts,
                     r.fan_value,
                     r.long_term_value,
                     r.creator_value,

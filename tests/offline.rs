@@ -35,6 +35,7 @@ fn scores_args(data_dir: &Path, as_of: &str) -> ScoresArgs {
         format: ScoresFormat::Csv,
         variant: String::new(),
         creators: Vec::new(),
+        few_accounts: false,
     }
 }
 
@@ -92,6 +93,48 @@ fn write_temp(dir: &Path, name: &str, text: &str) -> PathBuf {
     let mut file = std::fs::File::create(&path).expect("create");
     file.write_all(text.as_bytes()).expect("write");
     path
+}
+
+/// `scores --few-accounts` lists a creator farmed by five accounts and not
+/// one whose engagement comes from a thousand viewers.
+#[tokio::test]
+async fn few_accounts_report_lists_farmed_creators() {
+    let temp = tempfile::tempdir().expect("temp");
+    let mut lines = String::new();
+    let mut push = |id: String, kind: &str, viewer: u64, creator: u64, amount: f64| {
+        lines.push_str(&format!(
+            "{{\"event_id\":\"{id}\",\"kind\":\"{kind}\",\"viewer_id\":{viewer},\"creator_id\":{creator},\"timestamp_ms\":1780000000000,\"amount\":{amount}}}\n"
+        ));
+    };
+    for account in 1..=5u64 {
+        for kind in ["VIEW", "FOLLOW", "LIKE", "SHARE", "TIP", "PURCHASE", "JOIN_FAN_GROUP"] {
+            let amount = if kind == "VIEW" { 1.0 } else { 100.0 };
+            push(format!("farm-{account}-{kind}"), kind, account, 500, amount);
+        }
+    }
+    for viewer in 1_000..2_000u64 {
+        push(format!("real-{viewer}"), "VIEW", viewer, 600, 0.5);
+        if viewer % 10 == 0 {
+            push(format!("real-{viewer}-like"), "LIKE", viewer, 600, 0.0);
+        }
+    }
+    let file = write_temp(temp.path(), "farm.jsonl", &lines);
+    let data = temp.path().join("data");
+    commands::import(import_args(vec![file], &data)).await.expect("import");
+    let mut out = Vec::new();
+    let args = ScoresArgs {
+        few_accounts: true,
+        ..scores_args(&data, "2026-06-01T00:00:00Z")
+    };
+    commands::scores(args, &mut out).await.expect("scores");
+    let text = String::from_utf8(out).expect("utf8");
+    let mut all = Vec::new();
+    commands::scores(scores_args(&data, "2026-06-01T00:00:00Z"), &mut all)
+        .await
+        .expect("scores");
+    let all = String::from_utf8(all).expect("utf8");
+    let listed: Vec<u64> = parse_scores(&text).iter().map(|r| r.0).collect();
+    assert_eq!(listed, vec![500], "{all}");
 }
 
 #[tokio::test]

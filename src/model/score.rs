@@ -31,7 +31,10 @@ pub struct CreatorScore {
     pub negative_accounts: f64,
     /// `D / (D + m_negative_accounts)`: how much of a long-term loss counts.
     pub negative_confidence: f64,
-    /// Layered fan engagement per account shown, relative to the platform.
+    /// `B`: the share of the observed engagement lift believed (empirical
+    /// Bayes); low = the evidence rests on few accounts.
+    pub fan_belief: f64,
+    /// Layered fan engagement per account shown, relative to the platform, times `fan_belief`.
     pub fan_lift: f64,
     /// Share of fans who left, relative to the platform.
     pub churn_lift: f64,
@@ -63,6 +66,7 @@ impl CreatorScore {
         confidence: 0.0,
         negative_accounts: 0.0,
         negative_confidence: 0.0,
+        fan_belief: 0.0,
         fan_lift: 1.0,
         churn_lift: 1.0,
         report_lift: 1.0,
@@ -171,7 +175,7 @@ impl<'a> Scorer<'a> {
 
         // Each lift is written so that with no evidence numerator and
         // denominator are the same product, making the lift exactly 1.
-        let fan_lift = believed_lift(params, priors.engagement_rate, engagement, audience);
+        let (fan_lift, fan_belief) = believed_lift(params, priors.engagement_rate, engagement, audience);
         let mu_u_m = priors.churn_rate * params.m_churn;
         let churn_lift = (unfollows + mu_u_m) / (priors.churn_rate * (followers + unfollows + params.m_churn));
         let mu_r_m = priors.report_rate * params.m_report;
@@ -205,6 +209,7 @@ impl<'a> Scorer<'a> {
             confidence,
             negative_accounts,
             negative_confidence,
+            fan_belief,
             fan_lift,
             churn_lift,
             report_lift,
@@ -272,6 +277,7 @@ impl CreatorScore {
             self.confidence,
             self.negative_accounts,
             self.negative_confidence,
+            self.fan_belief,
             self.fan_lift,
             self.churn_lift,
             self.report_lift,
@@ -310,9 +316,9 @@ fn engagement_and_audience(
 /// thousand accounts adding the same total; `B = τ²μ²/(τ²μ² + s²)` of the
 /// difference is believed. `B·(r − μ)` rises with `E` whatever its sign
 /// (more engagement never lowers the lift), and is exactly 0 without evidence.
-fn believed_lift(params: &ModelParams, mu: f64, engagement: f64, audience: f64) -> f64 {
+fn believed_lift(params: &ModelParams, mu: f64, engagement: f64, audience: f64) -> (f64, f64) {
     if engagement == 0.0 && audience == 0.0 {
-        return 1.0;
+        return (1.0, 0.0);
     }
     let evidence = engagement + mu * params.m_engagement;
     let accounts = audience + params.m_engagement;
@@ -323,7 +329,7 @@ fn believed_lift(params: &ModelParams, mu: f64, engagement: f64, audience: f64) 
     let sampling = params.account_cap * evidence / (seen * seen);
     let spread = params.fan_spread * mu;
     let believed = spread * spread / (spread * spread + sampling);
-    1.0 + believed * (observed - mu) / mu
+    (1.0 + believed * (observed - mu) / mu, believed)
 }
 
 /// Reporters, those never shown the creator weighted by `unshown_report_weight` (stored units).

@@ -20,6 +20,7 @@ contract_tests!(
     restart_keeps_scores_and_dedupe_state,
     writes_need_the_token_when_configured,
     dedupe_window_expires,
+    event_ids_are_per_viewer,
     writes_through_this_replica_show_at_once_in_cached_answers,
 );
 
@@ -59,7 +60,9 @@ async fn record_then_rank_boosts_loyal_creator_and_keeps_cold_start_neutral(back
                 candidate(10, 200, 1.0),
                 candidate(11, 300, 1.0),
                 candidate(12, 100, 1.0),
-                candidate(13, 100, 0.5),
+                // 29 engaged accounts earn a modest public boost (property
+                // 7); with the viewer's private boost it passes a cold 1.0.
+                candidate(13, 100, 0.7),
             ],
         )
     };
@@ -464,6 +467,35 @@ async fn dedupe_window_expires(backend: Backend) {
     record(&mut client, vec![event("other", Like, 1, 2)]).await;
     let after = record(&mut client, vec![event("once", Like, 1, 2)]).await;
     assert_eq!((after.accepted, after.duplicates), (1, 0), "after the window");
+}
+
+/// One viewer cannot pre-claim another's event ids: the same id from two
+/// viewers counts twice, and each viewer's resend is a duplicate.
+async fn event_ids_are_per_viewer(backend: Backend) {
+    let server = spawn_on(backend).await;
+    let mut client = server.client().await;
+    let first = record(
+        &mut client,
+        vec![event("shared-id", View, 1, 2), event("shared-id", View, 3, 2)],
+    )
+    .await;
+    assert_eq!((first.accepted, first.duplicates), (2, 0));
+    let again = record(
+        &mut client,
+        vec![event("shared-id", View, 3, 2), event("shared-id", View, 4, 2)],
+    )
+    .await;
+    assert_eq!((again.accepted, again.duplicates), (1, 1));
+    let scores = client
+        .get_creator_scores(proto::GetCreatorScoresRequest {
+            creator_ids: vec![2],
+            variant: String::new(),
+        })
+        .await
+        .expect("scores")
+        .into_inner()
+        .scores;
+    assert_eq!(scores[0].evidence, 3);
 }
 
 async fn writes_through_this_replica_show_at_once_in_cached_answers(backend: Backend) {

@@ -15,7 +15,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::codec::{decode_creator, decode_viewer, encode_creator, encode_viewer};
 use super::{
-    Applied, Changes, CommitHook, CreatorBucket, Store, StoreError, creator_bucket, decay_signature, event_id_hash,
+    Applied, Changes, CommitHook, CreatorBucket, Store, StoreError, creator_bucket, decay_signature, event_key,
     signature_mismatch,
 };
 use crate::model::aggregate::apply_event;
@@ -329,7 +329,7 @@ fn commit_group(
             let mut job_statuses = Vec::with_capacity(job.events.len());
             for event in &job.events {
                 if !event.event_id.is_empty() {
-                    let id = event_id_hash(event.event_id.as_bytes());
+                    let id = event_key(event);
                     if seen.contains(&id) || dedupe.get(id).map_err(backend)?.is_some() {
                         job_statuses.push(Applied::Duplicate);
                         continue;

@@ -222,6 +222,15 @@ pub(crate) fn signature_mismatch(stored: &str, wanted: &str, fresh_store: &str) 
     }
 }
 
+/// An event's identity for deduplication: its id, per viewer, on every
+/// backend (one viewer cannot pre-claim another's ids).
+pub(crate) fn event_key(event: &Event) -> u128 {
+    let mut bytes = Vec::with_capacity(8 + event.event_id.len());
+    bytes.extend_from_slice(&event.viewer_id.to_le_bytes());
+    bytes.extend_from_slice(event.event_id.as_bytes());
+    event_id_hash(&bytes)
+}
+
 /// A 128-bit hash of an event id: two independent 64-bit lanes over 8-byte
 /// words, each finished with the SplitMix64 avalanche.
 pub(crate) fn event_id_hash(id: &[u8]) -> u128 {

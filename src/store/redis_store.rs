@@ -48,7 +48,7 @@ use futures_util::future::try_join_all;
 
 use super::codec::{decode_viewer, encode_viewer};
 use super::{
-    Applied, CreatorBucket, InvalidateHook, Store, StoreError, Touched, creator_bucket, decay_signature, event_id_hash,
+    Applied, CreatorBucket, InvalidateHook, Store, StoreError, Touched, creator_bucket, decay_signature, event_key,
     signature_mismatch,
 };
 use crate::model::aggregate::{AggregateDelta, EventDelta, SUM_FIELDS, event_delta};
@@ -533,7 +533,7 @@ impl RedisStore {
         let mut statuses = vec![Applied::Accepted; events.len()];
         let hashes: Vec<Option<u128>> = events
             .iter()
-            .map(|event| (!event.event_id.is_empty()).then(|| event_hash(event)))
+            .map(|event| (!event.event_id.is_empty()).then(|| event_key(event)))
             .collect();
         let mut seen = HashSet::new();
         let mut by_viewer: BTreeMap<u64, Vec<usize>> = BTreeMap::new();
@@ -711,14 +711,6 @@ pub fn redact(url: &str) -> String {
         (Some((scheme, _)), Some(at)) => format!("{scheme}://***{}", &url[at..]),
         _ => url.to_owned(),
     }
-}
-
-/// An event's identity: its id, per viewer.
-fn event_hash(event: &Event) -> u128 {
-    let mut bytes = Vec::with_capacity(8 + event.event_id.len());
-    bytes.extend_from_slice(&event.viewer_id.to_le_bytes());
-    bytes.extend_from_slice(event.event_id.as_bytes());
-    event_id_hash(&bytes)
 }
 
 /// An event's two deltas, creator's and platform's, as `<creator>~<platform>`

@@ -477,6 +477,14 @@ pub fn event_delta(
     let Some(record) = viewer else {
         return delta;
     };
+    // A record already holding `max_pairs_per_viewer` creators takes no new
+    // one: the event counts as evidence only. This bounds what one account's
+    // record costs every write and read (an account following 200,000
+    // creators would otherwise make each of its batches copy all of them).
+    if record.relations.len() >= params.max_pairs_per_viewer && record.relation(event.creator_id).is_none() {
+        return delta;
+    }
+    let held = record.relations.len();
     let pair = record.relation_mut(event.creator_id);
     let (before, before_global) = pair_sums(pair, params, decay);
     let was = (pair.following(), pair.fan_group_member());
@@ -513,7 +521,10 @@ pub fn event_delta(
             delta.global.sums[index] = after_global[index] - before_global[index];
         }
     }
-    record.enforce_limit(params.max_relations_per_viewer, event.creator_id);
+    // Only a new pair can take the record past its soft limit.
+    if record.relations.len() > held {
+        record.enforce_limit(params.max_relations_per_viewer, event.creator_id);
+    }
     delta
 }
 

@@ -237,6 +237,10 @@ pub struct IngestParams {
     /// Most creators remembered per viewer; the least intimate pair without a
     /// follow, fan-group or report history is forgotten first.
     pub max_relations_per_viewer: usize,
+    /// Most creators a viewer's record holds at all, relation history
+    /// included; events about further creators count as evidence only.
+    /// Bounds the cost of one account's record to every write and read.
+    pub max_pairs_per_viewer: usize,
     /// Layer weights measuring one account's depth with a creator for the
     /// caps below; keep them equal to `[model.weights]`.
     pub depth_weights: KindWeights,
@@ -266,6 +270,7 @@ impl Default for IngestParams {
                 profile_visit: 2.0,
             },
             max_relations_per_viewer: 1_000,
+            max_pairs_per_viewer: 5_000,
             depth_weights: KindWeights::default(),
             account_depth_cap: 1.5,
             prior_depth_cap: 1.0,
@@ -315,6 +320,9 @@ impl IngestParams {
         }
         if !(1..=1_000_000).contains(&self.max_relations_per_viewer) {
             return Err("max_relations_per_viewer must be in [1, 1000000]".into());
+        }
+        if !(self.max_relations_per_viewer..=1_000_000).contains(&self.max_pairs_per_viewer) {
+            return Err("max_pairs_per_viewer must be in [max_relations_per_viewer, 1000000]".into());
         }
         Ok(())
     }

@@ -469,3 +469,52 @@ fn follower_counts_are_exact() {
     let (d, _) = replay(&[unfollow(1, 5), follow(1, 1), view], &ingest);
     assert!(c.unfollows > 0.0 && close(c.unfollows, d.unfollows));
 }
+
+/// A viewer's record never holds more than `max_pairs_per_viewer` creators:
+/// follows beyond it count as evidence only, and follows of creators it
+/// already holds still apply.
+#[test]
+fn a_viewer_record_is_bounded() {
+    let ingest = IngestParams {
+        max_relations_per_viewer: 3,
+        max_pairs_per_viewer: 5,
+        ..IngestParams::default()
+    };
+    let decay = ingest.decay();
+    let mut viewer = ViewerRecord::default();
+    let mut global = CreatorAggregate::default();
+    let mut creators = vec![CreatorAggregate::default(); 10];
+    let event = |kind, creator_id: u64, t: i64| Event {
+        event_id: String::new(),
+        kind,
+        viewer_id: 1,
+        creator_id,
+        timestamp_ms: START + t,
+        amount: 0.0,
+    };
+    for creator in 0..10u64 {
+        apply_event(
+            &event(EventKind::Follow, creator, 1),
+            &ingest,
+            &decay,
+            &mut creators[creator as usize],
+            &mut global,
+            Some(&mut viewer),
+        );
+    }
+    assert_eq!(viewer.relations.len(), 5);
+    assert_eq!(
+        creators.iter().map(|c| c.followers).collect::<Vec<_>>(),
+        [1, 1, 1, 1, 1, 0, 0, 0, 0, 0]
+    );
+    assert_eq!(creators[7].evidence, 1, "counted as evidence");
+    apply_event(
+        &event(EventKind::Unfollow, 2, 5),
+        &ingest,
+        &decay,
+        &mut creators[2],
+        &mut global,
+        Some(&mut viewer),
+    );
+    assert_eq!(creators[2].followers, 0, "a held pair still changes");
+}

@@ -402,7 +402,9 @@ pub fn pair_sums(pair: &PairRelation, params: &IngestParams, decay: &Decay) -> (
     sums[SHOWN] = decay.negative_weight(pair.view_ms);
 
     let weight = decay.engagement_weight(pair.engaged_ms);
-    let to_engaged = decay.engagement_scale(pair.engaged_ms);
+    // The weight is 2^x with |x| <= 900, so its inverse is exact enough and
+    // costs a division instead of a second exp2.
+    let to_engaged = 1.0 / weight;
     let base = if following { FAN } else { NON_FAN };
     let depth_weights = params.depth_weights.as_array();
     let mut depth = 0.0;

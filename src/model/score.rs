@@ -126,6 +126,8 @@ pub struct Scorer<'a> {
     engagement_scale: f64,
     negative_scale: f64,
     priors: Priors,
+    /// `(ln(1/boost_min), ln(boost_max))`, once per scorer rather than per creator.
+    log_bounds: (f64, f64),
 }
 
 impl<'a> Scorer<'a> {
@@ -151,6 +153,7 @@ impl<'a> Scorer<'a> {
             report_rate: (reports + params.prior_report_rate * strength) / (shown + strength),
         };
         Scorer {
+            log_bounds: log_bounds(params.boost_min, params.boost_max),
             params,
             weights,
             engagement_scale,
@@ -201,7 +204,7 @@ impl<'a> Scorer<'a> {
             negative_confidence * long_term_value
         };
         let creator_value = params.fan_value_weight * fan_value + params.long_term_value_weight * long_term_value;
-        let public_boost = soft_clamp(creator_value, params.boost_min, params.boost_max);
+        let public_boost = soft_clamp_logs(creator_value, self.log_bounds, params.boost_min, params.boost_max);
         let score = CreatorScore {
             found: true,
             audience,
@@ -337,19 +340,25 @@ fn reports(params: &ModelParams, aggregate: &CreatorAggregate) -> f64 {
     aggregate.reports + params.unshown_report_weight * aggregate.reports_unshown
 }
 
-/// Maps `creator_value` (log space) to a boost strictly inside
-/// `(boost_min, boost_max)`: `exp(creator_value)` near 0, approaching the
-/// bounds smoothly (`tanh` in log space) instead of clamping, so strong
-/// creators stay ordered instead of piling up on the cap.
+/// Maps `creator_value` (log space) to a boost inside `(boost_min,
+/// boost_max)`: `exp(creator_value)` near 0, approaching the bounds smoothly
+/// instead of clamping, so strong creators stay ordered instead of piling up
+/// on the cap. In log space, `b·v/(b + |v|)` with `b` the log of the bound on
+/// that side: slope 1 at 0, monotone, never reaching `b`; one division per
+/// creator on the Rank path.
 pub fn soft_clamp(creator_value: f64, boost_min: f64, boost_max: f64) -> f64 {
-    let bound = if creator_value >= 0.0 {
-        boost_max.ln()
-    } else {
-        -boost_min.ln()
-    };
+    soft_clamp_logs(creator_value, log_bounds(boost_min, boost_max), boost_min, boost_max)
+}
+
+fn log_bounds(boost_min: f64, boost_max: f64) -> (f64, f64) {
+    (-boost_min.ln(), boost_max.ln())
+}
+
+fn soft_clamp_logs(creator_value: f64, (below, above): (f64, f64), boost_min: f64, boost_max: f64) -> f64 {
+    let bound = if creator_value >= 0.0 { above } else { below };
     if bound <= 0.0 {
         return 1.0;
     }
-    let log_boost = bound * (creator_value / bound).tanh();
+    let log_boost = bound * creator_value / (bound + creator_value.abs());
     log_boost.exp().clamp(boost_min, boost_max)
 }

@@ -2,6 +2,7 @@
 //! version byte so a later layout can still read old records.
 
 use crate::model::aggregate::{ENGAGEMENT_KINDS, SUM_FIELDS};
+use crate::model::params::KindWeights;
 use crate::model::{CreatorAggregate, PairRelation, ViewerRecord};
 
 use super::StoreError;
@@ -16,7 +17,8 @@ const CREATOR_V2: u8 = 2;
 /// Viewer records of the per-account model: creator ids delta-encoded as
 /// varints; the latest engagement time absolute, the other timestamps as
 /// differences from it (a VIEW-only pair's view time costs one byte); absent
-/// timestamps and layers take no space (a pair that only viewed: ~25 bytes).
+/// timestamps and layers take no space; intimacy is not stored but summed
+/// again from the layers (a pair that only viewed: ~17 bytes).
 const VIEWER_V3: u8 = 3;
 /// Timestamps kept per pair, in flag-bit order; the last is the reference.
 const STAMPS: usize = 7;
@@ -131,18 +133,18 @@ pub fn encode_viewer(record: &ViewerRecord) -> Vec<u8> {
         for value in pair.layers.iter().filter(|v| **v != 0.0) {
             out.extend_from_slice(&value.to_le_bytes());
         }
-        out.extend_from_slice(&pair.intimacy.to_le_bytes());
     }
     out
 }
 
-/// Decodes [`encode_viewer`]'s output.
+/// Decodes [`encode_viewer`]'s output; each pair's intimacy is summed from
+/// its layers with `intimacy_weights` (the `[ingest]` ones it was kept with).
 ///
 /// # Errors
 /// [`StoreError::Corrupt`] on an unknown version, truncation or unsorted pairs.
-pub fn decode_viewer(bytes: &[u8]) -> Result<ViewerRecord, StoreError> {
+pub fn decode_viewer(bytes: &[u8], intimacy_weights: &KindWeights) -> Result<ViewerRecord, StoreError> {
     match bytes.split_first() {
-        Some((&VIEWER_V3, rest)) => decode_viewer_v3(rest),
+        Some((&VIEWER_V3, rest)) => decode_viewer_v3(rest, &intimacy_weights.as_array()),
         _ => Err(StoreError::Corrupt(format!(
             "viewer record of {} bytes, version {:?}",
             bytes.len(),
@@ -151,7 +153,7 @@ pub fn decode_viewer(bytes: &[u8]) -> Result<ViewerRecord, StoreError> {
     }
 }
 
-fn decode_viewer_v3(mut bytes: &[u8]) -> Result<ViewerRecord, StoreError> {
+fn decode_viewer_v3(mut bytes: &[u8], weights: &[f64; ENGAGEMENT_KINDS]) -> Result<ViewerRecord, StoreError> {
     let corrupt = || StoreError::Corrupt("truncated or malformed viewer record".into());
     let mut relations = Vec::new();
     let mut previous = 0u64;
@@ -188,7 +190,7 @@ fn decode_viewer_v3(mut bytes: &[u8]) -> Result<ViewerRecord, StoreError> {
                 *layer = take_f64(&mut bytes).ok_or_else(corrupt)?;
             }
         }
-        let intimacy = take_f64(&mut bytes).ok_or_else(corrupt)?;
+        let intimacy = layers.iter().zip(weights).map(|(layer, weight)| weight * layer).sum();
         relations.push(PairRelation {
             creator_id,
             follow_ms: stamps[0],
@@ -252,6 +254,10 @@ fn unzigzag(value: u64) -> i64 {
 mod tests {
     use super::*;
 
+    fn weights() -> KindWeights {
+        crate::model::IngestParams::default().intimacy_weights
+    }
+
     #[test]
     fn round_trips() {
         let mut aggregate = CreatorAggregate::default();
@@ -266,7 +272,7 @@ mod tests {
 
         let mut layers = [0.0; ENGAGEMENT_KINDS];
         layers[0] = 0.5;
-        layers[7] = f64::MAX;
+        layers[7] = 1e300;
         let same_time = PairRelation {
             creator_id: 7,
             view_ms: 1_650_812_741_436,
@@ -301,7 +307,14 @@ mod tests {
                 },
             ],
         };
-        assert_eq!(decode_viewer(&encode_viewer(&record)).expect("viewer"), record);
+        let mut record = record;
+        for pair in &mut record.relations {
+            pair.intimacy = pair.layers.iter().zip(weights().as_array()).map(|(l, w)| w * l).sum();
+        }
+        assert_eq!(
+            decode_viewer(&encode_viewer(&record), &weights()).expect("viewer"),
+            record
+        );
     }
 
     #[test]
@@ -321,7 +334,7 @@ mod tests {
                 .collect(),
         };
         let bytes = encode_viewer(&typical).len();
-        assert!(bytes < 1 + 28 * 10, "{bytes} bytes");
+        assert!(bytes < 1 + 20 * 10, "{bytes} bytes");
         let mut creator = CreatorAggregate::default();
         creator.non_fan[0] = 12.5;
         creator.non_fan[1] = 0.63;
@@ -340,21 +353,36 @@ mod tests {
         let mut old = encode_creator(&CreatorAggregate::default());
         old[0] = 1;
         assert!(decode_creator(&old).is_err());
-        assert!(decode_viewer(&[]).is_err());
-        assert!(decode_viewer(&[9]).is_err());
+        assert!(decode_viewer(&[], &weights()).is_err());
+        assert!(decode_viewer(&[9], &weights()).is_err());
         assert!(
-            decode_viewer(&[2, 5, 0, 0, 0, 0, 0, 0, 0, 0, 0]).is_err(),
+            decode_viewer(&[2, 5, 0, 0, 0, 0, 0, 0, 0, 0, 0], &weights()).is_err(),
             "the per-event layout"
         );
         // Truncated, bad flags, repeated creator, overlong varint.
-        assert!(decode_viewer(&[3, 5]).is_err());
-        assert!(decode_viewer(&[3, 5, 0x80, 0]).is_err());
-        assert!(decode_viewer(&[3, 5, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]).is_err());
-        assert!(decode_viewer(&[3, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f]).is_err());
+        assert!(decode_viewer(&[3, 5], &weights()).is_err());
+        assert!(decode_viewer(&[3, 5, 0x80, 0], &weights()).is_err());
         assert!(
-            decode_viewer(&[3, 5, 0, 0x01, 0, 0, 0, 0, 0, 0, 0, 0]).is_err(),
+            decode_viewer(
+                &[3, 5, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+                &weights()
+            )
+            .is_err()
+        );
+        assert!(
+            decode_viewer(
+                &[3, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f],
+                &weights()
+            )
+            .is_err()
+        );
+        assert!(
+            decode_viewer(&[3, 5, 0, 0x01, 0, 0, 0], &weights()).is_err(),
             "a layer without its value"
         );
-        assert_eq!(decode_viewer(&[3]).expect("empty record"), ViewerRecord::default());
+        assert_eq!(
+            decode_viewer(&[3], &weights()).expect("empty record"),
+            ViewerRecord::default()
+        );
     }
 }

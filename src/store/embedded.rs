@@ -49,6 +49,8 @@ const MIN_SWEEP_PER_COMMIT: usize = 1_000;
 pub struct EmbeddedStore {
     db: Arc<Database>,
     writer: Arc<Writer>,
+    /// What viewer records' intimacy is summed with when they are read.
+    intimacy_weights: crate::model::params::KindWeights,
 }
 
 /// The writer thread's queue and handle.
@@ -100,6 +102,7 @@ impl EmbeddedStore {
         let db = Arc::new(db);
         create_tables(&db)?;
         check_decay(&db, &settings.ingest)?;
+        let intimacy_weights = settings.ingest.intimacy_weights;
         let (sender, jobs) = mpsc::channel(1024);
         let thread_db = Arc::clone(&db);
         let thread = std::thread::Builder::new()
@@ -110,7 +113,11 @@ impl EmbeddedStore {
             jobs: Some(sender),
             thread: Some(thread),
         });
-        Ok(EmbeddedStore { db, writer })
+        Ok(EmbeddedStore {
+            db,
+            writer,
+            intimacy_weights,
+        })
     }
 
     /// Every creator and its aggregate, in id order (for offline scoring).
@@ -174,11 +181,12 @@ impl Store for EmbeddedStore {
     }
 
     async fn viewer(&self, viewer_id: u64) -> Result<Option<ViewerRecord>, StoreError> {
+        let weights = self.intimacy_weights;
         self.read(move |db| {
             let txn = db.begin_read().map_err(backend)?;
             let table = txn.open_table(VIEWERS).map_err(backend)?;
             match table.get(viewer_id).map_err(backend)? {
-                Some(value) => decode_viewer(value.value()).map(Some),
+                Some(value) => decode_viewer(value.value(), &weights).map(Some),
                 None => Ok(None),
             }
         })
@@ -354,7 +362,7 @@ fn commit_group(
                         std::collections::hash_map::Entry::Occupied(entry) => entry.into_mut(),
                         std::collections::hash_map::Entry::Vacant(entry) => {
                             let loaded = match viewers_table.get(event.viewer_id).map_err(backend)? {
-                                Some(value) => decode_viewer(value.value())?,
+                                Some(value) => decode_viewer(value.value(), &settings.ingest.intimacy_weights)?,
                                 None => ViewerRecord::default(),
                             };
                             entry.insert(loaded)

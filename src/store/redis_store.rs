@@ -405,7 +405,7 @@ impl RedisStore {
                 .await
                 .map_err(backend)?;
             let mut record = match stored {
-                Some(bytes) => decode_viewer(&bytes)?,
+                Some(bytes) => decode_viewer(&bytes, &self.ingest.intimacy_weights)?,
                 None => ViewerRecord::default(),
             };
             let deltas: Vec<String> = pending
@@ -634,7 +634,9 @@ impl Store for RedisStore {
     async fn viewer(&self, viewer_id: u64) -> Result<Option<ViewerRecord>, StoreError> {
         let cmd = ::redis::cmd("HGET").arg(self.keys.viewer(viewer_id)).arg("r").clone();
         let stored: Option<Vec<u8>> = within(self.read_timeout, self.connection.query(&cmd)).await?;
-        stored.map(|bytes| decode_viewer(&bytes)).transpose()
+        stored
+            .map(|bytes| decode_viewer(&bytes, &self.ingest.intimacy_weights))
+            .transpose()
     }
 
     async fn global(&self) -> Result<CreatorAggregate, StoreError> {

@@ -244,6 +244,8 @@ where
         };
         let (limit, what) = self.shared.message_limit(kind);
         let stream = kind == Kind::WriteStream;
+        // Reflection is a client stream too: tools ask, think, ask again.
+        let client_stream = stream || request.uri().path().ends_with("/ServerReflectionInfo");
         let guard = GuardedBody {
             limit,
             what,
@@ -252,7 +254,7 @@ where
             remaining: 0,
             timer: Box::pin(tokio::time::sleep(Duration::ZERO)),
             rearm: true,
-            idle: if stream {
+            idle: if client_stream {
                 self.shared.stream_idle_timeout
             } else {
                 self.shared.message_timeout
@@ -369,7 +371,8 @@ impl GuardedBody {
             ))
         } else {
             Status::deadline_exceeded(format!(
-                "request not received within {} ms (transport.message_timeout_ms)",
+                "no request message within {} ms (transport.message_timeout_ms, or stream_idle_timeout_ms for \
+                 reflection)",
                 self.idle.as_millis()
             ))
         }

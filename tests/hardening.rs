@@ -3,8 +3,6 @@
 
 mod common;
 
-use std::time::Duration;
-
 use common::*;
 use creator_boost::proto;
 use creator_boost::proto::EventKind::*;

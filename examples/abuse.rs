@@ -192,8 +192,11 @@ async fn non_reader(addr: SocketAddr, candidates: u64, hold_secs: u64) -> Result
         sent += 1;
         tokio::task::yield_now().await;
     }
+    // h2 queues requests beyond the server's MAX_CONCURRENT_STREAMS in this
+    // client, so `sent` counts requests made, not requests the server took.
     println!(
-        "non-reader sent {sent} Rank requests ({} bytes each), read none",
+        "non-reader made {sent} Rank requests ({} bytes each; beyond the server's stream limit they queue in this \
+         client), read none",
         frame.len()
     );
     Ok(())

@@ -469,3 +469,78 @@ async fn the_accept_loop_survives_running_out_of_descriptors() {
     assert!(logged, "{}", std::fs::read_to_string(&log).unwrap_or_default());
     assert!(serving, "Health never answered once descriptors were free");
 }
+
+/// While every read slot is taken (here: one slot, a Rank waiting on a hung
+/// Redis), health reports the CreatorBoost service NOT_SERVING, and SERVING
+/// again once the slot frees.
+#[tokio::test]
+async fn health_reports_not_serving_while_rank_cannot_be_admitted() {
+    use tonic_health::pb::HealthCheckRequest;
+    use tonic_health::pb::health_check_response::ServingStatus;
+    use tonic_health::pb::health_client::HealthClient;
+    if !common::redis::available() {
+        return;
+    }
+    let redis = common::redis::RedisProcess::start();
+    let server = spawn_with(Spawn {
+        backend: Backend::Url(redis.url()),
+        config: Some(format!("{TEST_CONFIG}\n[redis]\nread_timeout_ms = 3000\n")),
+        max_in_flight: 1,
+        ..Spawn::default()
+    })
+    .await;
+    let mut health = HealthClient::new(server.channel().await);
+    let status = |health: &mut HealthClient<tonic::transport::Channel>| {
+        let mut health = health.clone();
+        async move {
+            health
+                .check(HealthCheckRequest {
+                    service: "creatorboost.v1.CreatorBoost".into(),
+                })
+                .await
+                .expect("health answers")
+                .into_inner()
+                .status
+        }
+    };
+    assert_eq!(status(&mut health).await, ServingStatus::Serving as i32);
+    let mut client = server.client().await;
+    record(&mut client, loyal_creator_events("h", 950, 1..4)).await;
+    redis.pause();
+    let held = tokio::spawn(async move {
+        client
+            .rank(proto::RankRequest {
+                viewer_id: 11,
+                candidates: vec![candidate(1, 950, 1.0), candidate(2, 951, 2.0)],
+                ..Default::default()
+            })
+            .await
+    });
+    let mut seen_not_serving = false;
+    for _ in 0..200 {
+        if status(&mut health).await == ServingStatus::NotServing as i32 {
+            seen_not_serving = true;
+            break;
+        }
+        if held.is_finished() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    redis.resume();
+    // Resumed before its read timeout: the held Rank completes normally.
+    held.await.expect("join").expect("Rank answers");
+    assert!(
+        seen_not_serving,
+        "health never said NOT_SERVING while the read slot was taken"
+    );
+    let mut back = false;
+    for _ in 0..200 {
+        if status(&mut health).await == ServingStatus::Serving as i32 {
+            back = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(back, "health stayed NOT_SERVING after the slot freed");
+}

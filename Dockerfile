@@ -1,6 +1,11 @@
 # Multi-stage build of a small, non-root image.
 #   docker build -t creator-boost .
-#   docker run -p 50051:50051 -v cb-data:/var/lib/creator-boost/data creator-boost
+#   docker run -p 50051:50051 -v cb-data:/var/lib/creator-boost/data \
+#     -v "$PWD/token:/run/secrets/creator-boost-token:ro" \
+#     -e CREATOR_BOOST_WRITE_TOKEN_FILE=/run/secrets/creator-boost-token creator-boost
+# It listens on 0.0.0.0, so it refuses to start (exit 64) with open writes:
+# give a write token (above), mutual TLS (CREATOR_BOOST_TLS_CERT/_KEY/_CLIENT_CA),
+# or, on a private network, -e CREATOR_BOOST_ALLOW_OPEN_WRITES=true.
 # The proto is compiled by protox (pure Rust): no protoc in the image.
 
 # 1. cargo-chef: build dependencies in their own layer, so a source change

@@ -57,9 +57,18 @@ pub struct ServeArgs {
     /// redis-cluster://HOST:PORT[,HOST:PORT...].
     #[arg(long, env = "CREATOR_BOOST_STORE")]
     pub store: Option<String>,
-    /// Most concurrent calls; beyond it RESOURCE_EXHAUSTED [default: 0 = unlimited].
+    /// Most concurrent Rank/GetCreatorScores calls; beyond it RESOURCE_EXHAUSTED
+    /// [default: 256; 0 = unlimited].
     #[arg(long, env = "CREATOR_BOOST_MAX_IN_FLIGHT")]
     pub max_in_flight: Option<usize>,
+    /// Most RecordEvents calls and StreamEvents messages in progress at once,
+    /// a budget apart from reads [default: 32; 0 = unlimited].
+    #[arg(long, env = "CREATOR_BOOST_MAX_WRITES_IN_FLIGHT")]
+    pub max_writes_in_flight: Option<usize>,
+    /// Allow open writes (no write token, no mutual TLS) on a non-loopback
+    /// listen address, which is otherwise refused at start.
+    #[arg(long, env = "CREATOR_BOOST_ALLOW_OPEN_WRITES", value_parser = clap::builder::FalseyValueParser::new())]
+    pub allow_open_writes: bool,
     /// File holding the bearer token required by RecordEvents/StreamEvents.
     #[arg(long, env = "CREATOR_BOOST_WRITE_TOKEN_FILE")]
     pub write_token_file: Option<PathBuf>,
@@ -91,6 +100,8 @@ impl ServeArgs {
             data_dir: self.data_dir.clone(),
             store: self.store.clone(),
             max_in_flight: self.max_in_flight,
+            max_writes_in_flight: self.max_writes_in_flight,
+            allow_open_writes: self.allow_open_writes.then_some(true),
             metrics_listen: self.metrics_listen.clone(),
             tls_cert: self.tls_cert.clone(),
             tls_key: self.tls_key.clone(),

@@ -56,7 +56,8 @@ pub struct Limits {
     pub max_future_skew_secs: u64,
     /// How long an `event_id` is remembered for deduplication, in seconds.
     pub dedupe_window_secs: u64,
-    /// Largest gRPC message accepted, in bytes.
+    /// Ceiling on any gRPC message, in bytes; each RPC's own limit is derived
+    /// from the limits above ([`Limits::message_limits`]) and never exceeds it.
     pub max_message_bytes: usize,
 }
 
@@ -125,6 +126,100 @@ impl Default for RedisConfig {
     }
 }
 
+/// Limits of the transport: connections, HTTP/2, message arrival, admission.
+/// Every default is chosen from the contract (README "Operations" gives the
+/// reason for each).
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TransportConfig {
+    /// Most open client connections; beyond it the server stops accepting
+    /// (new clients wait in the kernel backlog) until one closes.
+    pub max_connections: usize,
+    /// HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS: calls open at once on one connection.
+    pub max_concurrent_streams: u32,
+    /// A new connection must send its first bytes (TLS hello or HTTP/2 preface)
+    /// within this many milliseconds.
+    pub handshake_timeout_ms: u64,
+    /// A connection from which nothing has been read for this many milliseconds is closed.
+    pub idle_timeout_ms: u64,
+    /// Interval of server HTTP/2 PING frames, in milliseconds; 0 = off.
+    pub keepalive_interval_ms: u64,
+    /// A PING not acknowledged within this many milliseconds closes the connection.
+    pub keepalive_timeout_ms: u64,
+    /// Largest request header block (HTTP/2 SETTINGS_MAX_HEADER_LIST_SIZE), in bytes.
+    pub max_header_list_bytes: u32,
+    /// HTTP/2 flow-control window of one stream, in bytes.
+    pub stream_window_bytes: u32,
+    /// HTTP/2 flow-control window of one connection, in bytes.
+    pub connection_window_bytes: u32,
+    /// Streams a client may open and reset before the server handles them.
+    pub max_pending_accept_reset_streams: usize,
+    /// Once a request message has started (a unary call: once the call has
+    /// started), it must have fully arrived within this many milliseconds.
+    pub message_timeout_ms: u64,
+    /// A StreamEvents stream with no message for this many milliseconds is closed.
+    pub stream_idle_timeout_ms: u64,
+}
+
+impl Default for TransportConfig {
+    fn default() -> Self {
+        TransportConfig {
+            max_connections: 1_024,
+            max_concurrent_streams: 100,
+            handshake_timeout_ms: 10_000,
+            idle_timeout_ms: 300_000,
+            keepalive_interval_ms: 0,
+            keepalive_timeout_ms: 20_000,
+            max_header_list_bytes: 16 * 1024,
+            stream_window_bytes: 256 * 1024,
+            connection_window_bytes: 1024 * 1024,
+            max_pending_accept_reset_streams: 20,
+            message_timeout_ms: 10_000,
+            stream_idle_timeout_ms: 60_000,
+        }
+    }
+}
+
+/// Largest accepted message per RPC, in bytes: derived from the request
+/// limits (a message at the limits fits with room to spare), capped by
+/// `limits.max_message_bytes`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MessageLimits {
+    /// A RankRequest.
+    pub rank: usize,
+    /// A GetCreatorScoresRequest.
+    pub creator_scores: usize,
+    /// A RecordEventsRequest (also one StreamEvents message).
+    pub record_events: usize,
+    /// Health and reflection requests.
+    pub other: usize,
+}
+
+/// Room for the fixed fields of a request (variant name, flags) and slack.
+const MESSAGE_OVERHEAD: usize = 4 * 1024;
+/// Most bytes one Candidate takes on the wire: two u64 varints and a double,
+/// each with its tag, plus the entry's own tag and length.
+const CANDIDATE_WIRE_BYTES: usize = 11 + 11 + 9 + 3;
+/// Most bytes of an Event other than its event_id: kind, two u64 varints, a
+/// timestamp, an amount, tags and lengths.
+const EVENT_WIRE_BYTES: usize = 3 + 11 + 11 + 11 + 9 + 6;
+
+impl Limits {
+    /// The per-RPC message limits these limits imply.
+    pub fn message_limits(&self) -> MessageLimits {
+        let cap = |bytes: usize| bytes.min(self.max_message_bytes);
+        MessageLimits {
+            rank: cap(self.max_candidates.saturating_mul(CANDIDATE_WIRE_BYTES) + MESSAGE_OVERHEAD),
+            creator_scores: cap(self.max_creator_ids.saturating_mul(10) + MESSAGE_OVERHEAD),
+            record_events: cap(self
+                .max_events_per_batch
+                .saturating_mul(EVENT_WIRE_BYTES + self.max_event_id_bytes)
+                + MESSAGE_OVERHEAD),
+            other: cap(64 * 1024),
+        }
+    }
+}
+
 /// A named, validated parameter set and the version string that identifies it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Variant {
@@ -186,8 +281,16 @@ pub struct Config {
     pub store: Option<String>,
     /// Redis time limits.
     pub redis: RedisConfig,
-    /// Most concurrent calls; beyond it calls get RESOURCE_EXHAUSTED. 0 = no limit.
+    /// Most concurrent Rank/GetCreatorScores calls; beyond it they get
+    /// RESOURCE_EXHAUSTED. 0 = no limit.
     pub max_in_flight: usize,
+    /// Most RecordEvents calls and StreamEvents messages being received or
+    /// processed at once (writes never take read slots). 0 = no limit.
+    pub max_writes_in_flight: usize,
+    /// Serve open writes (no token, no mutual TLS) on a non-loopback address.
+    pub allow_open_writes: bool,
+    /// Connection, HTTP/2 and message-arrival limits.
+    pub transport: TransportConfig,
     /// Address of the Prometheus `/metrics` endpoint; `None` = not served.
     pub metrics_listen: Option<SocketAddr>,
     /// File holding the bearer token that writes must carry.
@@ -221,6 +324,8 @@ struct RawConfig {
     data_dir: Option<PathBuf>,
     store: Option<String>,
     max_in_flight: Option<usize>,
+    max_writes_in_flight: Option<usize>,
+    allow_open_writes: Option<bool>,
     metrics_listen: Option<String>,
     write_token_file: Option<PathBuf>,
     tls_cert: Option<PathBuf>,
@@ -231,6 +336,8 @@ struct RawConfig {
     log_format: Option<LogFormat>,
     #[serde(default)]
     limits: Limits,
+    #[serde(default)]
+    transport: TransportConfig,
     #[serde(default)]
     cache: CacheConfig,
     #[serde(default)]
@@ -254,6 +361,10 @@ pub struct Overrides {
     pub store: Option<String>,
     /// `--max-in-flight`.
     pub max_in_flight: Option<usize>,
+    /// `--max-writes-in-flight`.
+    pub max_writes_in_flight: Option<usize>,
+    /// `--allow-open-writes`.
+    pub allow_open_writes: Option<bool>,
     /// `--metrics-listen`.
     pub metrics_listen: Option<String>,
     /// `--write-token-file`.
@@ -325,6 +436,17 @@ impl Config {
         }
         let limits = raw.limits;
         validate_limits(&limits)?;
+        validate_transport(&raw.transport)?;
+        let write_token_file = overrides.write_token_file.or(raw.write_token_file);
+        let allow_open_writes = overrides.allow_open_writes.or(raw.allow_open_writes).unwrap_or(false);
+        let mutual_tls = tls_client_ca.is_some();
+        if !listen.ip().is_loopback() && write_token_file.is_none() && !mutual_tls && !allow_open_writes {
+            return Err(ConfigError::Invalid(format!(
+                "listen: {listen} is reachable from other hosts and writes (RecordEvents, StreamEvents) would be \
+                 open to anyone who can connect; give a write token (--write-token-file), mutual TLS \
+                 (--tls-client-ca), or accept it explicitly with --allow-open-writes"
+            )));
+        }
         if raw.cache.ttl_ms == 0 || raw.cache.creators == 0 || raw.cache.viewers == 0 {
             return Err(ConfigError::Invalid(
                 "cache: creators, viewers and ttl_ms must be > 0".into(),
@@ -370,9 +492,18 @@ impl Config {
                 .unwrap_or_else(|| PathBuf::from("./data")),
             store,
             redis: raw.redis,
-            max_in_flight: overrides.max_in_flight.or(raw.max_in_flight).unwrap_or(0),
+            max_in_flight: overrides
+                .max_in_flight
+                .or(raw.max_in_flight)
+                .unwrap_or(DEFAULT_MAX_IN_FLIGHT),
+            max_writes_in_flight: overrides
+                .max_writes_in_flight
+                .or(raw.max_writes_in_flight)
+                .unwrap_or(DEFAULT_MAX_WRITES_IN_FLIGHT),
+            allow_open_writes,
+            transport: raw.transport,
             metrics_listen,
-            write_token_file: overrides.write_token_file.or(raw.write_token_file),
+            write_token_file,
             tls_cert,
             tls_key,
             tls_client_ca,
@@ -385,6 +516,65 @@ impl Config {
             variants,
         })
     }
+}
+
+/// Default read budget: Rank answers in well under a millisecond, so 256
+/// concurrent reads is already a deep queue on any core count, and 256
+/// Rank messages at the default limits take at most ~19 MB.
+pub const DEFAULT_MAX_IN_FLIGHT: usize = 256;
+/// Default write budget: 32 batches at the default limits (1.7 MB each) bound
+/// request bodies held for writes to ~55 MB; the store commits in groups, so
+/// more concurrent writers add no throughput.
+pub const DEFAULT_MAX_WRITES_IN_FLIGHT: usize = 32;
+
+fn validate_transport(transport: &TransportConfig) -> Result<(), ConfigError> {
+    let checks: [(&str, u64, u64, u64); 9] = [
+        ("max_connections", transport.max_connections as u64, 1, 1_000_000),
+        (
+            "max_concurrent_streams",
+            u64::from(transport.max_concurrent_streams),
+            1,
+            100_000,
+        ),
+        ("handshake_timeout_ms", transport.handshake_timeout_ms, 100, 3_600_000),
+        ("idle_timeout_ms", transport.idle_timeout_ms, 1_000, 86_400_000),
+        ("keepalive_timeout_ms", transport.keepalive_timeout_ms, 100, 3_600_000),
+        (
+            "max_header_list_bytes",
+            u64::from(transport.max_header_list_bytes),
+            1024,
+            1 << 20,
+        ),
+        (
+            "stream_window_bytes",
+            u64::from(transport.stream_window_bytes),
+            65_535,
+            (1 << 31) - 1,
+        ),
+        ("message_timeout_ms", transport.message_timeout_ms, 100, 3_600_000),
+        (
+            "stream_idle_timeout_ms",
+            transport.stream_idle_timeout_ms,
+            1_000,
+            86_400_000,
+        ),
+    ];
+    for (name, value, low, high) in checks {
+        if !(low..=high).contains(&value) {
+            return Err(ConfigError::Invalid(format!(
+                "transport.{name} must be in [{low}, {high}], got {value}"
+            )));
+        }
+    }
+    if transport.connection_window_bytes < transport.stream_window_bytes
+        || transport.connection_window_bytes > (1 << 31) - 1
+    {
+        return Err(ConfigError::Invalid(format!(
+            "transport.connection_window_bytes must be in [stream_window_bytes, 2^31-1], got {}",
+            transport.connection_window_bytes
+        )));
+    }
+    Ok(())
 }
 
 fn validate_limits(limits: &Limits) -> Result<(), ConfigError> {
@@ -536,6 +726,37 @@ mod tests {
             let error = load(text).expect_err(text).to_string();
             assert!(error.contains(expected), "{text:?} gave {error:?}");
         }
+    }
+
+    #[test]
+    fn open_writes_on_a_public_address_need_consent() {
+        let error = load("listen = \"0.0.0.0:50051\"").expect_err("open writes on 0.0.0.0");
+        assert!(error.to_string().contains("--allow-open-writes"), "{error}");
+        assert!(load("listen = \"[::]:50051\"").is_err());
+        for allowed in [
+            "listen = \"0.0.0.0:50051\"\nallow_open_writes = true",
+            "listen = \"0.0.0.0:50051\"\nwrite_token_file = \"/run/token\"",
+            "listen = \"0.0.0.0:50051\"\ntls_cert = \"c\"\ntls_key = \"k\"\ntls_client_ca = \"ca\"",
+            "listen = \"[::1]:50051\"",
+        ] {
+            load(allowed).expect(allowed);
+        }
+        // Server-only TLS authenticates the server, not the writer.
+        assert!(load("listen = \"0.0.0.0:50051\"\ntls_cert = \"c\"\ntls_key = \"k\"").is_err());
+    }
+
+    #[test]
+    fn message_limits_follow_the_request_limits() {
+        let limits = Limits::default().message_limits();
+        assert_eq!(limits.rank, 2_000 * 34 + 4096);
+        assert!(limits.record_events < 2 << 20, "{limits:?}");
+        let small = Limits {
+            max_message_bytes: 1024,
+            ..Limits::default()
+        };
+        assert_eq!(small.message_limits().record_events, 1024);
+        assert!(load("[transport]\nmax_connections = 0").is_err());
+        assert!(load("[transport]\nconnection_window_bytes = 70000\nstream_window_bytes = 80000").is_err());
     }
 
     #[test]

@@ -1,12 +1,11 @@
-//! The tonic adapter: converts proto ⇄ domain, enforces the in-flight limit
-//! and the write token, maps [`Error`] to `Status`. No scoring here.
+//! The tonic adapter: converts proto ⇄ domain, maps [`Error`] to `Status`.
+//! No scoring here, and no admission (see [`crate::transport::admission`]).
 
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 
@@ -49,62 +48,18 @@ impl From<Error> for Status {
     }
 }
 
-/// The `CreatorBoost` service over an engine.
+/// The `CreatorBoost` service over an engine. The write token, the in-flight
+/// budgets and the message limits are checked before a call gets here, by
+/// [`crate::transport::admission`].
 pub struct GrpcService<S> {
     engine: Arc<Engine<S>>,
-    in_flight: Option<Arc<Semaphore>>,
-    max_in_flight: usize,
-    write_token: Option<Arc<str>>,
 }
 
 impl<S> GrpcService<S> {
-    /// `max_in_flight` 0 = no limit; `write_token` `None` = writes open.
-    pub fn new(engine: Arc<Engine<S>>, max_in_flight: usize, write_token: Option<String>) -> Self {
-        GrpcService {
-            engine,
-            in_flight: (max_in_flight > 0).then(|| Arc::new(Semaphore::new(max_in_flight))),
-            max_in_flight,
-            write_token: write_token.map(Arc::from),
-        }
+    /// The service over `engine`.
+    pub fn new(engine: Arc<Engine<S>>) -> Self {
+        GrpcService { engine }
     }
-
-    fn admit(&self) -> Result<Option<OwnedSemaphorePermit>, Status> {
-        match &self.in_flight {
-            None => Ok(None),
-            Some(semaphore) => Arc::clone(semaphore).try_acquire_owned().map(Some).map_err(|_| {
-                Error::Overloaded {
-                    limit: self.max_in_flight,
-                }
-                .into()
-            }),
-        }
-    }
-
-    fn authorize<T>(&self, request: &Request<T>) -> Result<(), Status> {
-        let Some(expected) = &self.write_token else {
-            return Ok(());
-        };
-        let presented = request
-            .metadata()
-            .get("authorization")
-            .and_then(|value| value.to_str().ok())
-            .and_then(|value| value.strip_prefix("Bearer "))
-            .unwrap_or("");
-        if constant_time_eq(presented.as_bytes(), expected.as_bytes()) {
-            Ok(())
-        } else {
-            Err(Error::Unauthenticated.into())
-        }
-    }
-}
-
-/// Compares without an early exit, so timing does not reveal how much of a
-/// token matched (the length is not secret).
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 fn event_kind(kind: i32) -> Option<EventKind> {
@@ -192,7 +147,6 @@ impl<S: Store> GrpcService<S> {
     }
 
     async fn rank_call(&self, request: Request<proto::RankRequest>) -> Result<Response<proto::RankResponse>, Status> {
-        let _permit = self.admit()?;
         let read_budget = read_budget(&request);
         let request = request.into_inner();
         let score_space = match proto::ScoreSpace::try_from(request.score_space) {
@@ -301,7 +255,6 @@ impl<S: Store> GrpcService<S> {
         &self,
         request: Request<proto::GetCreatorScoresRequest>,
     ) -> Result<Response<proto::GetCreatorScoresResponse>, Status> {
-        let _permit = self.admit()?;
         let read_budget = read_budget(&request);
         let request = request.into_inner();
         let outcome = self
@@ -341,8 +294,6 @@ impl<S: Store> GrpcService<S> {
         &self,
         request: Request<proto::RecordEventsRequest>,
     ) -> Result<Response<proto::RecordEventsResponse>, Status> {
-        self.authorize(&request)?;
-        let _permit = self.admit()?;
         let events = request.into_inner().events.into_iter().map(raw_event).collect();
         let outcome = self.engine.record(events).await?;
         Ok(Response::new(record_response(outcome)))
@@ -375,22 +326,11 @@ impl<S: Store> CreatorBoost for GrpcService<S> {
         &self,
         request: Request<Streaming<proto::RecordEventsRequest>>,
     ) -> Result<Response<Self::StreamEventsStream>, Status> {
-        let started = Instant::now();
-        let admitted = self.authorize(&request).and_then(|()| self.admit());
-        let permit = match admitted {
-            Ok(permit) => permit,
-            Err(status) => {
-                self.engine
-                    .metrics()
-                    .observe_call(Method::StreamEvents, status.code(), started.elapsed());
-                return Err(status);
-            }
-        };
         let engine = Arc::clone(&self.engine);
         let mut incoming = request.into_inner();
         let output = async_stream(move |sender| async move {
-            // The permit lives as long as the stream.
-            let _permit = permit;
+            // Each message's write slot is taken and given back by the
+            // admission layer's body guard: none is held between messages.
             while let Some(message) = incoming.next().await {
                 let started = Instant::now();
                 let reply = match message {
@@ -439,17 +379,4 @@ fn read_budget<T>(request: &Request<T>) -> Option<Duration> {
         .and_then(|value| value.to_str().ok())
         .and_then(crate::deadline::parse_timeout)
         .map(|deadline| deadline.mul_f64(READ_SHARE_OF_DEADLINE))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::constant_time_eq;
-
-    #[test]
-    fn token_comparison() {
-        assert!(constant_time_eq(b"secret", b"secret"));
-        assert!(!constant_time_eq(b"secret", b"secreT"));
-        assert!(!constant_time_eq(b"secret", b"secret2"));
-        assert!(constant_time_eq(b"", b""));
-    }
 }

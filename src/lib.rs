@@ -13,6 +13,9 @@
 //! - [`server`]: wiring: health (with a store probe), reflection, limits,
 //!   graceful shutdown.
 //! - [`metrics`]: the Prometheus registry and its `/metrics` endpoint.
+//! - [`transport`]: the edge — accepted connections and their timeouts,
+//!   admission (write token, read and write budgets, per-RPC message limits)
+//!   on headers before any body is read.
 //! - [`deadline`]: client deadlines (`grpc-timeout`) → DEADLINE_EXCEEDED.
 //! - [`config`]: typed, validated configuration with named variants.
 //! - [`import`], [`scores`], [`generate`], [`evaluate`]: offline tools — bulk
@@ -43,3 +46,4 @@ pub mod server;
 pub mod store;
 pub mod telemetry;
 pub mod time;
+pub mod transport;

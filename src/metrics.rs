@@ -116,6 +116,20 @@ pub struct Metrics {
     deadline_exceeded: AtomicU64,
     /// 1 while the last store probe failed.
     store_down: AtomicU64,
+    accept_errors: AtomicU64,
+    connections: AtomicU64,
+    connection_timeouts: AtomicU64,
+    message_timeouts: AtomicU64,
+}
+
+/// Counts a connection as open until dropped.
+#[derive(Debug)]
+pub struct OpenConnection(Arc<Metrics>);
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.connections.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// Counts a call as in flight until dropped.
@@ -191,6 +205,27 @@ impl Metrics {
         if let Some(i) = RejectReason::ALL.iter().position(|r| *r == reason) {
             self.ingest_rejected[i].fetch_add(1, Ordering::Relaxed);
         }
+    }
+
+    /// One failed `accept` (descriptors or buffers exhausted).
+    pub fn accept_error(&self) {
+        self.accept_errors.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Marks a client connection open until the guard is dropped.
+    pub fn connection_opened(self: &Arc<Self>) -> OpenConnection {
+        self.connections.fetch_add(1, Ordering::Relaxed);
+        OpenConnection(Arc::clone(self))
+    }
+
+    /// One connection closed because the peer sent nothing for too long.
+    pub fn connection_timed_out(&self) {
+        self.connection_timeouts.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// One request message that did not arrive in time, or one idle stream closed.
+    pub fn message_timed_out(&self) {
+        self.message_timeouts.fetch_add(1, Ordering::Relaxed);
     }
 
     /// One call cut short by its deadline.
@@ -281,6 +316,21 @@ impl Metrics {
                 "Calls abandoned at their deadline (any method).",
                 self.deadline_exceeded.load(Ordering::Relaxed),
             ),
+            (
+                "creator_boost_accept_errors_total",
+                "Failed accepts of new connections (e.g. out of file descriptors); the loop backs off.",
+                self.accept_errors.load(Ordering::Relaxed),
+            ),
+            (
+                "creator_boost_connection_timeouts_total",
+                "Connections closed for sending nothing (no handshake, or idle).",
+                self.connection_timeouts.load(Ordering::Relaxed),
+            ),
+            (
+                "creator_boost_message_timeouts_total",
+                "Request messages that did not arrive in time, and idle event streams closed.",
+                self.message_timeouts.load(Ordering::Relaxed),
+            ),
         ];
         for (name, help, value) in counters {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}");
@@ -289,6 +339,11 @@ impl Metrics {
             out,
             "# HELP creator_boost_in_flight Calls being served now.\n# TYPE creator_boost_in_flight gauge\ncreator_boost_in_flight {}",
             self.in_flight()
+        );
+        let _ = writeln!(
+            out,
+            "# HELP creator_boost_connections Open client connections.\n# TYPE creator_boost_connections gauge\ncreator_boost_connections {}",
+            self.connections.load(Ordering::Relaxed)
         );
         let _ = writeln!(
             out,

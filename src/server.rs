@@ -8,10 +8,9 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tonic::transport::Server;
-use tonic::transport::server::TcpIncoming;
 
 use crate::cache::Caches;
-use crate::config::{Config, ConfigError, Overrides};
+use crate::config::{Config, ConfigError, MessageLimits, Overrides, TransportConfig};
 use crate::engine::{Clock, Engine, EngineSettings};
 use crate::grpc::GrpcService;
 use crate::metrics::Metrics;
@@ -21,6 +20,8 @@ use crate::proto::creator_boost_server::CreatorBoostServer;
 use crate::store::embedded::{EmbeddedStore, WriterSettings};
 use crate::store::redis_store::{RedisSettings, RedisStore};
 use crate::store::{AnyStore, Store, StoreError};
+use crate::transport::admission::{AdmissionLayer, AdmissionSettings, Budgets};
+use crate::transport::listener::ConnectionLimits;
 
 /// Why the server could not start or stopped abnormally.
 #[derive(Debug, thiserror::Error)]
@@ -53,14 +54,20 @@ pub enum ServeError {
 /// Settings of the gRPC server itself.
 #[derive(Clone, Debug)]
 pub struct ServerOptions {
-    /// Most concurrent calls (0 = unlimited).
+    /// Most concurrent Rank/GetCreatorScores calls (0 = unlimited).
     pub max_in_flight: usize,
+    /// Most concurrent RecordEvents calls and StreamEvents messages (0 = unlimited).
+    pub max_writes_in_flight: usize,
     /// Bearer token required for writes.
     pub write_token: Option<String>,
     /// How long shutdown waits for in-flight calls.
     pub shutdown_grace: Duration,
-    /// Largest message accepted.
+    /// Ceiling on any message, in or out.
     pub max_message_bytes: usize,
+    /// Largest request message per RPC.
+    pub message_limits: MessageLimits,
+    /// Connection, HTTP/2 and message-arrival limits.
+    pub transport: TransportConfig,
     /// TLS settings; `None` = plaintext.
     pub tls: Option<tonic::transport::ServerTlsConfig>,
 }
@@ -100,9 +107,12 @@ impl ServerOptions {
         Ok(ServerOptions {
             tls,
             max_in_flight: config.max_in_flight,
+            max_writes_in_flight: config.max_writes_in_flight,
             write_token,
             shutdown_grace: config.shutdown_grace,
             max_message_bytes: config.limits.max_message_bytes,
+            message_limits: config.limits.message_limits(),
+            transport: config.transport.clone(),
         })
     }
 }
@@ -233,6 +243,17 @@ pub async fn run<S: Store>(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
     let deadlines = crate::deadline::DeadlineLayer::new(Arc::clone(engine.metrics()));
+    let budgets = Budgets::new(options.max_in_flight, options.max_writes_in_flight);
+    let admission = AdmissionLayer::new(
+        AdmissionSettings {
+            budgets: Arc::clone(&budgets),
+            write_token: options.write_token.clone(),
+            message_limits: options.message_limits,
+            message_timeout: Duration::from_millis(options.transport.message_timeout_ms),
+            stream_idle_timeout: Duration::from_millis(options.transport.stream_idle_timeout_ms),
+        },
+        Arc::clone(engine.metrics()),
+    );
     // Stopped when `run` returns (the guard aborts the task).
     let _metrics_task = metrics.map(|listener| {
         AbortOnDrop(tokio::spawn(crate::metrics::serve_metrics(
@@ -242,13 +263,23 @@ pub async fn run<S: Store>(
     });
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     let _store_probe = AbortOnDrop(tokio::spawn(probe_store(Arc::clone(&engine), health_reporter.clone())));
-    let service = GrpcService::new(engine, options.max_in_flight, options.write_token.clone());
+    let connection_metrics = Arc::clone(engine.metrics());
+    let service = GrpcService::new(engine);
+    // The admission layer enforces each RPC's own limit first; this is the
+    // codec's backstop at the largest of them.
+    let limits = options.message_limits;
+    let largest_request = limits.rank.max(limits.creator_scores).max(limits.record_events);
     let service = CreatorBoostServer::new(service)
-        .max_decoding_message_size(options.max_message_bytes)
+        .max_decoding_message_size(largest_request)
         .max_encoding_message_size(options.max_message_bytes);
     health_reporter
         .set_serving::<CreatorBoostServer<GrpcService<S>>>()
         .await;
+    let _read_budget_watch = AbortOnDrop(tokio::spawn(watch_read_budget(
+        Arc::clone(&budgets),
+        health_reporter.clone(),
+        <CreatorBoostServer<GrpcService<S>> as tonic::server::NamedService>::NAME,
+    )));
 
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
@@ -275,14 +306,32 @@ pub async fn run<S: Store>(
         let _ = drain_started_tx.send(());
     };
 
-    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
-    let mut builder = Server::builder();
+    let transport = &options.transport;
+    let incoming = crate::transport::listener::incoming(
+        listener,
+        ConnectionLimits {
+            max_connections: transport.max_connections,
+            handshake_timeout: Duration::from_millis(transport.handshake_timeout_ms),
+            idle_timeout: Duration::from_millis(transport.idle_timeout_ms),
+        },
+        connection_metrics,
+    );
+    let keepalive =
+        (transport.keepalive_interval_ms > 0).then(|| Duration::from_millis(transport.keepalive_interval_ms));
+    let mut builder = Server::builder()
+        .max_concurrent_streams(transport.max_concurrent_streams)
+        .http2_max_header_list_size(transport.max_header_list_bytes)
+        .initial_stream_window_size(transport.stream_window_bytes)
+        .initial_connection_window_size(transport.connection_window_bytes)
+        .http2_max_pending_accept_reset_streams(Some(transport.max_pending_accept_reset_streams))
+        .http2_keepalive_interval(keepalive)
+        .http2_keepalive_timeout(Some(Duration::from_millis(transport.keepalive_timeout_ms)));
     if let Some(tls) = options.tls.clone() {
         builder = builder.tls_config(tls).map_err(|e| ServeError::Tls(e.to_string()))?;
     }
     let server = builder
+        .layer(admission)
         .layer(deadlines)
-        .tcp_nodelay(true)
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
@@ -341,6 +390,35 @@ async fn probe_store<S: Store>(engine: Arc<Engine<S>>, reporter: tonic_health::s
     }
 }
 
+/// How often the read budget is checked for health.
+const READ_BUDGET_CHECK_INTERVAL: Duration = Duration::from_millis(100);
+
+/// Reports the CreatorBoost service NOT_SERVING while a Rank would be refused
+/// for want of a read slot, so load balancers send reads elsewhere.
+async fn watch_read_budget(
+    budgets: Arc<Budgets>,
+    reporter: tonic_health::server::HealthReporter,
+    service: &'static str,
+) {
+    let mut exhausted = false;
+    let mut ticks = tokio::time::interval(READ_BUDGET_CHECK_INTERVAL);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        let now = budgets.reads_exhausted();
+        if now != exhausted {
+            exhausted = now;
+            let status = if now {
+                tracing::warn!("read budget exhausted: Rank refused; health NOT_SERVING until a slot frees");
+                tonic_health::ServingStatus::NotServing
+            } else {
+                tonic_health::ServingStatus::Serving
+            };
+            reporter.set_service_status(service, status).await;
+        }
+    }
+}
+
 struct AbortOnDrop(tokio::task::JoinHandle<()>);
 
 impl Drop for AbortOnDrop {
@@ -372,6 +450,15 @@ pub fn reload_config<S: Store>(
         ("cache", fresh.cache != running.cache),
         ("ingest", fresh.ingest != running.ingest),
         ("max_in_flight", fresh.max_in_flight != running.max_in_flight),
+        (
+            "max_writes_in_flight",
+            fresh.max_writes_in_flight != running.max_writes_in_flight,
+        ),
+        (
+            "allow_open_writes",
+            fresh.allow_open_writes != running.allow_open_writes,
+        ),
+        ("transport", fresh.transport != running.transport),
         ("write_token_file", fresh.write_token_file != running.write_token_file),
         ("metrics_listen", fresh.metrics_listen != running.metrics_listen),
     ]

@@ -1,8 +1,7 @@
-//! Overload, deadlines, size limits, crash safety and metrics, tried for real.
+//! Deadlines, size limits, crash safety and metrics, tried for real. (Overload
+//! and the transport limits: `tests/transport.rs`.)
 
 mod common;
-
-use std::time::Duration;
 
 use common::*;
 use creator_boost::proto;
@@ -16,60 +15,6 @@ fn rank_request() -> proto::RankRequest {
         candidates: vec![candidate(1, 2, 1.0)],
         ..Default::default()
     }
-}
-
-#[tokio::test]
-async fn beyond_the_in_flight_limit_calls_are_shed_quickly_and_the_server_recovers() {
-    let server = spawn_with(Spawn {
-        max_in_flight: 1,
-        ..Spawn::default()
-    })
-    .await;
-    let mut client = server.client().await;
-    // An open event stream holds the only slot for as long as it is open.
-    let (hold, requests) = tokio::sync::mpsc::channel::<proto::RecordEventsRequest>(1);
-    let stream = client
-        .stream_events(tokio_stream::wrappers::ReceiverStream::new(requests))
-        .await
-        .expect("stream admitted");
-    let mut burst = Vec::new();
-    for _ in 0..50 {
-        let mut client = client.clone();
-        burst.push(tokio::spawn(async move { client.rank(rank_request()).await }));
-    }
-    let results = tokio::time::timeout(Duration::from_secs(10), futures_join(burst))
-        .await
-        .expect("no call hangs");
-    for result in &results {
-        let status = result.as_ref().expect_err("shed while the slot is taken");
-        assert_eq!(status.code(), Code::ResourceExhausted);
-        assert!(status.message().contains("retry"), "{}", status.message());
-        assert_eq!(
-            status.metadata().get("retry-after-ms").and_then(|v| v.to_str().ok()),
-            Some("50")
-        );
-    }
-    drop(hold);
-    drop(stream);
-    // The slot comes back once the stream is gone.
-    let mut recovered = false;
-    for _ in 0..200 {
-        if client.rank(rank_request()).await.is_ok() {
-            recovered = true;
-            break;
-        }
-        tokio::task::yield_now().await;
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    assert!(recovered, "the server never admitted a call again");
-}
-
-async fn futures_join<T>(tasks: Vec<tokio::task::JoinHandle<T>>) -> Vec<T> {
-    let mut out = Vec::new();
-    for task in tasks {
-        out.push(task.await.expect("task"));
-    }
-    out
 }
 
 #[tokio::test]

@@ -121,6 +121,8 @@ pub struct Spawn {
     pub data_dir: Option<PathBuf>,
     pub write_token: Option<String>,
     pub max_in_flight: usize,
+    /// Write budget; `None` = the configured default.
+    pub max_writes_in_flight: Option<usize>,
     pub now_ms: Option<i64>,
     pub metrics: bool,
     pub tls: Option<tonic::transport::ServerTlsConfig>,
@@ -169,13 +171,14 @@ pub async fn spawn_with(options: Spawn) -> TestServer {
         .expect("engine");
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
-    let server_options = ServerOptions {
-        max_in_flight: options.max_in_flight,
-        write_token: options.write_token,
-        shutdown_grace: Duration::from_secs(5),
-        max_message_bytes: config.limits.max_message_bytes,
-        tls: options.tls.clone(),
-    };
+    let mut server_options = ServerOptions::from_config(&config).expect("server options");
+    server_options.max_in_flight = options.max_in_flight;
+    if let Some(writes) = options.max_writes_in_flight {
+        server_options.max_writes_in_flight = writes;
+    }
+    server_options.write_token = options.write_token;
+    server_options.shutdown_grace = Duration::from_secs(5);
+    server_options.tls = options.tls.clone();
     let metrics_listener = if options.metrics {
         Some(TcpListener::bind("127.0.0.1:0").await.expect("bind metrics"))
     } else {

@@ -7,7 +7,9 @@ mod common;
 use common::*;
 use creator_boost::proto;
 use creator_boost::proto::EventKind::*;
+use creator_boost::proto::creator_boost_client::CreatorBoostClient;
 use tonic::Code;
+use tonic::transport::Channel;
 
 contract_tests!(
     record_then_rank_boosts_loyal_creator_and_keeps_cold_start_neutral,
@@ -308,15 +310,7 @@ async fn record_rejects_bad_events_by_index_and_accepts_the_rest(backend: Backen
     )
     .await;
     assert_eq!((again.accepted, again.duplicates), (0, 2));
-    let scores = client
-        .get_creator_scores(proto::GetCreatorScoresRequest {
-            creator_ids: vec![2],
-            variant: String::new(),
-        })
-        .await
-        .expect("scores")
-        .into_inner();
-    assert_eq!(scores.scores[0].evidence, 2);
+    assert_eq!(evidence_of(&mut client, 2).await, 2);
 
     let too_many = (0..1001).map(|i| event(&format!("m{i}"), View, 1, 2)).collect();
     let status = client
@@ -486,16 +480,21 @@ async fn event_ids_are_per_viewer(backend: Backend) {
     )
     .await;
     assert_eq!((again.accepted, again.duplicates), (1, 1));
-    let scores = client
+    assert_eq!(evidence_of(&mut client, 2).await, 3);
+}
+
+/// Events counted for one creator, through GetCreatorScores.
+async fn evidence_of(client: &mut CreatorBoostClient<Channel>, creator_id: u64) -> u64 {
+    client
         .get_creator_scores(proto::GetCreatorScoresRequest {
-            creator_ids: vec![2],
+            creator_ids: vec![creator_id],
             variant: String::new(),
         })
         .await
         .expect("scores")
         .into_inner()
-        .scores;
-    assert_eq!(scores[0].evidence, 3);
+        .scores[0]
+        .evidence
 }
 
 async fn writes_through_this_replica_show_at_once_in_cached_answers(backend: Backend) {

@@ -82,90 +82,69 @@ impl Figures {
 
     /// A Markdown table of the figures.
     pub fn table(&self) -> String {
-        let mut out = String::from("| attack | measure | boost |\n|---|---|---|\n");
-        let mut row = |attack: &str, measure: &str, value: String| {
-            out.push_str(&format!("| {attack} | {measure} | {value} |\n"));
-        };
-        row(
-            "one LIKE, one account, no view",
-            "boost of a creator with no history",
-            format!("{:.4}", self.one_like),
-        );
-        row(
-            "one account: view, follow, join, tip, buy, 50 likes, comment, share, visit",
-            "boost of a creator with no history",
-            format!("{:.4}", self.one_account),
-        );
-        row(
-            "ten such accounts",
-            "boost of a creator with no history",
-            format!("{:.4}", self.ten_accounts),
-        );
-        row(
-            "(reference) 50 of 1,000 real viewers like",
-            "boost",
-            format!("{:.4}", self.real_creator),
-        );
-        row(
-            "ten never-shown accounts report 20x each",
-            "boost before -> after",
-            format!(
-                "{:.4} -> {:.4} ({:+.1}%)",
-                self.brigaded_before,
-                self.brigaded_after,
-                Self::change(self.brigaded_before, self.brigaded_after)
-            ),
-        );
-        row(
-            "3% of the creator's own viewers report once",
-            "boost before -> after",
-            format!(
-                "{:.4} -> {:.4} ({:+.1}%)",
-                self.reported_before,
-                self.reported_after,
-                Self::change(self.reported_before, self.reported_after)
-            ),
-        );
-        row(
-            "ten accounts view once, follow, unfollow",
-            "boost before -> after",
-            format!(
-                "{:.4} -> {:.4} ({:+.1}%)",
-                self.churn_before,
-                self.churn_after,
-                Self::change(self.churn_before, self.churn_after)
-            ),
-        );
-        row(
-            "ten accounts view once and report",
-            "boost before -> after",
-            format!(
-                "{:.4} -> {:.4} ({:+.1}%)",
-                self.shown_brigade_before,
-                self.shown_brigade_after,
-                Self::change(self.shown_brigade_before, self.shown_brigade_after)
-            ),
-        );
-        row(
-            "the eleven attacking accounts",
-            "an unrelated creator's boost before -> after",
-            format!(
-                "{:.4} -> {:.4} ({:+.2}%)",
-                self.unrelated_before,
-                self.unrelated_after,
-                Self::change(self.unrelated_before, self.unrelated_after)
-            ),
-        );
+        let change =
+            |before: f64, after: f64| format!("{before:.4} -> {after:.4} ({:+.1}%)", Self::change(before, after));
         let depth: Vec<String> = self
             .depth
             .iter()
             .map(|(kind, boost)| format!("{kind} {boost:.4}"))
             .collect();
-        row(
-            "same audience (1,000) and fans (100); the fans",
-            "boost by what fans do",
-            depth.join(", "),
-        );
+        let rows = [
+            (
+                "one LIKE, one account, no view",
+                "boost of a creator with no history",
+                format!("{:.4}", self.one_like),
+            ),
+            (
+                "one account: view, follow, join, tip, buy, 50 likes, comment, share, visit",
+                "boost of a creator with no history",
+                format!("{:.4}", self.one_account),
+            ),
+            (
+                "ten such accounts",
+                "boost of a creator with no history",
+                format!("{:.4}", self.ten_accounts),
+            ),
+            (
+                "(reference) 50 of 1,000 real viewers like",
+                "boost",
+                format!("{:.4}", self.real_creator),
+            ),
+            (
+                "ten never-shown accounts report 20x each",
+                "boost before -> after",
+                change(self.brigaded_before, self.brigaded_after),
+            ),
+            (
+                "3% of the creator's own viewers report once",
+                "boost before -> after",
+                change(self.reported_before, self.reported_after),
+            ),
+            (
+                "ten accounts view once, follow, unfollow",
+                "boost before -> after",
+                change(self.churn_before, self.churn_after),
+            ),
+            (
+                "ten accounts view once and report",
+                "boost before -> after",
+                change(self.shown_brigade_before, self.shown_brigade_after),
+            ),
+            (
+                "the eleven attacking accounts",
+                "an unrelated creator's boost before -> after",
+                change(self.unrelated_before, self.unrelated_after),
+            ),
+            (
+                "same audience (1,000) and fans (100); the fans",
+                "boost by what fans do",
+                depth.join(", "),
+            ),
+        ];
+        let mut out = String::from("| attack | measure | boost |\n|---|---|---|\n");
+        for (attack, measure, value) in rows {
+            out.push_str(&format!("| {attack} | {measure} | {value} |\n"));
+        }
         out
     }
 }

@@ -448,3 +448,42 @@ fn sweep_dedupe(
     meta.insert(SWEEP_KEY, next.to_le_bytes().as_slice()).map_err(backend)?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A data dir written by the per-event model (its signature has no
+    /// `layout=`) is refused with a message saying what to do, never read.
+    #[test]
+    fn a_store_of_the_previous_layout_is_refused() {
+        let temp = tempfile::tempdir().expect("temp");
+        {
+            let db = Database::create(temp.path().join(DB_FILE)).expect("db");
+            create_tables(&db).expect("tables");
+            let txn = db.begin_write().expect("txn");
+            {
+                let mut meta = txn.open_table(META).expect("meta");
+                meta.insert(
+                    DECAY_KEY,
+                    b"engagement_half_life_days=365 negative_half_life_days=30".as_slice(),
+                )
+                .expect("insert");
+            }
+            txn.commit().expect("commit");
+        }
+        let settings = WriterSettings {
+            ingest: IngestParams::default(),
+            dedupe_window_ms: 1,
+            on_commit: None,
+        };
+        let Err(error) = EmbeddedStore::open(temp.path(), settings) else {
+            panic!("a layout-1 store must not open");
+        };
+        let message = error.to_string();
+        assert!(
+            message.contains("earlier version") && message.contains("creator-boost import"),
+            "{message}"
+        );
+    }
+}

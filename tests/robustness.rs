@@ -37,6 +37,11 @@ async fn a_few_accounts_cannot_buy_or_bomb_a_boost() {
     assert!(shown >= -15.0, "ten accounts shown once report: {shown:+.2}%");
     let unrelated = Figures::change(figures.unrelated_before, figures.unrelated_after);
     assert!(unrelated.abs() <= 2.0, "unrelated creator moved {unrelated:+.2}%");
+    let spray = Figures::change(figures.spray_before, figures.spray_after);
+    assert!(
+        spray.abs() <= 2.0,
+        "eleven accounts spraying the platform moved an unrelated creator {spray:+.2}%"
+    );
     let depth: Vec<f64> = figures.depth.iter().map(|(_, boost)| *boost).collect();
     assert!(
         depth.windows(2).all(|w| w[0] < w[1]),

@@ -223,6 +223,23 @@ impl PairRelation {
 pub struct ViewerRecord {
     /// Relations sorted by `creator_id`.
     pub relations: Vec<PairRelation>,
+    /// Creators this viewer has had a pair with (never decreases).
+    pub pairs_seen: u64,
+    /// Σ of this viewer's pairs' shares of the platform aggregate, before the
+    /// per-viewer scale ([`platform_scale`]).
+    pub platform: [f64; SUM_FIELDS],
+}
+
+/// How much of a viewer's pairs count in the platform aggregate (the
+/// priors): all of them up to `prior_pairs_per_viewer` creators, then that
+/// many creators' worth, so an account spraying thousands of creators weighs
+/// in the priors like one engaging with a few dozen.
+pub fn platform_scale(pairs_seen: u64, prior_pairs_per_viewer: f64) -> f64 {
+    if (pairs_seen as f64) <= prior_pairs_per_viewer {
+        1.0
+    } else {
+        prior_pairs_per_viewer / pairs_seen as f64
+    }
 }
 
 impl ViewerRecord {
@@ -519,12 +536,26 @@ pub fn event_delta(
         if after[index] != before[index] {
             delta.creator.sums[index] = after[index] - before[index];
         }
-        if after_global[index] != before_global[index] {
-            delta.global.sums[index] = after_global[index] - before_global[index];
+    }
+    // The platform gets the viewer's shares scaled by how many creators it
+    // has had pairs with: the change of Σ·scale, before and after.
+    let grew = record.relations.len() > held;
+    let old_scale = platform_scale(record.pairs_seen, params.prior_pairs_per_viewer);
+    if grew {
+        record.pairs_seen += 1;
+    }
+    let new_scale = platform_scale(record.pairs_seen, params.prior_pairs_per_viewer);
+    for index in 0..SUM_FIELDS {
+        let change = after_global[index] - before_global[index];
+        if change == 0.0 && old_scale == new_scale {
+            continue;
         }
+        let old = record.platform[index];
+        record.platform[index] = old + change;
+        delta.global.sums[index] = record.platform[index] * new_scale - old * old_scale;
     }
     // Only a new pair can take the record past its soft limit.
-    if record.relations.len() > held {
+    if grew {
         record.enforce_limit(params.max_relations_per_viewer, event.creator_id);
     }
     delta

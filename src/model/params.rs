@@ -252,6 +252,10 @@ pub struct IngestParams {
     /// The same cap, lower, for the platform aggregate (the priors): they
     /// describe the typical account, and a few deep accounts cannot move them.
     pub prior_depth_cap: f64,
+    /// In the platform aggregate, a viewer's pairs count fully up to this
+    /// many creators, then as this many creators' worth in all: an account
+    /// spraying thousands of creators cannot move the priors.
+    pub prior_pairs_per_viewer: f64,
 }
 
 impl Default for IngestParams {
@@ -274,6 +278,7 @@ impl Default for IngestParams {
             depth_weights: KindWeights::default(),
             account_depth_cap: 1.5,
             prior_depth_cap: 1.0,
+            prior_pairs_per_viewer: 20.0,
         }
     }
 }
@@ -313,6 +318,7 @@ impl IngestParams {
         for (name, cap) in [
             ("prior_depth_cap", self.prior_depth_cap),
             ("account_depth_cap", self.account_depth_cap),
+            ("prior_pairs_per_viewer", self.prior_pairs_per_viewer),
         ] {
             if !(cap.is_finite() && cap > 0.0) {
                 return Err(format!("{name} must be finite and > 0, got {cap}"));

@@ -518,3 +518,41 @@ fn a_viewer_record_is_bounded() {
     );
     assert_eq!(creators[2].followers, 0, "a held pair still changes");
 }
+
+/// Property 7, the priors: one account engaging deeply with a thousand
+/// creators weighs in the platform aggregate as at most
+/// `prior_pairs_per_viewer` creators' worth, however many it touches.
+#[test]
+fn a_spraying_account_weighs_in_the_priors_as_a_few_creators() {
+    let ingest = IngestParams::default();
+    let decay = ingest.decay();
+    let mut viewer = ViewerRecord::default();
+    let mut global = CreatorAggregate::default();
+    let mut engagement_of_one = 0.0;
+    for creator in 0..1_000u64 {
+        let mut aggregate = CreatorAggregate::default();
+        for kind in [EventKind::View, EventKind::Like, EventKind::Share, EventKind::Tip] {
+            let event = Event {
+                event_id: String::new(),
+                kind,
+                viewer_id: 1,
+                creator_id: creator,
+                timestamp_ms: START,
+                amount: if kind == EventKind::Tip { 1e6 } else { 1.0 },
+            };
+            apply_event(&event, &ingest, &decay, &mut aggregate, &mut global, Some(&mut viewer));
+        }
+        if creator == 0 {
+            engagement_of_one = global.non_fan.iter().sum::<f64>();
+        }
+    }
+    let platform: f64 = global.non_fan.iter().sum();
+    let bound = ingest.prior_pairs_per_viewer * engagement_of_one;
+    assert!(
+        platform <= bound * (1.0 + 1e-9),
+        "{platform} > {bound}: the account counts as more than {} creators",
+        ingest.prior_pairs_per_viewer
+    );
+    assert!(platform >= 0.99 * bound, "{platform}: scaled, not dropped");
+    assert_eq!(viewer.pairs_seen, 1_000);
+}

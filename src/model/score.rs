@@ -343,9 +343,10 @@ fn reports(params: &ModelParams, aggregate: &CreatorAggregate) -> f64 {
 /// Maps `creator_value` (log space) to a boost inside `(boost_min,
 /// boost_max)`: `exp(creator_value)` near 0, approaching the bounds smoothly
 /// instead of clamping, so strong creators stay ordered instead of piling up
-/// on the cap. In log space, `b·v/(b + |v|)` with `b` the log of the bound on
-/// that side: slope 1 at 0, monotone, never reaching `b`; one division per
-/// creator on the Rank path.
+/// on the cap. In log space, `b·v/√(b² + v²)` with `b` the log of the bound on
+/// that side (an algebraic sigmoid, close to `b·tanh(v/b)`): slope 1 at 0,
+/// monotone, never reaching `b`; a square root and a division per creator on
+/// the Rank path.
 pub fn soft_clamp(creator_value: f64, boost_min: f64, boost_max: f64) -> f64 {
     soft_clamp_logs(creator_value, log_bounds(boost_min, boost_max), boost_min, boost_max)
 }
@@ -359,6 +360,6 @@ fn soft_clamp_logs(creator_value: f64, (below, above): (f64, f64), boost_min: f6
     if bound <= 0.0 {
         return 1.0;
     }
-    let log_boost = bound * creator_value / (bound + creator_value.abs());
+    let log_boost = bound * creator_value / (bound * bound + creator_value * creator_value).sqrt();
     log_boost.exp().clamp(boost_min, boost_max)
 }

@@ -14,7 +14,9 @@ use super::StoreError;
 /// is ~110 bytes instead of 217; smaller records mean fewer B-tree pages
 /// copied per commit (ingest is bound by them).
 const CREATOR_V2: u8 = 2;
-/// Viewer records of the per-account model: creator ids delta-encoded as
+/// Viewer records of the per-account model: a header (creators seen, and the
+/// viewer's platform shares as a mask of non-zero sums and those sums), then
+/// the pairs: creator ids delta-encoded as
 /// varints; the latest engagement time absolute, the other timestamps as
 /// differences from it (a VIEW-only pair's view time costs one byte); absent
 /// timestamps and layers take no space; intimacy is not stored but summed
@@ -28,17 +30,7 @@ pub fn encode_creator(aggregate: &CreatorAggregate) -> Vec<u8> {
     let sums = aggregate.sums();
     let mut out = Vec::with_capacity(1 + 4 + 8 * SUM_FIELDS + 4 * 10);
     out.push(CREATOR_V2);
-    let mut mask = 0u32;
-    for (bit, value) in sums.iter().enumerate() {
-        // Bit-exact test: -0.0 and tiny residues are kept as they are.
-        if value.to_bits() != 0 {
-            mask |= 1 << bit;
-        }
-    }
-    out.extend_from_slice(&mask.to_le_bytes());
-    for value in sums.iter().filter(|v| v.to_bits() != 0) {
-        out.extend_from_slice(&value.to_le_bytes());
-    }
+    put_sums(&mut out, &sums);
     put_varint(&mut out, aggregate.followers);
     put_varint(&mut out, aggregate.fan_group_members);
     put_varint(&mut out, aggregate.evidence);
@@ -61,20 +53,10 @@ pub fn decode_creator(bytes: &[u8]) -> Result<CreatorAggregate, StoreError> {
     let Some((&CREATOR_V2, mut rest)) = bytes.split_first() else {
         return Err(corrupt());
     };
-    if rest.len() < 4 {
-        return Err(corrupt());
-    }
-    let (mask, tail) = rest.split_at(4);
-    rest = tail;
-    let mask = u32::from_le_bytes([mask[0], mask[1], mask[2], mask[3]]);
-    if mask >> SUM_FIELDS != 0 {
-        return Err(corrupt());
-    }
+    let sums = take_sums(&mut rest).ok_or_else(corrupt)?;
     let mut aggregate = CreatorAggregate::default();
-    for index in 0..SUM_FIELDS {
-        if mask & (1 << index) != 0 {
-            *aggregate.sum_mut(index) = take_f64(&mut rest).ok_or_else(corrupt)?;
-        }
+    for (index, value) in sums.into_iter().enumerate() {
+        *aggregate.sum_mut(index) = value;
     }
     aggregate.followers = take_varint(&mut rest).ok_or_else(corrupt)?;
     aggregate.fan_group_members = take_varint(&mut rest).ok_or_else(corrupt)?;
@@ -100,8 +82,10 @@ fn stamps(pair: &PairRelation) -> [i64; STAMPS] {
 
 /// Encodes a viewer record.
 pub fn encode_viewer(record: &ViewerRecord) -> Vec<u8> {
-    let mut out = Vec::with_capacity(1 + 32 * record.relations.len());
+    let mut out = Vec::with_capacity(1 + 8 + 4 + 32 * record.relations.len());
     out.push(VIEWER_V3);
+    put_varint(&mut out, record.pairs_seen);
+    put_sums(&mut out, &record.platform);
     let mut previous = 0u64;
     for pair in &record.relations {
         put_varint(&mut out, pair.creator_id - previous);
@@ -155,6 +139,8 @@ pub fn decode_viewer(bytes: &[u8], intimacy_weights: &KindWeights) -> Result<Vie
 
 fn decode_viewer_v3(mut bytes: &[u8], weights: &[f64; ENGAGEMENT_KINDS]) -> Result<ViewerRecord, StoreError> {
     let corrupt = || StoreError::Corrupt("truncated or malformed viewer record".into());
+    let pairs_seen = take_varint(&mut bytes).ok_or_else(corrupt)?;
+    let platform = take_sums(&mut bytes).ok_or_else(corrupt)?;
     let mut relations = Vec::new();
     let mut previous = 0u64;
     while !bytes.is_empty() {
@@ -204,7 +190,45 @@ fn decode_viewer_v3(mut bytes: &[u8], weights: &[f64; ENGAGEMENT_KINDS]) -> Resu
             intimacy,
         });
     }
-    Ok(ViewerRecord { relations })
+    Ok(ViewerRecord {
+        relations,
+        pairs_seen,
+        platform,
+    })
+}
+
+/// The sums as a mask of the non-zero ones (bit-exact: -0.0 and tiny
+/// residues are kept as they are) and those values.
+fn put_sums(out: &mut Vec<u8>, sums: &[f64; SUM_FIELDS]) {
+    let mut mask = 0u32;
+    for (bit, value) in sums.iter().enumerate() {
+        if value.to_bits() != 0 {
+            mask |= 1 << bit;
+        }
+    }
+    out.extend_from_slice(&mask.to_le_bytes());
+    for value in sums.iter().filter(|v| v.to_bits() != 0) {
+        out.extend_from_slice(&value.to_le_bytes());
+    }
+}
+
+fn take_sums(bytes: &mut &[u8]) -> Option<[f64; SUM_FIELDS]> {
+    if bytes.len() < 4 {
+        return None;
+    }
+    let (mask, rest) = bytes.split_at(4);
+    *bytes = rest;
+    let mask = u32::from_le_bytes([mask[0], mask[1], mask[2], mask[3]]);
+    if mask >> SUM_FIELDS != 0 {
+        return None;
+    }
+    let mut sums = [0.0; SUM_FIELDS];
+    for (index, value) in sums.iter_mut().enumerate() {
+        if mask & (1 << index) != 0 {
+            *value = take_f64(bytes)?;
+        }
+    }
+    Some(sums)
 }
 
 fn take_f64(bytes: &mut &[u8]) -> Option<f64> {
@@ -280,7 +304,12 @@ mod tests {
             follow_ms: 1_650_812_741_436,
             ..Default::default()
         };
+        let mut platform = [0.0; SUM_FIELDS];
+        platform[3] = 2.5;
+        platform[SUM_FIELDS - 1] = -1e-300;
         let record = ViewerRecord {
+            pairs_seen: 123_456,
+            platform,
             relations: vec![
                 PairRelation {
                     creator_id: 0,
@@ -322,6 +351,14 @@ mod tests {
         let mut layers = [0.0; ENGAGEMENT_KINDS];
         layers[0] = 3.7;
         let typical = ViewerRecord {
+            pairs_seen: 10,
+            platform: {
+                let mut platform = [0.0; SUM_FIELDS];
+                platform[0] = 1.0;
+                platform[SUM_FIELDS - 7] = 10.0;
+                platform[SUM_FIELDS - 1] = 10.0;
+                platform
+            },
             relations: (0..10)
                 .map(|i| PairRelation {
                     creator_id: 1_000_000 + i * 977,
@@ -334,7 +371,7 @@ mod tests {
                 .collect(),
         };
         let bytes = encode_viewer(&typical).len();
-        assert!(bytes < 1 + 20 * 10, "{bytes} bytes");
+        assert!(bytes < 1 + 1 + 4 + 3 * 8 + 20 * 10, "{bytes} bytes");
         let mut creator = CreatorAggregate::default();
         creator.non_fan[0] = 12.5;
         creator.non_fan[1] = 0.63;
@@ -360,29 +397,36 @@ mod tests {
             "the per-event layout"
         );
         // Truncated, bad flags, repeated creator, overlong varint.
-        assert!(decode_viewer(&[3, 5], &weights()).is_err());
-        assert!(decode_viewer(&[3, 5, 0x80, 0], &weights()).is_err());
+        assert!(decode_viewer(&[3, 0, 0, 0, 0, 0, 5], &weights()).is_err());
+        assert!(decode_viewer(&[3, 0, 0, 0, 0, 0, 5, 0x80, 0], &weights()).is_err());
         assert!(
             decode_viewer(
-                &[3, 5, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+                &[3, 0, 0, 0, 0, 0, 5, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
                 &weights()
             )
             .is_err()
         );
         assert!(
             decode_viewer(
-                &[3, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f],
+                &[
+                    3, 0, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f
+                ],
                 &weights()
             )
             .is_err()
         );
         assert!(
-            decode_viewer(&[3, 5, 0, 0x01, 0, 0, 0], &weights()).is_err(),
+            decode_viewer(&[3, 0, 0, 0, 0, 0, 5, 0, 0x01, 0, 0, 0], &weights()).is_err(),
             "a layer without its value"
         );
         assert_eq!(
-            decode_viewer(&[3], &weights()).expect("empty record"),
+            decode_viewer(&[3, 0, 0, 0, 0, 0], &weights()).expect("empty record"),
             ViewerRecord::default()
+        );
+        assert!(decode_viewer(&[3], &weights()).is_err(), "no header");
+        assert!(
+            decode_viewer(&[3, 0, 0, 0, 0x80, 0], &weights()).is_err(),
+            "a mask beyond the sums"
         );
     }
 }

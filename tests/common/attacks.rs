@@ -66,6 +66,11 @@ pub struct Figures {
     pub shown_brigade_before: f64,
     /// After.
     pub shown_brigade_after: f64,
+    /// The unrelated creator before and after eleven accounts each view and
+    /// engage deeply with every one of the 300 platform creators (a spray).
+    pub spray_before: f64,
+    /// After.
+    pub spray_after: f64,
     /// The unrelated creator before and after the eleven attacking accounts.
     pub unrelated_before: f64,
     /// After.
@@ -134,6 +139,11 @@ impl Figures {
                 "the eleven attacking accounts",
                 "an unrelated creator's boost before -> after",
                 change(self.unrelated_before, self.unrelated_after),
+            ),
+            (
+                "eleven accounts each view, like, share, tip every one of the 300 platform creators",
+                "an unrelated creator's boost before -> after",
+                change(self.spray_before, self.spray_after),
             ),
             (
                 "same audience (1,000) and fans (100); the fans",
@@ -396,6 +406,19 @@ pub async fn run(
     }
     send(client, reports).await?;
     let after = boosts(client, &[BRIGADED, REPORTED_BY_VIEWERS, CHURN_BOMBED, SHOWN_BRIGADE]).await?;
+    figures.spray_before = boosts(client, &[UNRELATED]).await?[0];
+    let mut spray = Events::new(&format!("{prefix}-spray"));
+    for account in 300..311u64 {
+        for creator in 1..=PLATFORM_CREATORS {
+            let t = attack_t + creator as i64;
+            spray.push(K::View, account, creator, t, 1.0);
+            spray.push(K::Like, account, creator, t + 1, 0.0);
+            spray.push(K::Share, account, creator, t + 2, 0.0);
+            spray.push(K::Tip, account, creator, t + 3, 1_000_000.0);
+        }
+    }
+    send(client, spray).await?;
+    figures.spray_after = boosts(client, &[UNRELATED]).await?[0];
     figures.brigaded_after = after[0];
     figures.reported_after = after[1];
     figures.churn_after = after[2];

@@ -226,8 +226,10 @@ pub struct ViewerRecord {
     /// Creators this viewer has had a pair with (never decreases).
     pub pairs_seen: u64,
     /// Σ of this viewer's pairs' shares of the platform aggregate, before the
-    /// per-viewer scale ([`platform_scale`]).
-    pub platform: [f64; SUM_FIELDS],
+    /// per-viewer scale ([`platform_scale`]); kept only once the scale is
+    /// below 1 (`None` = all zero: most viewers never need it, and it is
+    /// boxed so their records stay small in the caches).
+    pub platform: Option<Box<[f64; SUM_FIELDS]>>,
 }
 
 /// How much of a viewer's pairs count in the platform aggregate (the
@@ -538,21 +540,48 @@ pub fn event_delta(
         }
     }
     // The platform gets the viewer's shares scaled by how many creators it
-    // has had pairs with: the change of Σ·scale, before and after.
+    // has had pairs with: the change of Σ·scale, before and after. While the
+    // scale is 1 (most viewers) the change is the pair's own and Σ is not
+    // kept; when the viewer passes `prior_pairs_per_viewer` creators, Σ is
+    // summed once from its pairs (none was forgotten yet: the soft limit is
+    // far above) and kept from then on.
     let grew = record.relations.len() > held;
     let old_scale = platform_scale(record.pairs_seen, params.prior_pairs_per_viewer);
     if grew {
         record.pairs_seen += 1;
     }
     let new_scale = platform_scale(record.pairs_seen, params.prior_pairs_per_viewer);
-    for index in 0..SUM_FIELDS {
-        let change = after_global[index] - before_global[index];
-        if change == 0.0 && old_scale == new_scale {
-            continue;
+    if new_scale == 1.0 {
+        for index in 0..SUM_FIELDS {
+            if after_global[index] != before_global[index] {
+                delta.global.sums[index] = after_global[index] - before_global[index];
+            }
         }
-        let old = record.platform[index];
-        record.platform[index] = old + change;
-        delta.global.sums[index] = record.platform[index] * new_scale - old * old_scale;
+    } else {
+        if old_scale == 1.0 {
+            // Σ as it stood before this event: every pair's share, minus this change.
+            let mut platform = [0.0; SUM_FIELDS];
+            for pair in &record.relations {
+                let (_, share) = pair_sums(pair, params, decay);
+                for (total, value) in platform.iter_mut().zip(share) {
+                    *total += value;
+                }
+            }
+            for index in 0..SUM_FIELDS {
+                platform[index] -= after_global[index] - before_global[index];
+            }
+            record.platform = Some(Box::new(platform));
+        }
+        let platform = record.platform.get_or_insert_with(|| Box::new([0.0; SUM_FIELDS]));
+        for index in 0..SUM_FIELDS {
+            let change = after_global[index] - before_global[index];
+            if change == 0.0 && old_scale == new_scale {
+                continue;
+            }
+            let old = platform[index];
+            platform[index] = old + change;
+            delta.global.sums[index] = platform[index] * new_scale - old * old_scale;
+        }
     }
     // Only a new pair can take the record past its soft limit.
     if grew {

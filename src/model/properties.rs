@@ -555,4 +555,30 @@ fn a_spraying_account_weighs_in_the_priors_as_a_few_creators() {
     );
     assert!(platform >= 0.99 * bound, "{platform}: scaled, not dropped");
     assert_eq!(viewer.pairs_seen, 1_000);
+
+    // The same events in another order give the same platform aggregate.
+    let mut reversed_viewer = ViewerRecord::default();
+    let mut reversed = CreatorAggregate::default();
+    for creator in (0..1_000u64).rev() {
+        let mut aggregate = CreatorAggregate::default();
+        for kind in [EventKind::Tip, EventKind::Share, EventKind::Like, EventKind::View] {
+            let event = Event {
+                event_id: String::new(),
+                kind,
+                viewer_id: 1,
+                creator_id: creator,
+                timestamp_ms: START,
+                amount: if kind == EventKind::Tip { 1e6 } else { 1.0 },
+            };
+            apply_event(
+                &event,
+                &ingest,
+                &decay,
+                &mut aggregate,
+                &mut reversed,
+                Some(&mut reversed_viewer),
+            );
+        }
+    }
+    assert!(aggregates_close(&global, &reversed), "{global:?} vs {reversed:?}");
 }

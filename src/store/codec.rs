@@ -85,7 +85,7 @@ pub fn encode_viewer(record: &ViewerRecord) -> Vec<u8> {
     let mut out = Vec::with_capacity(1 + 8 + 4 + 32 * record.relations.len());
     out.push(VIEWER_V3);
     put_varint(&mut out, record.pairs_seen);
-    put_sums(&mut out, &record.platform);
+    put_sums(&mut out, record.platform.as_deref().unwrap_or(&[0.0; SUM_FIELDS]));
     let mut previous = 0u64;
     for pair in &record.relations {
         put_varint(&mut out, pair.creator_id - previous);
@@ -141,6 +141,7 @@ fn decode_viewer_v3(mut bytes: &[u8], weights: &[f64; ENGAGEMENT_KINDS]) -> Resu
     let corrupt = || StoreError::Corrupt("truncated or malformed viewer record".into());
     let pairs_seen = take_varint(&mut bytes).ok_or_else(corrupt)?;
     let platform = take_sums(&mut bytes).ok_or_else(corrupt)?;
+    let platform = platform.iter().any(|v| v.to_bits() != 0).then(|| Box::new(platform));
     let mut relations = Vec::new();
     let mut previous = 0u64;
     while !bytes.is_empty() {
@@ -309,7 +310,7 @@ mod tests {
         platform[SUM_FIELDS - 1] = -1e-300;
         let record = ViewerRecord {
             pairs_seen: 123_456,
-            platform,
+            platform: Some(Box::new(platform)),
             relations: vec![
                 PairRelation {
                     creator_id: 0,
@@ -352,13 +353,7 @@ mod tests {
         layers[0] = 3.7;
         let typical = ViewerRecord {
             pairs_seen: 10,
-            platform: {
-                let mut platform = [0.0; SUM_FIELDS];
-                platform[0] = 1.0;
-                platform[SUM_FIELDS - 7] = 10.0;
-                platform[SUM_FIELDS - 1] = 10.0;
-                platform
-            },
+            platform: None,
             relations: (0..10)
                 .map(|i| PairRelation {
                     creator_id: 1_000_000 + i * 977,
@@ -371,7 +366,7 @@ mod tests {
                 .collect(),
         };
         let bytes = encode_viewer(&typical).len();
-        assert!(bytes < 1 + 1 + 4 + 3 * 8 + 20 * 10, "{bytes} bytes");
+        assert!(bytes < 1 + 1 + 4 + 20 * 10, "{bytes} bytes");
         let mut creator = CreatorAggregate::default();
         creator.non_fan[0] = 12.5;
         creator.non_fan[1] = 0.63;

@@ -2,10 +2,12 @@
 # binaries, makes a scratch directory and stops every server started with
 # `serve` on exit; ports, servers pinned to a core, saturation and
 # paced-latency runs with h2load. Expects $DURATION, $WARMUP, $SERVER_CORE
-# and $CLIENT_CORE; sets $bin, $loadgen, $work and $pids.
+# and $CLIENT_CORE (and optionally $BIN); sets $bin, $loadgen, $work and $pids.
 
 cargo build --release --locked --bin creator-boost --examples >&2
-bin=target/release/creator-boost
+# BIN=PATH benchmarks another build of the server (an earlier release, say)
+# with this tree's load generator and echo baseline.
+bin=${BIN:-target/release/creator-boost}
 loadgen=target/release/examples/loadgen
 work=$(mktemp -d)
 pids=()

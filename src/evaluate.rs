@@ -431,37 +431,21 @@ pub fn run(options: &EvalOptions) -> Result<String, String> {
     Ok(report)
 }
 
-/// Bootstrap over creators of spearman(model): the 2.5% and 97.5% quantiles.
-fn bootstrap_interval(result: &SplitResult, resamples: usize, seed: u64) -> (f64, f64) {
+/// Resamples the judged creators with replacement `resamples` times and
+/// returns `statistic(model, raw, target)` of each resample, sorted (empty
+/// below 3 creators).
+fn bootstrap(
+    result: &SplitResult,
+    resamples: usize,
+    seed: u64,
+    statistic: impl Fn(&[f64], &[f64], &[f64]) -> f64,
+) -> Vec<f64> {
     let n = result.points.len();
     if n < 3 {
-        return (0.0, 0.0);
+        return Vec::new();
     }
     let mut rng = crate::generate::Rng::new(seed);
     let mut values = Vec::with_capacity(resamples);
-    let (mut model, mut target) = (vec![0.0; n], vec![0.0; n]);
-    for _ in 0..resamples {
-        for i in 0..n {
-            let j = rng.below(n as u64) as usize;
-            model[i] = result.points[j].0;
-            target[i] = result.points[j].1;
-        }
-        values.push(spearman(&model, &target));
-    }
-    values.sort_by(f64::total_cmp);
-    let quantile = |q: f64| values[((values.len() - 1) as f64 * q).round() as usize];
-    (quantile(0.025), quantile(0.975))
-}
-
-/// Paired bootstrap over creators of spearman(model) − spearman(raw rate):
-/// the 2.5% and 97.5% quantiles and the share of resamples above zero.
-fn bootstrap_gain(result: &SplitResult, resamples: usize, seed: u64) -> (f64, f64, f64) {
-    let n = result.points.len();
-    if n < 3 {
-        return (0.0, 0.0, 0.0);
-    }
-    let mut rng = crate::generate::Rng::new(seed);
-    let mut gains = Vec::with_capacity(resamples);
     let (mut model, mut raw, mut target) = (vec![0.0; n], vec![0.0; n], vec![0.0; n]);
     for _ in 0..resamples {
         for i in 0..n {
@@ -470,12 +454,40 @@ fn bootstrap_gain(result: &SplitResult, resamples: usize, seed: u64) -> (f64, f6
             target[i] = result.points[j].1;
             raw[i] = result.raw[j];
         }
-        gains.push(spearman(&model, &target) - spearman(&raw, &target));
+        values.push(statistic(&model, &raw, &target));
     }
-    gains.sort_by(f64::total_cmp);
-    let quantile = |q: f64| gains[((gains.len() - 1) as f64 * q).round() as usize];
+    values.sort_by(f64::total_cmp);
+    values
+}
+
+/// The 2.5% and 97.5% quantiles of sorted bootstrap values (0 when empty).
+fn interval(values: &[f64]) -> (f64, f64) {
+    if values.is_empty() {
+        return (0.0, 0.0);
+    }
+    let quantile = |q: f64| values[((values.len() - 1) as f64 * q).round() as usize];
+    (quantile(0.025), quantile(0.975))
+}
+
+/// Bootstrap over creators of spearman(model): the 2.5% and 97.5% quantiles.
+fn bootstrap_interval(result: &SplitResult, resamples: usize, seed: u64) -> (f64, f64) {
+    interval(&bootstrap(result, resamples, seed, |model, _, target| {
+        spearman(model, target)
+    }))
+}
+
+/// Paired bootstrap over creators of spearman(model) − spearman(raw rate):
+/// the 2.5% and 97.5% quantiles and the share of resamples above zero.
+fn bootstrap_gain(result: &SplitResult, resamples: usize, seed: u64) -> (f64, f64, f64) {
+    let gains = bootstrap(result, resamples, seed, |model, raw, target| {
+        spearman(model, target) - spearman(raw, target)
+    });
+    if gains.is_empty() {
+        return (0.0, 0.0, 0.0);
+    }
+    let (low, high) = interval(&gains);
     let positive = gains.iter().filter(|g| **g > 0.0).count() as f64 / gains.len() as f64;
-    (quantile(0.025), quantile(0.975), positive)
+    (low, high, positive)
 }
 
 const WIDTH: f64 = 640.0;

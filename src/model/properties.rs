@@ -519,19 +519,18 @@ fn a_viewer_record_is_bounded() {
     assert_eq!(creators[2].followers, 0, "a held pair still changes");
 }
 
-/// Property 7, the priors: one account engaging deeply with a thousand
-/// creators weighs in the platform aggregate as at most
-/// `prior_pairs_per_viewer` creators' worth, however many it touches.
-#[test]
-fn a_spraying_account_weighs_in_the_priors_as_a_few_creators() {
+/// One account viewing, liking, sharing and tipping each of `creators` in
+/// turn (its kinds in `kinds` order); the platform aggregate after each
+/// creator, and the viewer's record.
+fn spray(creators: impl Iterator<Item = u64>, kinds: [EventKind; 4]) -> (Vec<CreatorAggregate>, ViewerRecord) {
     let ingest = IngestParams::default();
     let decay = ingest.decay();
     let mut viewer = ViewerRecord::default();
     let mut global = CreatorAggregate::default();
-    let mut engagement_of_one = 0.0;
-    for creator in 0..1_000u64 {
+    let mut after_each = Vec::new();
+    for creator in creators {
         let mut aggregate = CreatorAggregate::default();
-        for kind in [EventKind::View, EventKind::Like, EventKind::Share, EventKind::Tip] {
+        for kind in kinds {
             let event = Event {
                 event_id: String::new(),
                 kind,
@@ -542,10 +541,21 @@ fn a_spraying_account_weighs_in_the_priors_as_a_few_creators() {
             };
             apply_event(&event, &ingest, &decay, &mut aggregate, &mut global, Some(&mut viewer));
         }
-        if creator == 0 {
-            engagement_of_one = global.non_fan.iter().sum::<f64>();
-        }
+        after_each.push(global.clone());
     }
+    (after_each, viewer)
+}
+
+/// Property 7, the priors: one account engaging deeply with a thousand
+/// creators weighs in the platform aggregate as at most
+/// `prior_pairs_per_viewer` creators' worth, however many it touches.
+#[test]
+fn a_spraying_account_weighs_in_the_priors_as_a_few_creators() {
+    let ingest = IngestParams::default();
+    let kinds = [EventKind::View, EventKind::Like, EventKind::Share, EventKind::Tip];
+    let (after_each, viewer) = spray(0..1_000u64, kinds);
+    let engagement_of_one: f64 = after_each[0].non_fan.iter().sum();
+    let global = &after_each[after_each.len() - 1];
     let platform: f64 = global.non_fan.iter().sum();
     let bound = ingest.prior_pairs_per_viewer * engagement_of_one;
     assert!(
@@ -557,28 +567,9 @@ fn a_spraying_account_weighs_in_the_priors_as_a_few_creators() {
     assert_eq!(viewer.pairs_seen, 1_000);
 
     // The same events in another order give the same platform aggregate.
-    let mut reversed_viewer = ViewerRecord::default();
-    let mut reversed = CreatorAggregate::default();
-    for creator in (0..1_000u64).rev() {
-        let mut aggregate = CreatorAggregate::default();
-        for kind in [EventKind::Tip, EventKind::Share, EventKind::Like, EventKind::View] {
-            let event = Event {
-                event_id: String::new(),
-                kind,
-                viewer_id: 1,
-                creator_id: creator,
-                timestamp_ms: START,
-                amount: if kind == EventKind::Tip { 1e6 } else { 1.0 },
-            };
-            apply_event(
-                &event,
-                &ingest,
-                &decay,
-                &mut aggregate,
-                &mut reversed,
-                Some(&mut reversed_viewer),
-            );
-        }
-    }
-    assert!(aggregates_close(&global, &reversed), "{global:?} vs {reversed:?}");
+    let mut reversed_kinds = kinds;
+    reversed_kinds.reverse();
+    let (reversed_each, _) = spray((0..1_000u64).rev(), reversed_kinds);
+    let reversed = &reversed_each[reversed_each.len() - 1];
+    assert!(aggregates_close(global, reversed), "{global:?} vs {reversed:?}");
 }

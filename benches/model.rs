@@ -5,11 +5,11 @@
 use std::collections::HashMap;
 use std::hint::black_box;
 
-use creator_boost::generate::{FIRST_CREATOR_ID, GenerateOptions, Rng, generate};
 use creator_boost::model::aggregate::apply_event;
 use creator_boost::model::rank::{Candidate, score_batch};
 use creator_boost::model::score::Scorer;
 use creator_boost::model::{CreatorAggregate, Event, IngestParams, ModelParams, ScoreSpace, ViewerRecord};
+use creator_boost::offline::generate::{FIRST_CREATOR_ID, GenerateOptions, Rng, generate};
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 
 const END_MS: i64 = 1_780_000_000_000;

@@ -14,10 +14,10 @@
 
 use std::time::Instant;
 
-use creator_boost::generate::{FIRST_CREATOR_ID, GenerateOptions, Rng, generate};
-use creator_boost::grpc::proto_kind;
+use creator_boost::offline::generate::{FIRST_CREATOR_ID, GenerateOptions, Rng, generate};
 use creator_boost::proto;
 use creator_boost::proto::creator_boost_client::CreatorBoostClient;
+use creator_boost::service::grpc::proto_kind;
 use hdrhistogram::Histogram;
 use prost::Message;
 use tonic::transport::Channel;
@@ -116,7 +116,7 @@ async fn check(url: &str, frame: &str, count: usize) -> Result<(), Error> {
 }
 
 async fn ingest(url: &str, events: u64, streams: usize, batch: usize) -> Result<(), Error> {
-    let end_ms = creator_boost::engine::Clock::system().now_ms();
+    let end_ms = creator_boost::service::engine::Clock::system().now_ms();
     let generated = generate(&GenerateOptions {
         seed: 99,
         creators: 10_000,

@@ -1,5 +1,5 @@
 //! The one domain error type. Its mapping to `tonic::Status` lives in
-//! [`crate::grpc`], so transport concerns stay at the edge.
+//! [`crate::service::grpc`], so transport concerns stay at the edge.
 
 use crate::store::StoreError;
 

@@ -25,25 +25,12 @@
 
 #![forbid(unsafe_code)]
 
-pub mod cache;
 pub mod cli;
-pub mod client;
-pub mod commands;
 pub mod config;
-pub mod deadline;
-pub mod engine;
 pub mod error;
-pub mod evaluate;
-pub mod generate;
-pub mod grpc;
-pub mod import;
-pub mod ingest;
-pub mod metrics;
 pub mod model;
+pub mod offline;
 pub mod proto;
-pub mod scores;
-pub mod server;
+pub mod service;
 pub mod store;
-pub mod telemetry;
 pub mod time;
-pub mod transport;

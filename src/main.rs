@@ -3,9 +3,10 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use creator_boost::cli::{Cli, Command};
+use creator_boost::cli::args::{Cli, Command};
+use creator_boost::cli::{client, commands, telemetry};
 use creator_boost::config::{Config, EXIT_CONFIG};
-use creator_boost::{client, commands, server, telemetry};
+use creator_boost::service::server;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();

@@ -423,7 +423,7 @@ async fn disk_full_fails_writes_clearly_and_reads_go_on() {
 #[tokio::test]
 async fn malformed_protobuf_gets_an_error_and_the_server_goes_on() {
     let server = spawn_server().await;
-    let mut rng = creator_boost::generate::Rng::new(5);
+    let mut rng = creator_boost::offline::generate::Rng::new(5);
     for round in 0..200 {
         let length = (rng.below(300) + 1) as usize;
         let payload: Vec<u8> = (0..length).map(|_| rng.below(256) as u8).collect();

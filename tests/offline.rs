@@ -8,9 +8,9 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use common::*;
-use creator_boost::cli::{GenerateArgs, ImportArgs, ScoresArgs};
-use creator_boost::commands;
-use creator_boost::scores::ScoresFormat;
+use creator_boost::cli::args::{GenerateArgs, ImportArgs, ScoresArgs};
+use creator_boost::cli::commands;
+use creator_boost::offline::scores::ScoresFormat;
 
 fn import_args(files: Vec<PathBuf>, data_dir: &Path) -> ImportArgs {
     ImportArgs {

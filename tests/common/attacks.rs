@@ -9,7 +9,7 @@
 
 #![allow(dead_code, unreachable_pub)]
 
-use creator_boost::generate::Rng;
+use creator_boost::offline::generate::Rng;
 use creator_boost::proto;
 use creator_boost::proto::creator_boost_client::CreatorBoostClient;
 use tonic::transport::Channel;

@@ -13,10 +13,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use creator_boost::config::{Config, Overrides};
-use creator_boost::engine::Clock;
 use creator_boost::proto;
 use creator_boost::proto::creator_boost_client::CreatorBoostClient;
-use creator_boost::server::{ServerOptions, open_engine, run};
+use creator_boost::service::engine::Clock;
+use creator_boost::service::server::{ServerOptions, open_engine, run};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -102,7 +102,7 @@ macro_rules! contract_tests {
 /// A running server and what it needs to stop or restart.
 pub struct TestServer {
     pub addr: SocketAddr,
-    pub metrics: std::sync::Arc<creator_boost::metrics::Metrics>,
+    pub metrics: std::sync::Arc<creator_boost::service::metrics::Metrics>,
     pub metrics_addr: Option<SocketAddr>,
     pub data_dir: PathBuf,
     pub clock: Clock,
@@ -165,7 +165,7 @@ pub async fn spawn_with(options: Spawn) -> TestServer {
     let key_prefix = options.key_prefix.unwrap_or_else(redis::unique_prefix);
     config.redis.key_prefix = key_prefix.clone();
     let clock = Clock::manual(options.now_ms.unwrap_or(NOW_MS));
-    let metrics = creator_boost::metrics::Metrics::new();
+    let metrics = creator_boost::service::metrics::Metrics::new();
     let engine = open_engine(&config, clock.clone(), std::sync::Arc::clone(&metrics))
         .await
         .expect("engine");

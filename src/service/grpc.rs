@@ -1,5 +1,5 @@
 //! The tonic adapter: converts proto ⇄ domain, maps [`Error`] to `Status`.
-//! No scoring here, and no admission (see [`crate::transport::admission`]).
+//! No scoring here, and no admission (see [`crate::service::transport::admission`]).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -9,13 +9,13 @@ use std::time::{Duration, Instant};
 use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::engine::{Candidate, Engine, RankQuery, RecordOutcome};
 use crate::error::Error;
-use crate::ingest::RawEvent;
-use crate::metrics::Method;
 use crate::model::{EventKind, Relation, ScoreSpace};
 use crate::proto;
 use crate::proto::creator_boost_server::CreatorBoost;
+use crate::service::engine::{Candidate, Engine, RankQuery, RecordOutcome};
+use crate::service::ingest::RawEvent;
+use crate::service::metrics::Method;
 use crate::store::{Store, StoreError};
 
 impl From<Error> for Status {
@@ -50,7 +50,7 @@ impl From<Error> for Status {
 
 /// The `CreatorBoost` service over an engine. The write token, the in-flight
 /// budgets and the message limits are checked before a call gets here, by
-/// [`crate::transport::admission`].
+/// [`crate::service::transport::admission`].
 pub struct GrpcService<S> {
     engine: Arc<Engine<S>>,
 }
@@ -136,7 +136,7 @@ type EventStream = Pin<Box<dyn Stream<Item = Result<proto::RecordEventsResponse,
 
 impl<S: Store> GrpcService<S> {
     /// Runs one call and records it. (Deadlines are enforced earlier, by
-    /// [`crate::deadline::DeadlineLayer`], which drops this future.)
+    /// [`crate::service::deadline::DeadlineLayer`], which drops this future.)
     async fn observed<T>(&self, method: Method, call: impl Future<Output = Result<T, Status>>) -> Result<T, Status> {
         let started = Instant::now();
         let _in_flight = self.engine.metrics().enter();
@@ -377,6 +377,6 @@ fn read_budget<T>(request: &Request<T>) -> Option<Duration> {
         .metadata()
         .get("grpc-timeout")
         .and_then(|value| value.to_str().ok())
-        .and_then(crate::deadline::parse_timeout)
+        .and_then(crate::service::deadline::parse_timeout)
         .map(|deadline| deadline.mul_f64(READ_SHARE_OF_DEADLINE))
 }

@@ -3,14 +3,14 @@
 
 use std::io::Write;
 
-use crate::cli::{EvaluateArgs, GenerateArgs, ImportArgs, ScoresArgs, ServerArgs};
-use crate::client::StreamSink;
+use crate::cli::args::{EvaluateArgs, GenerateArgs, ImportArgs, ScoresArgs, ServerArgs};
+use crate::cli::client::StreamSink;
 use crate::config::{Config, Overrides};
-use crate::engine::Clock;
-use crate::generate::{GenerateOptions, generate};
-use crate::import::{EngineSink, ImportOptions, ImportStats, run_import};
-use crate::scores::{score_rows, unknown_row, write_rows};
-use crate::server::open_engine;
+use crate::offline::generate::{GenerateOptions, generate};
+use crate::offline::import::{EngineSink, ImportOptions, ImportStats, run_import};
+use crate::offline::scores::{score_rows, unknown_row, write_rows};
+use crate::service::engine::Clock;
+use crate::service::server::open_engine;
 use crate::store::Store;
 use crate::store::embedded::{EmbeddedStore, WriterSettings};
 use crate::time::parse_time;
@@ -71,7 +71,7 @@ pub async fn import(args: ImportArgs) -> Result<ImportStats, CommandError> {
                     args.batch_size, config.limits.max_events_per_batch
                 )));
             }
-            let engine = open_engine(&config, Clock::system(), crate::metrics::Metrics::new())
+            let engine = open_engine(&config, Clock::system(), crate::service::metrics::Metrics::new())
                 .await
                 .map_err(error)?;
             let mut sink = EngineSink(engine);
@@ -98,7 +98,7 @@ pub async fn scores(args: ScoresArgs, out: &mut impl Write) -> Result<(), Comman
         .ok_or_else(|| CommandError(format!("unknown variant `{}`", args.variant)))?;
     let (global, mut creators) = match &config.store {
         Some(_) => {
-            let engine = open_engine(&config, Clock::system(), crate::metrics::Metrics::new())
+            let engine = open_engine(&config, Clock::system(), crate::service::metrics::Metrics::new())
                 .await
                 .map_err(error)?;
             let store = engine.store();
@@ -160,7 +160,7 @@ pub fn generate_events(args: GenerateArgs, out: &mut impl Write) -> Result<u64, 
     };
     let events = generate(&options);
     for event in &events {
-        writeln!(out, "{}", crate::import::jsonl::to_line(event)).map_err(error)?;
+        writeln!(out, "{}", crate::offline::import::jsonl::to_line(event)).map_err(error)?;
     }
     out.flush().map_err(error)?;
     Ok(events.len() as u64)
@@ -173,7 +173,7 @@ pub fn generate_events(args: GenerateArgs, out: &mut impl Write) -> Result<u64, 
 pub fn evaluate(args: EvaluateArgs) -> Result<String, CommandError> {
     let config = Config::load(args.config.as_deref(), Overrides::default()).map_err(error)?;
     let split_ms = optional_time(args.split.as_deref())?;
-    let options = crate::evaluate::EvalOptions {
+    let options = crate::offline::evaluate::EvalOptions {
         file: args.data,
         split_ms,
         min_impressions: args.min_impressions,
@@ -182,5 +182,5 @@ pub fn evaluate(args: EvaluateArgs) -> Result<String, CommandError> {
         chart_dir: args.charts,
         tune: args.tune,
     };
-    crate::evaluate::run(&options).map_err(CommandError)
+    crate::offline::evaluate::run(&options).map_err(CommandError)
 }

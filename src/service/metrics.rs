@@ -10,7 +10,7 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
-use crate::ingest::RejectReason;
+use crate::service::ingest::RejectReason;
 
 /// The RPCs measured.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -19,7 +19,7 @@ use tokio::time::Sleep;
 use tokio_stream::Stream;
 use tonic::transport::server::{Connected, TcpConnectInfo};
 
-use crate::metrics::Metrics;
+use crate::service::metrics::Metrics;
 
 /// First pause after a failed accept.
 const FIRST_BACKOFF: Duration = Duration::from_millis(10);
@@ -131,7 +131,7 @@ pub struct Connection {
     silence: Pin<Box<Sleep>>,
     idle_timeout: Duration,
     metrics: Arc<Metrics>,
-    _open: crate::metrics::OpenConnection,
+    _open: crate::service::metrics::OpenConnection,
 }
 
 impl Connection {

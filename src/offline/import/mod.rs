@@ -19,8 +19,8 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 
-use crate::engine::{Engine, RecordOutcome};
-use crate::ingest::RawEvent;
+use crate::service::engine::{Engine, RecordOutcome};
+use crate::service::ingest::RawEvent;
 use crate::store::Store;
 
 /// Input file format.

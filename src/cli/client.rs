@@ -4,11 +4,11 @@ use tonic::Request;
 use tonic::metadata::MetadataValue;
 use tonic::transport::Channel;
 
-use crate::cli::{CreatorScoresArgs, HealthArgs, RankArgs, SendArgs, ServerArgs};
-use crate::grpc::proto_kind;
+use crate::cli::args::{CreatorScoresArgs, HealthArgs, RankArgs, SendArgs, ServerArgs};
 use crate::model::EventKind;
 use crate::proto;
 use crate::proto::creator_boost_client::CreatorBoostClient;
+use crate::service::grpc::proto_kind;
 
 /// Why a client command failed.
 #[derive(Debug, thiserror::Error)]
@@ -250,8 +250,11 @@ impl StreamSink {
     }
 }
 
-impl crate::import::Sink for StreamSink {
-    async fn send(&mut self, batch: Vec<crate::ingest::RawEvent>) -> Result<crate::engine::RecordOutcome, String> {
+impl crate::offline::import::Sink for StreamSink {
+    async fn send(
+        &mut self,
+        batch: Vec<crate::service::ingest::RawEvent>,
+    ) -> Result<crate::service::engine::RecordOutcome, String> {
         let events = batch
             .into_iter()
             .map(|e| proto::Event {
@@ -273,13 +276,13 @@ impl crate::import::Sink for StreamSink {
             .await
             .map_err(|status| format!("server error: {}: {}", status.code(), status.message()))?
             .ok_or_else(|| "the server ended the stream".to_owned())?;
-        Ok(crate::engine::RecordOutcome {
+        Ok(crate::service::engine::RecordOutcome {
             accepted: response.accepted,
             duplicates: response.duplicates,
             rejected: response
                 .rejected
                 .iter()
-                .map(|r| (r.index, crate::ingest::RejectReason::from_message(&r.reason)))
+                .map(|r| (r.index, crate::service::ingest::RejectReason::from_message(&r.reason)))
                 .collect(),
         })
     }

@@ -1,20 +1,20 @@
 //! The domain service: rank, creator scores and event recording, over the
-//! store and the caches. No proto types here; [`crate::grpc`] converts.
+//! store and the caches. No proto types here; [`crate::service::grpc`] converts.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use crate::cache::Caches;
 use crate::config::{Limits, Variant, Variants};
 use crate::error::Error;
-use crate::ingest::{RawEvent, RejectReason, validate};
-use crate::metrics::Metrics;
 use crate::model::rank::score_batch;
 pub use crate::model::rank::{Candidate, CreatorSlot};
 use crate::model::score::Scorer;
 use crate::model::{CreatorAggregate, CreatorScore, Decay, IngestParams, RankedItem, ScoreSpace, ViewerRecord};
+use crate::service::cache::Caches;
+use crate::service::ingest::{RawEvent, RejectReason, validate};
+use crate::service::metrics::Metrics;
 use crate::store::{Applied, CreatorBucket, Store, StoreError, creator_bucket};
 
 /// Where "now" comes from: the system clock, or a settable instant for tests

@@ -9,10 +9,10 @@ use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use crate::import::impressions::Columns;
 use crate::model::aggregate::apply_event;
 use crate::model::score::Scorer;
 use crate::model::{CreatorAggregate, Event, EventKind, IngestParams, ModelParams, ViewerRecord};
+use crate::offline::import::impressions::Columns;
 
 /// Evaluation settings.
 #[derive(Clone, Debug)]
@@ -444,7 +444,7 @@ fn bootstrap(
     if n < 3 {
         return Vec::new();
     }
-    let mut rng = crate::generate::Rng::new(seed);
+    let mut rng = crate::offline::generate::Rng::new(seed);
     let mut values = Vec::with_capacity(resamples);
     let (mut model, mut raw, mut target) = (vec![0.0; n], vec![0.0; n], vec![0.0; n]);
     for _ in 0..resamples {

@@ -9,19 +9,19 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tonic::transport::Server;
 
-use crate::cache::Caches;
 use crate::config::{Config, ConfigError, MessageLimits, Overrides, TransportConfig};
-use crate::engine::{Clock, Engine, EngineSettings};
-use crate::grpc::GrpcService;
-use crate::metrics::Metrics;
+use crate::service::cache::Caches;
+use crate::service::engine::{Clock, Engine, EngineSettings};
+use crate::service::grpc::GrpcService;
+use crate::service::metrics::Metrics;
 
 use crate::proto;
 use crate::proto::creator_boost_server::CreatorBoostServer;
+use crate::service::transport::admission::{AdmissionLayer, AdmissionSettings, Budgets};
+use crate::service::transport::listener::ConnectionLimits;
 use crate::store::embedded::{EmbeddedStore, WriterSettings};
 use crate::store::redis_store::{RedisSettings, RedisStore};
 use crate::store::{AnyStore, Store, StoreError};
-use crate::transport::admission::{AdmissionLayer, AdmissionSettings, Budgets};
-use crate::transport::listener::ConnectionLimits;
 
 /// Why the server could not start or stopped abnormally.
 #[derive(Debug, thiserror::Error)]
@@ -242,7 +242,7 @@ pub async fn run<S: Store>(
     options: ServerOptions,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
-    let deadlines = crate::deadline::DeadlineLayer::new(Arc::clone(engine.metrics()));
+    let deadlines = crate::service::deadline::DeadlineLayer::new(Arc::clone(engine.metrics()));
     let budgets = Budgets::new(options.max_in_flight, options.max_writes_in_flight);
     let admission = AdmissionLayer::new(
         AdmissionSettings {
@@ -256,7 +256,7 @@ pub async fn run<S: Store>(
     );
     // Stopped when `run` returns (the guard aborts the task).
     let _metrics_task = metrics.map(|listener| {
-        AbortOnDrop(tokio::spawn(crate::metrics::serve_metrics(
+        AbortOnDrop(tokio::spawn(crate::service::metrics::serve_metrics(
             listener,
             Arc::clone(engine.metrics()),
         )))
@@ -307,7 +307,7 @@ pub async fn run<S: Store>(
     };
 
     let transport = &options.transport;
-    let incoming = crate::transport::listener::incoming(
+    let incoming = crate::service::transport::listener::incoming(
         listener,
         ConnectionLimits {
             max_connections: transport.max_connections,

@@ -26,7 +26,7 @@ use tonic::body::Body;
 
 use crate::config::MessageLimits;
 use crate::error::Error;
-use crate::metrics::{Method, Metrics};
+use crate::service::metrics::{Method, Metrics};
 
 /// The in-flight budgets. Shared by the layer and the health watcher.
 #[derive(Debug)]

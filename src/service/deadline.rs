@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use tonic::Status;
 
-use crate::metrics::Metrics;
+use crate::service::metrics::Metrics;
 
 /// The layer; calls it cuts short are counted in `metrics`.
 #[derive(Clone, Debug)]

@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 
 use crate::config::{LogFormat, Overrides};
-use crate::import::Format;
-use crate::scores::ScoresFormat;
+use crate::offline::import::Format;
+use crate::offline::scores::ScoresFormat;
 
 /// creator-boost: private-domain traffic boosts over gRPC.
 #[derive(Debug, Parser)]

@@ -8,8 +8,8 @@
 
 use std::collections::HashSet;
 
-use crate::ingest::RawEvent;
 use crate::model::EventKind;
+use crate::service::ingest::RawEvent;
 
 /// Generator settings.
 #[derive(Clone, Debug)]

@@ -1,0 +1,8 @@
+//! The command line: its arguments ([`args`]), the subcommands that run in
+//! this process ([`commands`]), the gRPC client behind `send`, `rank`,
+//! `creator-scores` and `health` ([`client`]), and log setup ([`telemetry`]).
+
+pub mod args;
+pub mod client;
+pub mod commands;
+pub mod telemetry;

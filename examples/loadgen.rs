@@ -17,7 +17,6 @@ use std::time::Instant;
 use creator_boost::offline::generate::{FIRST_CREATOR_ID, GenerateOptions, Rng, generate};
 use creator_boost::proto;
 use creator_boost::proto::creator_boost_client::CreatorBoostClient;
-use creator_boost::service::grpc::proto_kind;
 use hdrhistogram::Histogram;
 use prost::Message;
 use tonic::transport::Channel;
@@ -132,7 +131,7 @@ async fn ingest(url: &str, events: u64, streams: usize, batch: usize) -> Result<
                 .iter()
                 .map(|e| proto::Event {
                     event_id: format!("load-{end_ms}-{}", e.event_id),
-                    kind: e.kind.map_or(0, |k| proto_kind(k) as i32),
+                    kind: e.kind.map_or(0, |k| creator_boost::proto::EventKind::from(k) as i32),
                     viewer_id: e.viewer_id,
                     creator_id: e.creator_id,
                     timestamp_ms: e.timestamp_ms,

@@ -4,11 +4,12 @@ use tonic::Request;
 use tonic::metadata::MetadataValue;
 use tonic::transport::Channel;
 
+use crate::service::engine::RecordOutcome;
+use crate::service::ingest::RawEvent;
 use crate::cli::args::{CreatorScoresArgs, HealthArgs, RankArgs, SendArgs, ServerArgs};
-use crate::model::EventKind;
-use crate::proto;
+use crate::model::{EventKind, ScoreSpace};
+use crate::proto::{self, convert};
 use crate::proto::creator_boost_client::CreatorBoostClient;
-use crate::service::grpc::proto_kind;
 
 /// Why a client command failed.
 #[derive(Debug, thiserror::Error)]
@@ -83,7 +84,7 @@ pub async fn send(args: SendArgs) -> Result<(), ClientError> {
     let mut client = connect(&args.server).await?;
     let event = proto::Event {
         event_id: args.event_id,
-        kind: proto_kind(kind) as i32,
+        kind: proto::EventKind::from(kind) as i32,
         viewer_id: args.viewer,
         creator_id: args.creator,
         timestamp_ms: args.timestamp_ms,
@@ -115,11 +116,11 @@ pub async fn rank(args: RankArgs) -> Result<(), ClientError> {
         variant: args.variant,
         explain: args.explain,
         top_k: args.top_k,
-        score_space: if args.log_space {
-            proto::ScoreSpace::Log
+        score_space: proto::ScoreSpace::from(if args.log_space {
+            ScoreSpace::Log
         } else {
-            proto::ScoreSpace::Linear
-        } as i32,
+            ScoreSpace::Linear
+        }) as i32,
     };
     let response = client.rank(request).await?.into_inner();
     println!(
@@ -251,21 +252,8 @@ impl StreamSink {
 }
 
 impl crate::offline::import::Sink for StreamSink {
-    async fn send(
-        &mut self,
-        batch: Vec<crate::service::ingest::RawEvent>,
-    ) -> Result<crate::service::engine::RecordOutcome, String> {
-        let events = batch
-            .into_iter()
-            .map(|e| proto::Event {
-                event_id: e.event_id,
-                kind: e.kind.map_or(proto::EventKind::Unspecified, proto_kind) as i32,
-                viewer_id: e.viewer_id,
-                creator_id: e.creator_id,
-                timestamp_ms: e.timestamp_ms,
-                amount: e.amount,
-            })
-            .collect();
+    async fn send(&mut self, batch: Vec<RawEvent>) -> Result<RecordOutcome, String> {
+        let events = batch.into_iter().map(proto::Event::from).collect();
         self.requests
             .send(proto::RecordEventsRequest { events })
             .await
@@ -276,14 +264,8 @@ impl crate::offline::import::Sink for StreamSink {
             .await
             .map_err(|status| format!("server error: {}: {}", status.code(), status.message()))?
             .ok_or_else(|| "the server ended the stream".to_owned())?;
-        Ok(crate::service::engine::RecordOutcome {
-            accepted: response.accepted,
-            duplicates: response.duplicates,
-            rejected: response
-                .rejected
-                .iter()
-                .map(|r| (r.index, crate::service::ingest::RejectReason::from_message(&r.reason)))
-                .collect(),
+        convert::record_outcome(&response).map_err(|(index, reason)| {
+            format!("the server rejected event #{index} for a reason this build does not know: {reason}")
         })
     }
 }

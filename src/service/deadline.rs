@@ -64,12 +64,15 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+    fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
         let deadline = request
             .headers()
             .get("grpc-timeout")
             .and_then(|v| v.to_str().ok())
             .and_then(parse_timeout);
+        if let Some(deadline) = deadline {
+            request.extensions_mut().insert(ClientDeadline(deadline));
+        }
         let call = self.inner.call(request);
         let metrics = Arc::clone(&self.metrics);
         Box::pin(async move {
@@ -91,6 +94,11 @@ where
         })
     }
 }
+
+/// The caller's deadline, parsed once from `grpc-timeout` by [`Deadline`]
+/// and left in the request's extensions for the handlers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ClientDeadline(pub Duration);
 
 /// Parses a `grpc-timeout` value: up to 8 digits and a unit (H, M, S, m, u, n).
 pub fn parse_timeout(value: &str) -> Option<Duration> {

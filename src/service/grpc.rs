@@ -1,5 +1,6 @@
-//! The tonic adapter: converts proto ⇄ domain, maps [`Error`] to `Status`.
-//! No scoring here, and no admission (see [`crate::service::transport::admission`]).
+//! The tonic adapter: each handler converts the request ([`convert`]), calls
+//! the engine and converts the answer back; [`Error`] maps to `Status` here.
+//! No scoring here, and no admission (see [`crate::service::transport`]).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -10,10 +11,10 @@ use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::error::Error;
-use crate::model::{EventKind, Relation, ScoreSpace};
-use crate::proto;
 use crate::proto::creator_boost_server::CreatorBoost;
-use crate::service::engine::{Candidate, Engine, RankQuery, RecordOutcome};
+use crate::proto::{self, convert};
+use crate::service::deadline::ClientDeadline;
+use crate::service::engine::Engine;
 use crate::service::ingest::RawEvent;
 use crate::service::metrics::Method;
 use crate::store::{Store, StoreError};
@@ -50,7 +51,7 @@ impl From<Error> for Status {
 
 /// The `CreatorBoost` service over an engine. The write token, the in-flight
 /// budgets and the message limits are checked before a call gets here, by
-/// [`crate::service::transport::admission`].
+/// [`crate::service::transport`]; the conversions are [`convert`]'s.
 pub struct GrpcService<S> {
     engine: Arc<Engine<S>>,
 }
@@ -59,76 +60,6 @@ impl<S> GrpcService<S> {
     /// The service over `engine`.
     pub fn new(engine: Arc<Engine<S>>) -> Self {
         GrpcService { engine }
-    }
-}
-
-fn event_kind(kind: i32) -> Option<EventKind> {
-    match proto::EventKind::try_from(kind).ok()? {
-        proto::EventKind::Unspecified => None,
-        proto::EventKind::View => Some(EventKind::View),
-        proto::EventKind::Like => Some(EventKind::Like),
-        proto::EventKind::Comment => Some(EventKind::Comment),
-        proto::EventKind::Share => Some(EventKind::Share),
-        proto::EventKind::Purchase => Some(EventKind::Purchase),
-        proto::EventKind::JoinFanGroup => Some(EventKind::JoinFanGroup),
-        proto::EventKind::Tip => Some(EventKind::Tip),
-        proto::EventKind::Follow => Some(EventKind::Follow),
-        proto::EventKind::Unfollow => Some(EventKind::Unfollow),
-        proto::EventKind::LeaveFanGroup => Some(EventKind::LeaveFanGroup),
-        proto::EventKind::Report => Some(EventKind::Report),
-        proto::EventKind::ProfileVisit => Some(EventKind::ProfileVisit),
-    }
-}
-
-/// The proto value of a domain event kind.
-pub fn proto_kind(kind: EventKind) -> proto::EventKind {
-    match kind {
-        EventKind::View => proto::EventKind::View,
-        EventKind::Like => proto::EventKind::Like,
-        EventKind::Comment => proto::EventKind::Comment,
-        EventKind::Share => proto::EventKind::Share,
-        EventKind::Purchase => proto::EventKind::Purchase,
-        EventKind::JoinFanGroup => proto::EventKind::JoinFanGroup,
-        EventKind::Tip => proto::EventKind::Tip,
-        EventKind::Follow => proto::EventKind::Follow,
-        EventKind::Unfollow => proto::EventKind::Unfollow,
-        EventKind::LeaveFanGroup => proto::EventKind::LeaveFanGroup,
-        EventKind::Report => proto::EventKind::Report,
-        EventKind::ProfileVisit => proto::EventKind::ProfileVisit,
-    }
-}
-
-fn raw_event(event: proto::Event) -> RawEvent {
-    RawEvent {
-        kind: event_kind(event.kind),
-        event_id: event.event_id,
-        viewer_id: event.viewer_id,
-        creator_id: event.creator_id,
-        timestamp_ms: event.timestamp_ms,
-        amount: event.amount,
-    }
-}
-
-fn record_response(outcome: RecordOutcome) -> proto::RecordEventsResponse {
-    proto::RecordEventsResponse {
-        accepted: outcome.accepted,
-        duplicates: outcome.duplicates,
-        rejected: outcome
-            .rejected
-            .into_iter()
-            .map(|(index, reason)| proto::RejectedEvent {
-                index,
-                reason: reason.to_string(),
-            })
-            .collect(),
-    }
-}
-
-fn relation(relation: Relation) -> proto::Relation {
-    match relation {
-        Relation::None => proto::Relation::None,
-        Relation::Follower => proto::Relation::Follower,
-        Relation::FanGroupMember => proto::Relation::FanGroupMember,
     }
 }
 
@@ -149,106 +80,9 @@ impl<S: Store> GrpcService<S> {
     async fn rank_call(&self, request: Request<proto::RankRequest>) -> Result<Response<proto::RankResponse>, Status> {
         let read_budget = read_budget(&request);
         let request = request.into_inner();
-        let score_space = match proto::ScoreSpace::try_from(request.score_space) {
-            Ok(proto::ScoreSpace::Linear) => ScoreSpace::Linear,
-            Ok(proto::ScoreSpace::Log) => ScoreSpace::Log,
-            Err(_) => {
-                return Err(Status::invalid_argument(format!(
-                    "unknown score_space {}",
-                    request.score_space
-                )));
-            }
-        };
-        let query = RankQuery {
-            viewer_id: request.viewer_id,
-            candidates: request
-                .candidates
-                .iter()
-                .map(|c| Candidate {
-                    item_id: c.item_id,
-                    creator_id: c.creator_id,
-                    base_score: c.base_score,
-                })
-                .collect(),
-            variant: request.variant,
-            top_k: request.top_k as usize,
-            score_space,
-            read_budget,
-        };
+        let query = convert::rank_query(&request, read_budget).map_err(Status::invalid_argument)?;
         let outcome = self.engine.rank(&query).await?;
-        let results = outcome
-            .items
-            .iter()
-            .map(|item| {
-                let candidate = &request.candidates[item.index as usize];
-                let slot = &outcome.slots[item.creator_slot as usize];
-                let explanation = request.explain.then(|| {
-                    let c = &slot.creator;
-                    let p = &slot.private;
-                    proto::Explanation {
-                        fan_value: c.fan_value,
-                        long_term_value: c.long_term_value,
-                        creator_value: c.creator_value,
-                        fan_lift: c.fan_lift,
-                        churn_lift: c.churn_lift,
-                        report_lift: c.report_lift,
-                        relation_tier: p.tier,
-                        intimacy: p.intimacy,
-                        intimacy_factor: p.intimacy_factor,
-                        evidence: c.evidence,
-                        followers: c.followers,
-                        audience: c.audience,
-                        engaged_accounts: c.engaged_accounts,
-                        confidence: c.confidence,
-                        fan_belief: c.fan_belief,
-                        negative_accounts: c.negative_accounts,
-                        negative_confidence: c.negative_confidence,
-                        text: format!(
-                            "public {:.4} = soft_clamp(exp({:.4} = fan_value {:.4} [fan_lift {:.4}, {:.0}% believed, \
-                             {:.1} accounts shown, {:.1} engaged] + long_term_value {:.4} [churn_lift {:.4}, \
-                             report_lift {:.4}; gains x {:.3}, losses x {:.3} of {:.1} leaving/reporting])); \
-                             private {:.4} = clamp(tier {:.2} x intimacy {:.4} [I = {:.3}]); boost {:.4}",
-                            c.public_boost,
-                            c.creator_value,
-                            c.fan_value,
-                            c.fan_lift,
-                            c.fan_belief * 100.0,
-                            c.audience,
-                            c.engaged_accounts,
-                            c.long_term_value,
-                            c.churn_lift,
-                            c.report_lift,
-                            c.confidence,
-                            c.negative_confidence,
-                            c.negative_accounts,
-                            p.private_boost,
-                            p.tier,
-                            p.intimacy_factor,
-                            p.intimacy,
-                            item.boost
-                        ),
-                    }
-                });
-                proto::RankedCandidate {
-                    item_id: candidate.item_id,
-                    creator_id: candidate.creator_id,
-                    index: item.index,
-                    base_score: item.base_score,
-                    public_boost: slot.creator.public_boost,
-                    private_boost: slot.private.private_boost,
-                    boost: item.boost,
-                    final_score: item.final_score,
-                    relation: relation(slot.private.relation) as i32,
-                    explanation,
-                }
-            })
-            .collect();
-        Ok(Response::new(proto::RankResponse {
-            results,
-            model_version: outcome.variant.model_version.clone(),
-            variant: outcome.variant.name.clone(),
-            degraded: outcome.degraded,
-        }))
+        Ok(Response::new(convert::rank_response(&request, &outcome)))
     }
 
     async fn scores_call(
@@ -261,42 +95,16 @@ impl<S: Store> GrpcService<S> {
             .engine
             .creator_scores(&request.creator_ids, &request.variant, read_budget)
             .await?;
-        let scores = outcome
-            .scores
-            .iter()
-            .map(|(creator_id, s)| proto::CreatorScore {
-                creator_id: *creator_id,
-                found: s.found,
-                fan_value: s.fan_value,
-                long_term_value: s.long_term_value,
-                creator_value: s.creator_value,
-                public_boost: s.public_boost,
-                followers: s.followers,
-                evidence: s.evidence,
-                updated_at_ms: s.updated_at_ms,
-                audience: s.audience,
-                engaged_accounts: s.engaged_accounts,
-                confidence: s.confidence,
-                fan_belief: s.fan_belief,
-                negative_accounts: s.negative_accounts,
-                negative_confidence: s.negative_confidence,
-            })
-            .collect();
-        Ok(Response::new(proto::GetCreatorScoresResponse {
-            scores,
-            model_version: outcome.variant.model_version.clone(),
-            variant: outcome.variant.name.clone(),
-            degraded: outcome.degraded,
-        }))
+        Ok(Response::new((&outcome).into()))
     }
 
     async fn record_call(
         &self,
         request: Request<proto::RecordEventsRequest>,
     ) -> Result<Response<proto::RecordEventsResponse>, Status> {
-        let events = request.into_inner().events.into_iter().map(raw_event).collect();
+        let events = request.into_inner().events.into_iter().map(RawEvent::from).collect();
         let outcome = self.engine.record(events).await?;
-        Ok(Response::new(record_response(outcome)))
+        Ok(Response::new(outcome.into()))
     }
 }
 
@@ -335,8 +143,8 @@ impl<S: Store> CreatorBoost for GrpcService<S> {
                 let started = Instant::now();
                 let reply = match message {
                     Ok(batch) => {
-                        let events = batch.events.into_iter().map(raw_event).collect();
-                        engine.record(events).await.map(record_response).map_err(Status::from)
+                        let events = batch.events.into_iter().map(RawEvent::from).collect();
+                        engine.record(events).await.map(Into::into).map_err(Status::from)
                     }
                     Err(status) => Err(status),
                 };
@@ -371,12 +179,10 @@ where
 /// failing the call with DEADLINE_EXCEEDED.
 const READ_SHARE_OF_DEADLINE: f64 = 0.6;
 
-/// The store-read budget of a call with a `grpc-timeout`.
+/// The store-read budget of a call with a deadline.
 fn read_budget<T>(request: &Request<T>) -> Option<Duration> {
     request
-        .metadata()
-        .get("grpc-timeout")
-        .and_then(|value| value.to_str().ok())
-        .and_then(crate::service::deadline::parse_timeout)
-        .map(|deadline| deadline.mul_f64(READ_SHARE_OF_DEADLINE))
+        .extensions()
+        .get::<ClientDeadline>()
+        .map(|deadline| deadline.0.mul_f64(READ_SHARE_OF_DEADLINE))
 }

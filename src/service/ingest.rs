@@ -80,15 +80,6 @@ impl RejectReason {
         RejectReason::ViewFractionAboveOne,
         RejectReason::EventIdTooLong,
     ];
-
-    /// Recovers the reason from a server's message (it ends with `(code)`);
-    /// unknown messages map to the unspecified kind.
-    pub fn from_message(message: &str) -> RejectReason {
-        RejectReason::ALL
-            .into_iter()
-            .find(|reason| message.ends_with(&format!("({})", reason.code())))
-            .unwrap_or(RejectReason::UnspecifiedKind)
-    }
 }
 
 impl fmt::Display for RejectReason {

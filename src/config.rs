@@ -270,6 +270,35 @@ pub enum LogFormat {
     Json,
 }
 
+/// Where the TLS files are.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// Certificate chain (PEM), leaf first.
+    pub cert: PathBuf,
+    /// Private key of the leaf (PEM).
+    pub key: PathBuf,
+    /// CA (PEM) whose client certificates are required (mutual TLS); `None`
+    /// = no client certificates.
+    pub client_ca: Option<PathBuf>,
+}
+
+fn tls_files(
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+    client_ca: Option<PathBuf>,
+) -> Result<Option<TlsFiles>, ConfigError> {
+    match (cert, key) {
+        (Some(cert), Some(key)) => Ok(Some(TlsFiles { cert, key, client_ca })),
+        (None, None) if client_ca.is_some() => {
+            Err(ConfigError::Invalid("tls_client_ca needs tls_cert and tls_key".into()))
+        }
+        (None, None) => Ok(None),
+        _ => Err(ConfigError::Invalid(
+            "tls_cert and tls_key must be given together".into(),
+        )),
+    }
+}
+
 /// Everything `serve` needs.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -295,12 +324,9 @@ pub struct Config {
     pub metrics_listen: Option<SocketAddr>,
     /// File holding the bearer token that writes must carry.
     pub write_token_file: Option<PathBuf>,
-    /// TLS certificate chain (PEM); with `tls_key`, the port speaks TLS only.
-    pub tls_cert: Option<PathBuf>,
-    /// TLS private key (PEM).
-    pub tls_key: Option<PathBuf>,
-    /// CA (PEM) whose client certificates are required (mutual TLS).
-    pub tls_client_ca: Option<PathBuf>,
+    /// TLS certificate, key and client CA; `None` = plaintext. The paths
+    /// are fixed at start; the files are re-read on SIGHUP.
+    pub tls: Option<TlsFiles>,
     /// How long shutdown waits for in-flight calls.
     pub shutdown_grace: Duration,
     /// Runtime worker threads; 0 = one per available core (1 = current-thread runtime).
@@ -381,7 +407,35 @@ pub struct Overrides {
     pub worker_threads: Option<usize>,
 }
 
+/// Names the settings of `old` that differ in `new` among those listed as
+/// restart-only. The destructuring of `old` names every field of [`Config`]
+/// without `..`, so a field added to `Config` does not compile until it is
+/// listed here as live or as restart-only.
+macro_rules! restart_only_changes {
+    ($old:expr, $new:expr; live: $($live:ident),*; restart: $($field:ident),* $(,)?) => {{
+        let Config { $($live: _,)* $($field,)* } = $old;
+        let mut changed = Vec::new();
+        $(if *$field != $new.$field {
+            changed.push(stringify!($field));
+        })*
+        changed
+    }};
+}
+
 impl Config {
+    /// The settings a reload cannot apply that differ between this config
+    /// and `fresh` (a re-read of the file): everything except the model
+    /// parameters and variants, which a reload swaps in. The TLS files'
+    /// contents are re-read too; their paths are restart-only.
+    pub fn restart_only_changes(&self, fresh: &Config) -> Vec<&'static str> {
+        restart_only_changes!(self, fresh;
+            live: variants;
+            restart: listen, data_dir, store, redis, max_in_flight, max_writes_in_flight, allow_open_writes,
+                transport, metrics_listen, write_token_file, tls, shutdown_grace, worker_threads, log_format,
+                limits, cache, ingest,
+        )
+    }
+
     /// Reads `path` (if any), applies `overrides`, validates everything.
     ///
     /// # Errors
@@ -423,23 +477,17 @@ impl Config {
             ),
             _ => None,
         };
-        let tls_cert = overrides.tls_cert.or(raw.tls_cert);
-        let tls_key = overrides.tls_key.or(raw.tls_key);
-        let tls_client_ca = overrides.tls_client_ca.or(raw.tls_client_ca);
-        if tls_cert.is_some() != tls_key.is_some() {
-            return Err(ConfigError::Invalid(
-                "tls_cert and tls_key must be given together".into(),
-            ));
-        }
-        if tls_client_ca.is_some() && tls_cert.is_none() {
-            return Err(ConfigError::Invalid("tls_client_ca needs tls_cert and tls_key".into()));
-        }
+        let tls = tls_files(
+            overrides.tls_cert.or(raw.tls_cert),
+            overrides.tls_key.or(raw.tls_key),
+            overrides.tls_client_ca.or(raw.tls_client_ca),
+        )?;
         let limits = raw.limits;
         validate_limits(&limits)?;
         validate_transport(&raw.transport)?;
         let write_token_file = overrides.write_token_file.or(raw.write_token_file);
         let allow_open_writes = overrides.allow_open_writes.or(raw.allow_open_writes).unwrap_or(false);
-        let mutual_tls = tls_client_ca.is_some();
+        let mutual_tls = tls.as_ref().is_some_and(|tls| tls.client_ca.is_some());
         if !listen.ip().is_loopback() && write_token_file.is_none() && !mutual_tls && !allow_open_writes {
             return Err(ConfigError::Invalid(format!(
                 "listen: {listen} is reachable from other hosts and writes (RecordEvents, StreamEvents) would be \
@@ -504,9 +552,7 @@ impl Config {
             transport: raw.transport,
             metrics_listen,
             write_token_file,
-            tls_cert,
-            tls_key,
-            tls_client_ca,
+            tls,
             shutdown_grace: Duration::from_millis(raw.shutdown_grace_ms.unwrap_or(10_000)),
             worker_threads: overrides.worker_threads.or(raw.worker_threads).unwrap_or(0),
             log_format: overrides.log_format.or(raw.log_format).unwrap_or_default(),

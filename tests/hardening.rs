@@ -3,6 +3,8 @@
 
 mod common;
 
+use creator_boost::service::transport::tls::{Certificates, TlsFiles};
+
 use common::*;
 use creator_boost::proto;
 use creator_boost::proto::EventKind::*;
@@ -294,28 +296,22 @@ async fn kill_9_during_stream_events_loses_no_acked_event() {
 
 #[tokio::test]
 async fn tls_round_trip_and_plaintext_is_refused() {
-    let generated = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).expect("certificate");
-    let cert_pem = generated.cert.pem();
-    let key_pem = generated.signing_key.serialize_pem();
-    let identity = tonic::transport::Identity::from_pem(&cert_pem, &key_pem);
-    let tls = tonic::transport::ServerTlsConfig::new().identity(identity);
+    let dir = tempfile::tempdir().expect("temp");
+    let (cert, key, cert_pem) = write_certificate(dir.path(), "server");
+    let certificates = Certificates::load(TlsFiles {
+        cert,
+        key,
+        client_ca: None,
+    })
+    .expect("certificates");
     let server = spawn_with(Spawn {
-        tls: Some(tls),
+        tls: Some(certificates),
         write_token: Some("t0ken".into()),
         ..Spawn::default()
     })
     .await;
 
-    let client_tls = tonic::transport::ClientTlsConfig::new()
-        .ca_certificate(tonic::transport::Certificate::from_pem(&cert_pem))
-        .domain_name("localhost");
-    let channel = tonic::transport::Channel::from_shared(format!("https://{}", server.addr))
-        .expect("url")
-        .tls_config(client_tls)
-        .expect("tls config")
-        .connect()
-        .await
-        .expect("tls connect");
+    let channel = tls_channel(server.addr, &cert_pem).await.expect("tls connect");
     let mut client = proto::creator_boost_client::CreatorBoostClient::new(channel);
     let mut request = tonic::Request::new(proto::RecordEventsRequest {
         events: vec![event("tls-1", Like, 1, 2)],

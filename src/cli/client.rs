@@ -4,12 +4,12 @@ use tonic::Request;
 use tonic::metadata::MetadataValue;
 use tonic::transport::Channel;
 
-use crate::service::engine::RecordOutcome;
-use crate::service::ingest::RawEvent;
 use crate::cli::args::{CreatorScoresArgs, HealthArgs, RankArgs, SendArgs, ServerArgs};
 use crate::model::{EventKind, ScoreSpace};
-use crate::proto::{self, convert};
 use crate::proto::creator_boost_client::CreatorBoostClient;
+use crate::proto::{self, convert};
+use crate::service::engine::RecordOutcome;
+use crate::service::ingest::RawEvent;
 
 /// Why a client command failed.
 #[derive(Debug, thiserror::Error)]

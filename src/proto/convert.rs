@@ -123,7 +123,11 @@ pub fn record_outcome(response: &proto::RecordEventsResponse) -> Result<RecordOu
     let rejected = response
         .rejected
         .iter()
-        .map(|r| reject_reason(r.code).map(|reason| (r.index, reason)).ok_or_else(|| (r.index, r.reason.clone())))
+        .map(|r| {
+            reject_reason(r.code)
+                .map(|reason| (r.index, reason))
+                .ok_or_else(|| (r.index, r.reason.clone()))
+        })
         .collect::<Result<_, _>>()?;
     Ok(RecordOutcome {
         accepted: response.accepted,

@@ -21,5 +21,6 @@ pub mod engine;
 pub mod grpc;
 pub mod ingest;
 pub mod metrics;
+pub mod reload;
 pub mod server;
 pub mod transport;

@@ -6,10 +6,11 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::future::Either;
 use tokio::net::TcpListener;
 use tonic::transport::Server;
 
-use crate::config::{Config, ConfigError, MessageLimits, Overrides, TransportConfig};
+use crate::config::{Config, MessageLimits, Overrides, TransportConfig};
 use crate::service::cache::Caches;
 use crate::service::engine::{Clock, Engine, EngineSettings};
 use crate::service::grpc::GrpcService;
@@ -17,8 +18,12 @@ use crate::service::metrics::Metrics;
 
 use crate::proto;
 use crate::proto::creator_boost_server::CreatorBoostServer;
+use crate::service::deadline::DeadlineLayer;
+use crate::service::reload::Reloader;
 use crate::service::transport::admission::{AdmissionLayer, AdmissionSettings, Budgets};
-use crate::service::transport::listener::ConnectionLimits;
+use crate::service::transport::auth::WriteTokenLayer;
+use crate::service::transport::listener::{self, ConnectionLimits};
+use crate::service::transport::tls::{self, Certificates, TlsError};
 use crate::store::embedded::{EmbeddedStore, WriterSettings};
 use crate::store::redis_store::{RedisSettings, RedisStore};
 use crate::store::{AnyStore, Store, StoreError};
@@ -45,7 +50,7 @@ pub enum ServeError {
     Transport(#[from] tonic::transport::Error),
     /// The TLS files could not be read or used.
     #[error("tls: {0}")]
-    Tls(String),
+    Tls(#[from] TlsError),
     /// Reflection could not be built from the descriptor set.
     #[error("reflection: {0}")]
     Reflection(String),
@@ -68,8 +73,8 @@ pub struct ServerOptions {
     pub message_limits: MessageLimits,
     /// Connection, HTTP/2 and message-arrival limits.
     pub transport: TransportConfig,
-    /// TLS settings; `None` = plaintext.
-    pub tls: Option<tonic::transport::ServerTlsConfig>,
+    /// The certificate in force; `None` = plaintext.
+    pub tls: Option<Arc<Certificates>>,
 }
 
 impl ServerOptions {
@@ -90,19 +95,9 @@ impl ServerOptions {
             }
             None => None,
         };
-        let tls = match (&config.tls_cert, &config.tls_key) {
-            (Some(cert), Some(key)) => {
-                let read = |path: &std::path::Path| {
-                    std::fs::read(path).map_err(|e| ServeError::Tls(format!("{}: {e}", path.display())))
-                };
-                let identity = tonic::transport::Identity::from_pem(read(cert)?, read(key)?);
-                let mut tls = tonic::transport::ServerTlsConfig::new().identity(identity);
-                if let Some(ca) = &config.tls_client_ca {
-                    tls = tls.client_ca_root(tonic::transport::Certificate::from_pem(read(ca)?));
-                }
-                Some(tls)
-            }
-            _ => None,
+        let tls = match config.tls.clone() {
+            Some(files) => Some(Certificates::load(files).map_err(ServeError::Tls)?),
+            None => None,
         };
         Ok(ServerOptions {
             tls,
@@ -192,14 +187,16 @@ pub async fn serve(
 ) -> Result<(), ServeError> {
     let options = ServerOptions::from_config(&config)?;
     let engine = open_engine(&config, Clock::system(), Metrics::new()).await?;
-    let _reloader = config_path.map(|path| {
-        AbortOnDrop(tokio::spawn(reload_on_sighup(
-            Arc::clone(&engine),
-            path,
+    let _reloader = AbortOnDrop(tokio::spawn(
+        Reloader {
+            engine: Arc::clone(&engine),
+            path: config_path,
             overrides,
-            config.clone(),
-        )))
-    });
+            running: config.clone(),
+            certificates: options.tls.clone(),
+        }
+        .on_sighup(),
+    ));
     let listener = TcpListener::bind(config.listen)
         .await
         .map_err(|source| ServeError::Bind {
@@ -242,36 +239,18 @@ pub async fn run<S: Store>(
     options: ServerOptions,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
-    let deadlines = crate::service::deadline::DeadlineLayer::new(Arc::clone(engine.metrics()));
-    let budgets = Budgets::new(options.max_in_flight, options.max_writes_in_flight);
-    let admission = AdmissionLayer::new(
-        AdmissionSettings {
-            budgets: Arc::clone(&budgets),
-            write_token: options.write_token.clone(),
-            message_limits: options.message_limits,
-            message_timeout: Duration::from_millis(options.transport.message_timeout_ms),
-            stream_idle_timeout: Duration::from_millis(options.transport.stream_idle_timeout_ms),
-        },
-        Arc::clone(engine.metrics()),
-    );
+    let registry = Arc::clone(engine.metrics());
     // Stopped when `run` returns (the guard aborts the task).
     let _metrics_task = metrics.map(|listener| {
         AbortOnDrop(tokio::spawn(crate::service::metrics::serve_metrics(
             listener,
-            Arc::clone(engine.metrics()),
+            Arc::clone(&registry),
         )))
     });
+    let budgets = Budgets::new(options.max_in_flight, options.max_writes_in_flight);
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     let _store_probe = AbortOnDrop(tokio::spawn(probe_store(Arc::clone(&engine), health_reporter.clone())));
-    let connection_metrics = Arc::clone(engine.metrics());
-    let service = GrpcService::new(engine);
-    // The admission layer enforces each RPC's own limit first; this is the
-    // codec's backstop at the largest of them.
-    let limits = options.message_limits;
-    let largest_request = limits.rank.max(limits.creator_scores).max(limits.record_events);
-    let service = CreatorBoostServer::new(service)
-        .max_decoding_message_size(largest_request)
-        .max_encoding_message_size(options.max_message_bytes);
+    let service = creator_boost_service(engine, &options.message_limits, options.max_message_bytes);
     health_reporter
         .set_serving::<CreatorBoostServer<GrpcService<S>>>()
         .await;
@@ -280,22 +259,115 @@ pub async fn run<S: Store>(
         health_reporter.clone(),
         <CreatorBoostServer<GrpcService<S>> as tonic::server::NamedService>::NAME,
     )));
+    let (reflection_v1, reflection_v1alpha) = reflection()?;
+    let (signal, drain_started) = not_serving_then_drain::<S>(shutdown, health_reporter);
+    let admission = AdmissionLayer::new(
+        AdmissionSettings {
+            budgets,
+            message_limits: options.message_limits,
+            message_timeout: Duration::from_millis(options.transport.message_timeout_ms),
+            stream_idle_timeout: Duration::from_millis(options.transport.stream_idle_timeout_ms),
+        },
+        Arc::clone(&registry),
+    );
+    let server = http2_settings(&options.transport)
+        .layer(WriteTokenLayer::new(options.write_token.clone(), Arc::clone(&registry)))
+        .layer(admission)
+        .layer(DeadlineLayer::new(Arc::clone(&registry)))
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(service)
+        .serve_with_incoming_shutdown(incoming(listener, &options, registry), signal);
+    drain(server, drain_started, options.shutdown_grace).await
+}
 
-    let reflection_v1 = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+/// The CreatorBoost service with its codec limits. The admission layer
+/// enforces each RPC's own limit first; the decoder's is the backstop at the
+/// largest of them.
+fn creator_boost_service<S: Store>(
+    engine: Arc<Engine<S>>,
+    limits: &MessageLimits,
+    max_message_bytes: usize,
+) -> CreatorBoostServer<GrpcService<S>> {
+    let largest_request = limits.rank.max(limits.creator_scores).max(limits.record_events);
+    CreatorBoostServer::new(GrpcService::new(engine))
+        .max_decoding_message_size(largest_request)
+        .max_encoding_message_size(max_message_bytes)
+}
+
+/// Reflection, both protocol versions, over this service and health.
+fn reflection() -> Result<
+    (
+        tonic_reflection::server::v1::ServerReflectionServer<impl tonic_reflection::server::v1::ServerReflection>,
+        tonic_reflection::server::v1alpha::ServerReflectionServer<
+            impl tonic_reflection::server::v1alpha::ServerReflection,
+        >,
+    ),
+    ServeError,
+> {
+    let builder = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    let v1 = builder()
         .build_v1()
         .map_err(|e| ServeError::Reflection(e.to_string()))?;
-    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    let v1alpha = builder()
         .build_v1alpha()
         .map_err(|e| ServeError::Reflection(e.to_string()))?;
+    Ok((v1, v1alpha))
+}
 
-    // `shutdown` first flips health to NOT_SERVING so load balancers stop
-    // sending, then lets tonic stop accepting and drain.
+/// The server's HTTP/2 limits.
+fn http2_settings(transport: &TransportConfig) -> Server {
+    let keepalive =
+        (transport.keepalive_interval_ms > 0).then(|| Duration::from_millis(transport.keepalive_interval_ms));
+    Server::builder()
+        .max_concurrent_streams(transport.max_concurrent_streams)
+        .http2_max_header_list_size(transport.max_header_list_bytes)
+        .initial_stream_window_size(transport.stream_window_bytes)
+        .initial_connection_window_size(transport.connection_window_bytes)
+        .http2_max_pending_accept_reset_streams(Some(transport.max_pending_accept_reset_streams))
+        .http2_keepalive_interval(keepalive)
+        .http2_keepalive_timeout(Some(Duration::from_millis(transport.keepalive_timeout_ms)))
+}
+
+/// The accepted connections, through TLS when a certificate is configured.
+fn incoming(
+    listener: TcpListener,
+    options: &ServerOptions,
+    metrics: Arc<Metrics>,
+) -> impl tokio_stream::Stream<Item = Result<tls::MaybeTls, std::io::Error>> + Send + 'static {
+    let transport = &options.transport;
+    let handshake_timeout = Duration::from_millis(transport.handshake_timeout_ms);
+    let tcp = listener::incoming(
+        listener,
+        ConnectionLimits {
+            max_connections: transport.max_connections,
+            handshake_timeout,
+            idle_timeout: Duration::from_millis(transport.idle_timeout_ms),
+        },
+        metrics,
+    );
+    match options.tls.clone() {
+        Some(certificates) => Either::Left(tls::handshaken(tcp, certificates, handshake_timeout)),
+        None => Either::Right(tls::plain(tcp)),
+    }
+}
+
+/// The shutdown signal tonic waits on: once `shutdown` resolves it first
+/// flips health to NOT_SERVING, so load balancers stop sending, then lets
+/// tonic stop accepting and drain. The receiver hears when draining began.
+fn not_serving_then_drain<S: Store>(
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    reporter: tonic_health::server::HealthReporter,
+) -> (
+    impl Future<Output = ()> + Send + 'static,
+    tokio::sync::oneshot::Receiver<()>,
+) {
     let (drain_started_tx, drain_started) = tokio::sync::oneshot::channel::<()>();
-    let reporter = health_reporter.clone();
     let signal = async move {
         shutdown.await;
         tracing::info!("shutting down: health NOT_SERVING, draining in-flight calls");
@@ -305,40 +377,16 @@ pub async fn run<S: Store>(
             .await;
         let _ = drain_started_tx.send(());
     };
+    (signal, drain_started)
+}
 
-    let transport = &options.transport;
-    let incoming = crate::service::transport::listener::incoming(
-        listener,
-        ConnectionLimits {
-            max_connections: transport.max_connections,
-            handshake_timeout: Duration::from_millis(transport.handshake_timeout_ms),
-            idle_timeout: Duration::from_millis(transport.idle_timeout_ms),
-        },
-        connection_metrics,
-    );
-    let keepalive =
-        (transport.keepalive_interval_ms > 0).then(|| Duration::from_millis(transport.keepalive_interval_ms));
-    let mut builder = Server::builder()
-        .max_concurrent_streams(transport.max_concurrent_streams)
-        .http2_max_header_list_size(transport.max_header_list_bytes)
-        .initial_stream_window_size(transport.stream_window_bytes)
-        .initial_connection_window_size(transport.connection_window_bytes)
-        .http2_max_pending_accept_reset_streams(Some(transport.max_pending_accept_reset_streams))
-        .http2_keepalive_interval(keepalive)
-        .http2_keepalive_timeout(Some(Duration::from_millis(transport.keepalive_timeout_ms)));
-    if let Some(tls) = options.tls.clone() {
-        builder = builder.tls_config(tls).map_err(|e| ServeError::Tls(e.to_string()))?;
-    }
-    let server = builder
-        .layer(admission)
-        .layer(deadlines)
-        .add_service(health_service)
-        .add_service(reflection_v1)
-        .add_service(reflection_v1alpha)
-        .add_service(service)
-        .serve_with_incoming_shutdown(incoming, signal);
-
-    let grace = options.shutdown_grace;
+/// Runs `server` to its end, or abandons the calls still running `grace`
+/// after draining began.
+async fn drain(
+    server: impl Future<Output = Result<(), tonic::transport::Error>>,
+    drain_started: tokio::sync::oneshot::Receiver<()>,
+    grace: Duration,
+) -> Result<(), ServeError> {
     tokio::pin!(server);
     tokio::select! {
         result = &mut server => result?,
@@ -419,83 +467,12 @@ async fn watch_read_budget(
     }
 }
 
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
+/// Aborts its task when dropped.
+pub(crate) struct AbortOnDrop(pub(crate) tokio::task::JoinHandle<()>);
 
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {
         self.0.abort();
-    }
-}
-
-/// Re-reads the config file and swaps in its model parameters and variants.
-/// Everything else in the file needs a restart; a changed value there is
-/// reported in the log and left as it was.
-///
-/// # Errors
-/// [`ConfigError`] when the file is unreadable or invalid; the parameters in
-/// force stay.
-pub fn reload_config<S: Store>(
-    engine: &Engine<S>,
-    path: &std::path::Path,
-    overrides: Overrides,
-    running: &Config,
-) -> Result<String, ConfigError> {
-    let fresh = Config::load(Some(path), overrides)?;
-    let restart_needed: Vec<&str> = [
-        ("listen", fresh.listen != running.listen),
-        ("data_dir", fresh.data_dir != running.data_dir),
-        ("store", fresh.store != running.store),
-        ("redis", fresh.redis != running.redis),
-        ("limits", fresh.limits != running.limits),
-        ("cache", fresh.cache != running.cache),
-        ("ingest", fresh.ingest != running.ingest),
-        ("max_in_flight", fresh.max_in_flight != running.max_in_flight),
-        (
-            "max_writes_in_flight",
-            fresh.max_writes_in_flight != running.max_writes_in_flight,
-        ),
-        (
-            "allow_open_writes",
-            fresh.allow_open_writes != running.allow_open_writes,
-        ),
-        ("transport", fresh.transport != running.transport),
-        ("write_token_file", fresh.write_token_file != running.write_token_file),
-        ("metrics_listen", fresh.metrics_listen != running.metrics_listen),
-    ]
-    .into_iter()
-    .filter_map(|(name, changed)| changed.then_some(name))
-    .collect();
-    if !restart_needed.is_empty() {
-        tracing::warn!(keys = ?restart_needed, "config reload: these settings need a restart and were not applied");
-    }
-    let version = fresh.variants.default_variant().model_version.clone();
-    engine.replace_variants(fresh.variants);
-    Ok(version)
-}
-
-/// Reloads the config on every SIGHUP until the task is dropped.
-async fn reload_on_sighup<S: Store>(
-    engine: Arc<Engine<S>>,
-    path: std::path::PathBuf,
-    overrides: Overrides,
-    running: Config,
-) {
-    #[cfg(unix)]
-    {
-        let Ok(mut hangup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
-            tracing::warn!("cannot watch SIGHUP; config hot reload is off");
-            return;
-        };
-        while hangup.recv().await.is_some() {
-            match reload_config(&engine, &path, overrides.clone(), &running) {
-                Ok(version) => tracing::info!(model_version = %version, path = %path.display(), "config reloaded"),
-                Err(error) => tracing::error!(%error, "config reload refused; keeping the parameters in force"),
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = (engine, path, overrides, running);
     }
 }
 

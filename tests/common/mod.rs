@@ -99,6 +99,31 @@ macro_rules! contract_tests {
     };
 }
 
+/// A self-signed certificate for `localhost` written to `dir` as
+/// `{name}.pem` and `{name}.key`; returns the paths and the certificate's PEM.
+pub fn write_certificate(dir: &Path, name: &str) -> (PathBuf, PathBuf, String) {
+    let generated = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).expect("certificate");
+    let cert_pem = generated.cert.pem();
+    let cert = dir.join(format!("{name}.pem"));
+    let key = dir.join(format!("{name}.key"));
+    std::fs::write(&cert, &cert_pem).expect("write certificate");
+    std::fs::write(&key, generated.signing_key.serialize_pem()).expect("write key");
+    (cert, key, cert_pem)
+}
+
+/// A TLS channel to `addr` that trusts only `ca_pem`, or the handshake's error.
+pub async fn tls_channel(addr: SocketAddr, ca_pem: &str) -> Result<Channel, tonic::transport::Error> {
+    let client_tls = tonic::transport::ClientTlsConfig::new()
+        .ca_certificate(tonic::transport::Certificate::from_pem(ca_pem))
+        .domain_name("localhost");
+    Channel::from_shared(format!("https://{addr}"))
+        .expect("url")
+        .tls_config(client_tls)
+        .expect("tls config")
+        .connect()
+        .await
+}
+
 /// A running server and what it needs to stop or restart.
 pub struct TestServer {
     pub addr: SocketAddr,
@@ -125,7 +150,7 @@ pub struct Spawn {
     pub max_writes_in_flight: Option<usize>,
     pub now_ms: Option<i64>,
     pub metrics: bool,
-    pub tls: Option<tonic::transport::ServerTlsConfig>,
+    pub tls: Option<std::sync::Arc<creator_boost::service::transport::tls::Certificates>>,
     pub backend: Backend,
     /// Redis key prefix; `None` = a fresh one.
     pub key_prefix: Option<String>,

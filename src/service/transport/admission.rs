@@ -1,5 +1,4 @@
-//! Admission, decided on a call's headers before its body is read: the write
-//! token, a read budget (Rank, GetCreatorScores) and a separate write budget
+//! Admission, decided on a call's path before its body is read: a read budget (Rank, GetCreatorScores) and a separate write budget
 //! (RecordEvents; each StreamEvents message), and the largest message each RPC
 //! may send. A refused call costs no body memory; reads never wait behind
 //! writes; an event stream holds a write slot only while one of its messages
@@ -27,6 +26,7 @@ use tonic::body::Body;
 use crate::config::MessageLimits;
 use crate::error::Error;
 use crate::service::metrics::{Method, Metrics};
+use crate::service::transport::Kind;
 
 /// The in-flight budgets. Shared by the layer and the health watcher.
 #[derive(Debug)]
@@ -78,8 +78,6 @@ fn admit(budget: Option<&Arc<Semaphore>>, limit: usize) -> Result<Option<OwnedSe
 pub struct AdmissionSettings {
     /// The budgets.
     pub budgets: Arc<Budgets>,
-    /// Bearer token writes must carry; `None` = writes open.
-    pub write_token: Option<String>,
     /// Largest message per RPC.
     pub message_limits: MessageLimits,
     /// Time for one message to arrive once started (a unary call's whole body).
@@ -97,7 +95,6 @@ pub struct AdmissionLayer {
 #[derive(Debug)]
 struct Shared {
     budgets: Arc<Budgets>,
-    write_token: Option<Box<str>>,
     limits: MessageLimits,
     message_timeout: Duration,
     stream_idle_timeout: Duration,
@@ -110,7 +107,6 @@ impl AdmissionLayer {
         AdmissionLayer {
             shared: Arc::new(Shared {
                 budgets: settings.budgets,
-                write_token: settings.write_token.map(String::into_boxed_str),
                 limits: settings.message_limits,
                 message_timeout: settings.message_timeout,
                 stream_idle_timeout: settings.stream_idle_timeout,
@@ -138,31 +134,6 @@ pub struct Admission<S> {
     shared: Arc<Shared>,
 }
 
-/// What a call is, from its path.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Kind {
-    /// Rank, GetCreatorScores: the read budget.
-    Read(Method),
-    /// RecordEvents: the token and the write budget.
-    Write,
-    /// StreamEvents: the token; the write budget per message.
-    WriteStream,
-    /// Health, reflection, anything else: small messages, no budget.
-    Other,
-}
-
-const SERVICE_PREFIX: &str = "/creatorboost.v1.CreatorBoost/";
-
-fn kind_of(path: &str) -> Kind {
-    match path.strip_prefix(SERVICE_PREFIX) {
-        Some("Rank") => Kind::Read(Method::Rank),
-        Some("GetCreatorScores") => Kind::Read(Method::GetCreatorScores),
-        Some("RecordEvents") => Kind::Write,
-        Some("StreamEvents") => Kind::WriteStream,
-        _ => Kind::Other,
-    }
-}
-
 impl Shared {
     fn message_limit(&self, kind: Kind) -> (usize, &'static str) {
         match kind {
@@ -179,35 +150,13 @@ impl Shared {
         }
     }
 
-    fn authorized(&self, headers: &http::HeaderMap) -> bool {
-        let Some(expected) = &self.write_token else {
-            return true;
-        };
-        let presented = headers
-            .get(http::header::AUTHORIZATION)
-            .and_then(|value| value.to_str().ok())
-            .and_then(|value| value.strip_prefix("Bearer "))
-            .unwrap_or("");
-        constant_time_eq(presented.as_bytes(), expected.as_bytes())
-    }
-
-    /// Checks the token and takes a budget slot, from the headers alone.
-    fn admit(&self, kind: Kind, headers: &http::HeaderMap) -> Result<Option<OwnedSemaphorePermit>, Status> {
+    /// Takes a budget slot, from the path alone.
+    fn admit(&self, kind: Kind) -> Result<Option<OwnedSemaphorePermit>, Status> {
         match kind {
             Kind::Read(_) => self.budgets.admit_read(),
-            Kind::Write | Kind::WriteStream if !self.authorized(headers) => Err(Error::Unauthenticated.into()),
             Kind::Write => self.budgets.admit_write(),
             Kind::WriteStream | Kind::Other => Ok(None),
         }
-    }
-}
-
-fn method_of(kind: Kind) -> Option<Method> {
-    match kind {
-        Kind::Read(method) => Some(method),
-        Kind::Write => Some(Method::RecordEvents),
-        Kind::WriteStream => Some(Method::StreamEvents),
-        Kind::Other => None,
     }
 }
 
@@ -229,11 +178,11 @@ where
 
     fn call(&mut self, request: http::Request<Body>) -> Self::Future {
         let started = Instant::now();
-        let kind = kind_of(request.uri().path());
-        let permit = match self.shared.admit(kind, request.headers()) {
+        let kind = Kind::of(request.uri().path());
+        let permit = match self.shared.admit(kind) {
             Ok(permit) => permit,
             Err(status) => {
-                if let Some(method) = method_of(kind) {
+                if let Some(method) = kind.method() {
                     self.shared
                         .metrics
                         .observe_call(method, status.code(), started.elapsed());
@@ -436,35 +385,5 @@ impl http_body::Body for Guarded {
 
     fn size_hint(&self) -> http_body::SizeHint {
         self.inner.size_hint()
-    }
-}
-
-/// Compares without an early exit, so timing does not reveal how much of a
-/// token matched (the length is not secret).
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn token_comparison() {
-        assert!(constant_time_eq(b"secret", b"secret"));
-        assert!(!constant_time_eq(b"secret", b"secreT"));
-        assert!(!constant_time_eq(b"secret", b"secret2"));
-        assert!(constant_time_eq(b"", b""));
-    }
-
-    #[test]
-    fn paths_are_classified() {
-        assert_eq!(kind_of("/creatorboost.v1.CreatorBoost/Rank"), Kind::Read(Method::Rank));
-        assert_eq!(kind_of("/creatorboost.v1.CreatorBoost/RecordEvents"), Kind::Write);
-        assert_eq!(kind_of("/creatorboost.v1.CreatorBoost/StreamEvents"), Kind::WriteStream);
-        assert_eq!(kind_of("/grpc.health.v1.Health/Check"), Kind::Other);
     }
 }

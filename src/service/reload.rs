@@ -1,0 +1,129 @@
+//! SIGHUP: re-read the config file and the TLS files, apply what can change
+//! under a running server, report what cannot.
+//!
+//! - Model parameters and variants are swapped in whole; calls in flight
+//!   finish with the parameters they began with.
+//! - The TLS certificate, key and client CA are re-read from their paths;
+//!   new connections get the new certificate, a set that fails to load is
+//!   refused and the one in force stays.
+//! - Every other setting needs a restart: a changed one is logged and shown
+//!   as `creator_boost_restart_pending{setting}` until the file matches the
+//!   running process again. The list comes from [`Config::restart_only_changes`],
+//!   which cannot miss a field.
+//!
+//! Each SIGHUP counts once in `creator_boost_reloads_total{outcome}`:
+//! `refused` when the file or the certificates were refused, else `applied`.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use crate::config::{Config, Overrides};
+use crate::service::engine::Engine;
+use crate::service::transport::tls::Certificates;
+use crate::store::Store;
+
+/// What a reload needs: the running process's config and where it came from.
+pub struct Reloader<S> {
+    /// The engine whose variants are swapped.
+    pub engine: Arc<Engine<S>>,
+    /// The config file; `None` = only the TLS files are re-read.
+    pub path: Option<PathBuf>,
+    /// The command line's values, which win over the file as at start.
+    pub overrides: Overrides,
+    /// The config the process started with.
+    pub running: Config,
+    /// The certificate in force, if TLS is on.
+    pub certificates: Option<Arc<Certificates>>,
+}
+
+/// What one reload did.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Reloaded {
+    /// The default variant's model version after the reload, if the file was read.
+    pub model_version: Option<String>,
+    /// Settings that differ in the file but need a restart.
+    pub restart_pending: Vec<&'static str>,
+    /// Whether the certificates were re-read.
+    pub certificates: bool,
+}
+
+/// Why a reload was refused; what was in force stays.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    /// The config file is unreadable or invalid.
+    #[error("config: {0}")]
+    Config(#[from] crate::config::ConfigError),
+    /// The TLS files could not be loaded.
+    #[error("tls: {0}")]
+    Tls(#[from] crate::service::transport::tls::TlsError),
+}
+
+impl<S: Store> Reloader<S> {
+    /// One reload. The config file is validated whole before anything is
+    /// swapped; the certificates are loaded whole before they are.
+    ///
+    /// # Errors
+    /// [`ReloadError`]: the part that failed. When the file is refused the
+    /// certificates are not re-read either.
+    pub fn reload(&self) -> Result<Reloaded, ReloadError> {
+        let mut reloaded = Reloaded {
+            model_version: None,
+            restart_pending: Vec::new(),
+            certificates: false,
+        };
+        if let Some(path) = &self.path {
+            let fresh = Config::load(Some(path), self.overrides.clone())?;
+            reloaded.restart_pending = self.running.restart_only_changes(&fresh);
+            reloaded.model_version = Some(fresh.variants.default_variant().model_version.clone());
+            self.engine.replace_variants(fresh.variants);
+        }
+        if let Some(certificates) = &self.certificates {
+            certificates.reload()?;
+            reloaded.certificates = true;
+        }
+        Ok(reloaded)
+    }
+
+    /// Reloads on every SIGHUP until the task is dropped.
+    pub async fn on_sighup(self) {
+        #[cfg(unix)]
+        {
+            let Ok(mut hangup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
+                tracing::warn!("cannot watch SIGHUP; reload is off");
+                return;
+            };
+            while hangup.recv().await.is_some() {
+                self.report(self.reload());
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = self;
+        }
+    }
+
+    fn report(&self, result: Result<Reloaded, ReloadError>) {
+        let metrics = self.engine.metrics();
+        match result {
+            Ok(reloaded) => {
+                if !reloaded.restart_pending.is_empty() {
+                    tracing::warn!(
+                        settings = ?reloaded.restart_pending,
+                        "reload: these settings changed in the file but need a restart; not applied"
+                    );
+                }
+                metrics.restart_pending(&reloaded.restart_pending);
+                metrics.reloaded(true);
+                tracing::info!(
+                    model_version = reloaded.model_version.as_deref().unwrap_or("-"),
+                    certificates = reloaded.certificates,
+                    "reloaded"
+                );
+            }
+            Err(error) => {
+                metrics.reloaded(false);
+                tracing::error!(%error, "reload refused; keeping what is in force");
+            }
+        }
+    }
+}

@@ -67,9 +67,13 @@ fn available(program: &str, args: &[&str], install: &str) -> bool {
     if !found {
         assert!(
             std::env::var("CREATOR_BOOST_REQUIRE_OPS_TOOLS").as_deref() != Ok("1"),
-            "{program} is required (CREATOR_BOOST_REQUIRE_OPS_TOOLS=1) but not found: {install}"
+            "`{program} {}` is required (CREATOR_BOOST_REQUIRE_OPS_TOOLS=1) but did not run: {install}",
+            args.join(" ")
         );
-        eprintln!("NOTICE: {program} not found; test skipped ({install})");
+        eprintln!(
+            "NOTICE: `{program} {}` did not run; test skipped ({install})",
+            args.join(" ")
+        );
     }
     found
 }

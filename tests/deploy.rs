@@ -30,13 +30,6 @@ use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 use tonic_health::pb::{HealthCheckRequest, HealthCheckResponse};
 
-/// Metrics the kit uses that the service does not serve yet.
-///
-/// ALLOW-LIST, one entry, to be removed when the `prometheus-client` move
-/// (which adds `creator_boost_reloads_total{outcome}`) is merged: from then
-/// on this name is checked like every other.
-const NOT_YET_SERVED: [&str; 1] = ["creator_boost_reloads_total"];
-
 /// Series Prometheus makes itself for every target (not the service's).
 const MADE_BY_PROMETHEUS: [&str; 1] = ["up"];
 
@@ -578,7 +571,6 @@ async fn every_metric_the_kit_uses_is_served() {
     let (queries, records) = kit_queries();
     let mut problems = Vec::new();
     let mut checked = BTreeSet::new();
-    let mut pending = BTreeSet::new();
     for (origin, query) in &queries {
         let selectors = promql_selectors(query);
         if selectors.is_empty() {
@@ -599,8 +591,6 @@ async fn every_metric_the_kit_uses_is_served() {
                         problems.push(format!("{origin}: {name} has no label {label} (served: {labels:?})"));
                     }
                 }
-            } else if NOT_YET_SERVED.contains(&name) {
-                pending.insert(name.to_owned());
             } else {
                 problems.push(format!("{origin}: {name} is not in /metrics"));
             }
@@ -611,19 +601,11 @@ async fn every_metric_the_kit_uses_is_served() {
         queries.len(),
         checked.len()
     );
-    for name in NOT_YET_SERVED {
-        if served.contains_key(name) {
-            eprintln!("NOTICE: {name} is served now: remove it from NOT_YET_SERVED in tests/deploy.rs");
-        } else {
-            eprintln!("NOTICE: {name} used by the kit, not served yet (allow-listed in NOT_YET_SERVED)");
-        }
-    }
     assert!(
         problems.is_empty(),
         "kit and service disagree:\n{}",
         problems.join("\n")
     );
-    assert!(pending.len() <= NOT_YET_SERVED.len());
 }
 
 // ------------------------------------------------- end to end with Prometheus

@@ -187,16 +187,39 @@ async fn metrics_endpoint_reports_calls_cache_ingest_and_store() {
     }
 }
 
-async fn scrape(addr: std::net::SocketAddr) -> String {
+/// A scraper that sends its request head in two TCP writes, a pause
+/// between them, still gets the metrics (and a wrong path a 404).
+#[tokio::test]
+async fn metrics_answer_a_request_split_across_writes() {
+    let server = spawn_with(Spawn {
+        metrics: true,
+        ..Spawn::default()
+    })
+    .await;
+    let addr = server.metrics_addr.expect("metrics");
     let mut socket = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    socket.write_all(b"GET /metr").await.expect("write");
+    socket.flush().await.expect("flush");
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     socket
-        .write_all(b"GET /metrics HTTP/1.1\r\nhost: x\r\n\r\n")
+        .write_all(b"ics HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
         .await
         .expect("write");
     let mut out = String::new();
     socket.read_to_string(&mut out).await.expect("read");
     assert!(out.starts_with("HTTP/1.1 200"), "{out}");
-    out
+    assert!(
+        out.contains("creator_boost_requests_total{method=\"Rank\",code=\"OK\"} 0"),
+        "{out}"
+    );
+    let mut socket = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    socket
+        .write_all(b"GET /nope HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+        .await
+        .expect("write");
+    let mut out = String::new();
+    socket.read_to_string(&mut out).await.expect("read");
+    assert!(out.starts_with("HTTP/1.1 404"), "{out}");
 }
 
 /// `kill -9` of the real binary in the middle of a StreamEvents load, then a

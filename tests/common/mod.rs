@@ -124,6 +124,26 @@ pub async fn tls_channel(addr: SocketAddr, ca_pem: &str) -> Result<Channel, toni
         .await
 }
 
+/// The `/metrics` text of the endpoint at `addr` (one request, then close).
+pub async fn scrape(addr: SocketAddr) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut socket = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    socket
+        .write_all(b"GET /metrics HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+        .await
+        .expect("write");
+    let mut out = String::new();
+    socket.read_to_string(&mut out).await.expect("read");
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    out
+}
+
+/// A loopback port free a moment ago.
+pub fn free_port() -> u16 {
+    let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("probe");
+    probe.local_addr().expect("addr").port()
+}
+
 /// A running server and what it needs to stop or restart.
 pub struct TestServer {
     pub addr: SocketAddr,

@@ -1,96 +1,82 @@
-//! The `creator-boost` binary: parses flags and hands over to the library.
+//! The `creator-boost` binary: parses flags and hands each subcommand to the
+//! library. Only the subcommands that do I/O get an async runtime, one each;
+//! `serve` builds it to the configured size.
 
+use std::fmt::Display;
+use std::future::Future;
 use std::process::ExitCode;
 
 use clap::Parser;
-use creator_boost::cli::args::{Cli, Command};
+use creator_boost::cli::args::{Cli, Command, ServeArgs};
 use creator_boost::cli::{client, commands, telemetry};
 use creator_boost::config::{Config, EXIT_CONFIG};
 use creator_boost::service::server;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("error: cannot start the async runtime: {error}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match cli.command {
-        Command::Serve(args) => {
-            let config = match Config::load(args.config.as_deref(), args.overrides()) {
-                Ok(config) => config,
-                Err(error) => {
-                    eprintln!("error: {error}");
-                    return ExitCode::from(EXIT_CONFIG as u8);
-                }
-            };
-            telemetry::init(config.log_format);
-            drop(runtime);
-            let runtime = match server::runtime(config.worker_threads) {
-                Ok(runtime) => runtime,
-                Err(error) => return fail(&error),
-            };
-            match runtime.block_on(server::serve(config, args.config.clone(), args.overrides())) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(error) => {
-                    tracing::error!(%error, "server failed");
-                    eprintln!("error: {error}");
-                    ExitCode::FAILURE
-                }
-            }
-        }
-        Command::Send(args) => finish(runtime.block_on(client::send(args))),
-        Command::Rank(args) => finish(runtime.block_on(client::rank(args))),
-        Command::CreatorScores(args) => finish(runtime.block_on(client::creator_scores(args))),
-        Command::Import(args) => match runtime.block_on(commands::import(args)) {
-            Ok(stats) => {
-                println!("{stats}");
-                ExitCode::SUCCESS
-            }
+    match Cli::parse().command {
+        Command::Serve(args) => serve(&args),
+        Command::Send(args) => finish(on_runtime(0, client::send(args))),
+        Command::Rank(args) => finish(on_runtime(0, client::rank(args))),
+        Command::CreatorScores(args) => finish(on_runtime(0, client::creator_scores(args))),
+        Command::Health(args) => match on_runtime(0, client::health(args)) {
+            Ok(true) => ExitCode::SUCCESS,
+            Ok(false) => ExitCode::FAILURE,
             Err(error) => fail(&error),
         },
+        Command::Import(args) => finish(on_runtime(0, commands::import(args)).map(|stats| println!("{stats}"))),
         Command::Scores(args) => {
             let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-            match runtime.block_on(commands::scores(args, &mut out)) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(error) => fail(&error),
-            }
+            finish(on_runtime(0, commands::scores(args, &mut out)))
         }
         Command::Generate(args) => {
             let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-            match commands::generate_events(args, &mut out) {
-                Ok(_) => ExitCode::SUCCESS,
-                Err(error) => fail(&error),
-            }
+            finish(commands::generate_events(args, &mut out).map(|_| ()))
         }
-        Command::Evaluate(args) => match commands::evaluate(args) {
-            Ok(report) => {
-                println!("{report}");
-                ExitCode::SUCCESS
-            }
-            Err(error) => fail(&error),
-        },
-        Command::Health(args) => match runtime.block_on(client::health(args)) {
-            Ok(true) => ExitCode::SUCCESS,
-            Ok(false) => ExitCode::FAILURE,
-            Err(error) => {
-                eprintln!("error: {error}");
-                ExitCode::FAILURE
-            }
-        },
+        Command::Evaluate(args) => finish(commands::evaluate(args).map(|report| println!("{report}"))),
     }
 }
 
-fn finish(result: Result<(), client::ClientError>) -> ExitCode {
+/// `serve`: the config, logs, a runtime of the configured size, the server.
+fn serve(args: &ServeArgs) -> ExitCode {
+    let config = match Config::load(args.config.as_deref(), args.overrides()) {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return ExitCode::from(EXIT_CONFIG as u8);
+        }
+    };
+    telemetry::init(config.log_format);
+    let result = on_runtime(
+        config.worker_threads,
+        server::serve(config, args.config.clone(), args.overrides()),
+    );
+    if let Err(error) = &result {
+        tracing::error!(%error, "server failed");
+    }
+    finish(result)
+}
+
+/// Runs `future` to completion on a runtime made for it (`worker_threads`
+/// as in [`server::runtime`]: 0 = one per core).
+fn on_runtime<T, E: Display + 'static>(
+    worker_threads: usize,
+    future: impl Future<Output = Result<T, E>>,
+) -> Result<T, Box<dyn Display>> {
+    let runtime = server::runtime(worker_threads)
+        .map_err(|error| Box::new(format!("cannot start the async runtime: {error}")) as Box<dyn Display>)?;
+    runtime
+        .block_on(future)
+        .map_err(|error| Box::new(error) as Box<dyn Display>)
+}
+
+fn finish<E: Display>(result: Result<(), E>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => fail(&error),
     }
 }
 
-fn fail(error: &dyn std::fmt::Display) -> ExitCode {
+fn fail(error: &dyn Display) -> ExitCode {
     eprintln!("error: {error}");
     ExitCode::FAILURE
 }

@@ -93,35 +93,6 @@ struct OutcomeLabel {
 
 type Ratio = Gauge<f64, AtomicU64>;
 
-/// Every metric of one server, and the registry that exposes them.
-#[derive(Debug)]
-pub struct Metrics {
-    registry: Registry,
-    requests: Vec<[Counter; CODES.len()]>,
-    latency: Vec<Histogram>,
-    cache_hits: Counter,
-    cache_misses: Counter,
-    cache_hit_ratio: Ratio,
-    viewer_hits: Counter,
-    viewer_misses: Counter,
-    store_reads: Histogram,
-    store_commits: Histogram,
-    store_errors: Counter,
-    store_up: Gauge,
-    ingest_accepted: Counter,
-    ingest_duplicates: Counter,
-    ingest_rejected: Vec<Counter>,
-    degraded: Counter,
-    in_flight: Gauge,
-    deadline_exceeded: Counter,
-    accept_errors: Counter,
-    connections: Gauge,
-    connection_timeouts: Counter,
-    message_timeouts: Counter,
-    reloads: [Counter; 2],
-    restart_pending: Gauge,
-}
-
 /// Registers `metric` under `name` (without `_total`: the client adds it to
 /// counters) and hands it back.
 fn register<M: prometheus_client::registry::Metric + Clone>(
@@ -134,16 +105,24 @@ fn register<M: prometheus_client::registry::Metric + Clone>(
     metric
 }
 
-impl Metrics {
-    /// A fresh registry.
-    pub fn new() -> Arc<Metrics> {
-        let mut registry = Registry::default();
-        let r = &mut registry;
+fn counter(registry: &mut Registry, name: &str, help: &str) -> Counter {
+    register(registry, name, help, Counter::default())
+}
+
+/// The calls: by method and code, their latency, how many run now.
+#[derive(Debug)]
+struct Calls {
+    requests: Vec<[Counter; CODES.len()]>,
+    latency: Vec<Histogram>,
+    in_flight: Gauge,
+    deadline_exceeded: Counter,
+}
+
+impl Calls {
+    fn register(r: &mut Registry) -> Calls {
         let requests = Family::<CallLabels, Counter>::default();
         let latency = Family::<MethodLabel, Histogram>::new_with_constructor(latency_histogram as fn() -> Histogram);
-        let rejected = Family::<ReasonLabel, Counter>::default();
-        let reloads = Family::<OutcomeLabel, Counter>::default();
-        let metrics = Metrics {
+        let calls = Calls {
             requests: METHODS
                 .iter()
                 .map(|method| CODES.map(|code| requests.get_or_create(&CallLabels { method, code }).clone()))
@@ -152,100 +131,158 @@ impl Metrics {
                 .iter()
                 .map(|method| latency.get_or_create(&MethodLabel { method }).clone())
                 .collect(),
-            ingest_rejected: RejectReason::ALL
-                .iter()
-                .map(|reason| rejected.get_or_create(&ReasonLabel { reason: reason.code() }).clone())
-                .collect(),
-            reloads: ["applied", "refused"].map(|outcome| reloads.get_or_create(&OutcomeLabel { outcome }).clone()),
-            cache_hits: register(
-                r,
-                "creator_boost_cache_hits",
-                "Creator-bucket lookups served from memory.",
-                Counter::default(),
-            ),
-            cache_misses: register(
-                r,
-                "creator_boost_cache_misses",
-                "Creator-bucket lookups read from the store.",
-                Counter::default(),
-            ),
-            cache_hit_ratio: register(
-                r,
-                "creator_boost_cache_hit_ratio",
-                "Share of creator-bucket lookups served from memory.",
-                Ratio::default(),
-            ),
-            viewer_hits: register(
-                r,
-                "creator_boost_viewer_cache_hits",
-                "Viewer-record lookups served from memory.",
-                Counter::default(),
-            ),
-            viewer_misses: register(
-                r,
-                "creator_boost_viewer_cache_misses",
-                "Viewer-record lookups read from the store.",
-                Counter::default(),
-            ),
-            store_reads: register(
-                r,
-                "creator_boost_store_read_duration_seconds",
-                "Store read latency.",
-                latency_histogram(),
-            ),
-            store_commits: register(
-                r,
-                "creator_boost_store_commit_duration_seconds",
-                "Durable batch write latency.",
-                latency_histogram(),
-            ),
-            store_errors: register(
-                r,
-                "creator_boost_store_errors",
-                "Failed store operations.",
-                Counter::default(),
-            ),
-            store_up: register(
-                r,
-                "creator_boost_store_up",
-                "Whether the store answered its latest probe (1) or not (0).",
-                Gauge::default(),
-            ),
-            ingest_accepted: register(
-                r,
-                "creator_boost_ingest_accepted",
-                "Events accepted (durable).",
-                Counter::default(),
-            ),
-            ingest_duplicates: register(
-                r,
-                "creator_boost_ingest_duplicates",
-                "Events ignored as duplicates.",
-                Counter::default(),
-            ),
-            degraded: register(
-                r,
-                "creator_boost_degraded_answers",
-                "Answers flagged degraded (store unreachable).",
-                Counter::default(),
-            ),
             in_flight: register(
                 r,
                 "creator_boost_in_flight",
                 "Calls being served now.",
                 Gauge::default(),
             ),
-            deadline_exceeded: register(
+            deadline_exceeded: counter(
                 r,
                 "creator_boost_deadline_exceeded",
                 "Calls abandoned at their deadline (any method).",
-                Counter::default(),
             ),
-            accept_errors: register(
+        };
+        r.register(
+            "creator_boost_requests",
+            "gRPC calls by method and status code.",
+            requests,
+        );
+        r.register(
+            "creator_boost_request_duration_seconds",
+            "gRPC call latency by method.",
+            latency,
+        );
+        calls
+    }
+}
+
+/// The caches: creator buckets and viewer records found in memory or not.
+#[derive(Debug)]
+struct Caches {
+    hits: Counter,
+    misses: Counter,
+    hit_ratio: Ratio,
+    viewer_hits: Counter,
+    viewer_misses: Counter,
+}
+
+impl Caches {
+    fn register(r: &mut Registry) -> Caches {
+        Caches {
+            hits: counter(
+                r,
+                "creator_boost_cache_hits",
+                "Creator-bucket lookups served from memory.",
+            ),
+            misses: counter(
+                r,
+                "creator_boost_cache_misses",
+                "Creator-bucket lookups read from the store.",
+            ),
+            hit_ratio: register(
+                r,
+                "creator_boost_cache_hit_ratio",
+                "Share of creator-bucket lookups served from memory.",
+                Ratio::default(),
+            ),
+            viewer_hits: counter(
+                r,
+                "creator_boost_viewer_cache_hits",
+                "Viewer-record lookups served from memory.",
+            ),
+            viewer_misses: counter(
+                r,
+                "creator_boost_viewer_cache_misses",
+                "Viewer-record lookups read from the store.",
+            ),
+        }
+    }
+}
+
+/// The store: read and commit latency, failures, the probe, degraded answers.
+#[derive(Debug)]
+struct StoreMetrics {
+    reads: Histogram,
+    commits: Histogram,
+    errors: Counter,
+    up: Gauge,
+    degraded: Counter,
+}
+
+impl StoreMetrics {
+    fn register(r: &mut Registry) -> StoreMetrics {
+        let store = StoreMetrics {
+            reads: register(
+                r,
+                "creator_boost_store_read_duration_seconds",
+                "Store read latency.",
+                latency_histogram(),
+            ),
+            commits: register(
+                r,
+                "creator_boost_store_commit_duration_seconds",
+                "Durable batch write latency.",
+                latency_histogram(),
+            ),
+            errors: counter(r, "creator_boost_store_errors", "Failed store operations."),
+            up: register(
+                r,
+                "creator_boost_store_up",
+                "Whether the store answered its latest probe (1) or not (0).",
+                Gauge::default(),
+            ),
+            degraded: counter(
+                r,
+                "creator_boost_degraded_answers",
+                "Answers flagged degraded (store unreachable).",
+            ),
+        };
+        store.up.set(1);
+        store
+    }
+}
+
+/// Ingest: events accepted, duplicates, rejected by reason.
+#[derive(Debug)]
+struct Ingest {
+    accepted: Counter,
+    duplicates: Counter,
+    rejected: Vec<Counter>,
+}
+
+impl Ingest {
+    fn register(r: &mut Registry) -> Ingest {
+        let rejected = Family::<ReasonLabel, Counter>::default();
+        let ingest = Ingest {
+            accepted: counter(r, "creator_boost_ingest_accepted", "Events accepted (durable)."),
+            duplicates: counter(r, "creator_boost_ingest_duplicates", "Events ignored as duplicates."),
+            rejected: RejectReason::ALL
+                .iter()
+                .map(|reason| rejected.get_or_create(&ReasonLabel { reason: reason.code() }).clone())
+                .collect(),
+        };
+        r.register("creator_boost_ingest_rejected", "Events rejected, by reason.", rejected);
+        ingest
+    }
+}
+
+/// The edge: connections, their timeouts, failed accepts.
+#[derive(Debug)]
+struct Edge {
+    accept_errors: Counter,
+    connections: Gauge,
+    connection_timeouts: Counter,
+    message_timeouts: Counter,
+}
+
+impl Edge {
+    fn register(r: &mut Registry) -> Edge {
+        Edge {
+            accept_errors: counter(
                 r,
                 "creator_boost_accept_errors",
                 "Failed accepts of new connections (e.g. out of file descriptors); the loop backs off.",
-                Counter::default(),
             ),
             connections: register(
                 r,
@@ -253,157 +290,195 @@ impl Metrics {
                 "Open client connections.",
                 Gauge::default(),
             ),
-            connection_timeouts: register(
+            connection_timeouts: counter(
                 r,
                 "creator_boost_connection_timeouts",
                 "Connections closed for sending nothing (no handshake, or idle).",
-                Counter::default(),
             ),
-            message_timeouts: register(
+            message_timeouts: counter(
                 r,
                 "creator_boost_message_timeouts",
                 "Request messages that did not arrive in time, and idle event streams closed.",
-                Counter::default(),
             ),
+        }
+    }
+}
+
+/// SIGHUP reloads: by outcome, and settings waiting for a restart.
+#[derive(Debug)]
+struct Reloads {
+    outcomes: [Counter; 2],
+    restart_pending: Gauge,
+}
+
+impl Reloads {
+    fn register(r: &mut Registry) -> Reloads {
+        let outcomes = Family::<OutcomeLabel, Counter>::default();
+        let reloads = Reloads {
+            outcomes: ["applied", "refused"].map(|outcome| outcomes.get_or_create(&OutcomeLabel { outcome }).clone()),
             restart_pending: register(
                 r,
                 "creator_boost_restart_pending",
                 "Settings changed in the config file that need a restart to apply (the log names them).",
                 Gauge::default(),
             ),
-            registry: Registry::default(),
         };
-        registry.register(
-            "creator_boost_requests",
-            "gRPC calls by method and status code.",
-            requests,
-        );
-        registry.register(
-            "creator_boost_request_duration_seconds",
-            "gRPC call latency by method.",
-            latency,
-        );
-        registry.register("creator_boost_ingest_rejected", "Events rejected, by reason.", rejected);
-        registry.register(
+        r.register(
             "creator_boost_reloads",
-            "SIGHUP reloads of the config and TLS files, by outcome (refused: the old ones stay).",
-            reloads,
+            "SIGHUP reloads of the config and TLS files, by outcome (refused: what was in force stays).",
+            outcomes,
         );
-        metrics.store_up.set(1);
-        Arc::new(Metrics { registry, ..metrics })
+        reloads
+    }
+}
+
+/// Every metric of one server, and the registry that exposes them.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    calls: Calls,
+    caches: Caches,
+    store: StoreMetrics,
+    ingest: Ingest,
+    edge: Edge,
+    reloads: Reloads,
+}
+
+impl Metrics {
+    /// A fresh registry.
+    pub fn new() -> Arc<Metrics> {
+        let mut registry = Registry::default();
+        let r = &mut registry;
+        let (calls, caches, store) = (Calls::register(r), Caches::register(r), StoreMetrics::register(r));
+        let (ingest, edge, reloads) = (Ingest::register(r), Edge::register(r), Reloads::register(r));
+        Arc::new(Metrics {
+            registry,
+            calls,
+            caches,
+            store,
+            ingest,
+            edge,
+            reloads,
+        })
     }
 
     /// Marks a call in flight until the guard is dropped.
     pub fn enter(&self) -> InFlight<'_> {
-        self.in_flight.inc();
-        InFlight(&self.in_flight)
+        self.calls.in_flight.inc();
+        InFlight(&self.calls.in_flight)
     }
 
     /// Calls in flight now.
     pub fn in_flight(&self) -> u64 {
-        u64::try_from(self.in_flight.get()).unwrap_or(0)
+        u64::try_from(self.calls.in_flight.get()).unwrap_or(0)
     }
 
     /// One finished call.
     pub fn observe_call(&self, method: Method, code: tonic::Code, elapsed: Duration) {
         let code = (code as usize).min(CODES.len() - 1);
-        self.requests[method as usize][code].inc();
-        self.latency[method as usize].observe(elapsed.as_secs_f64());
+        self.calls.requests[method as usize][code].inc();
+        self.calls.latency[method as usize].observe(elapsed.as_secs_f64());
     }
 
     /// Creator-bucket lookups served from memory and read from the store.
     pub fn creator_lookups(&self, hits: usize, misses: usize) {
-        self.cache_hits.inc_by(hits as u64);
-        self.cache_misses.inc_by(misses as u64);
+        self.caches.hits.inc_by(hits as u64);
+        self.caches.misses.inc_by(misses as u64);
     }
 
     /// One viewer-record lookup.
     pub fn viewer_lookup(&self, hit: bool) {
-        if hit { &self.viewer_hits } else { &self.viewer_misses }.inc();
+        if hit {
+            &self.caches.viewer_hits
+        } else {
+            &self.caches.viewer_misses
+        }
+        .inc();
     }
 
     /// One store read (any kind).
     pub fn store_read(&self, elapsed: Duration, ok: bool) {
-        self.store_reads.observe(elapsed.as_secs_f64());
+        self.store.reads.observe(elapsed.as_secs_f64());
         if !ok {
-            self.store_errors.inc();
+            self.store.errors.inc();
         }
     }
 
     /// One durable write of a batch (from hand-off to acknowledgement).
     pub fn store_commit(&self, elapsed: Duration, ok: bool) {
-        self.store_commits.observe(elapsed.as_secs_f64());
+        self.store.commits.observe(elapsed.as_secs_f64());
         if !ok {
-            self.store_errors.inc();
+            self.store.errors.inc();
         }
     }
 
     /// Events accepted and deduplicated by one batch.
     pub fn ingested(&self, accepted: u32, duplicates: u32) {
-        self.ingest_accepted.inc_by(u64::from(accepted));
-        self.ingest_duplicates.inc_by(u64::from(duplicates));
+        self.ingest.accepted.inc_by(u64::from(accepted));
+        self.ingest.duplicates.inc_by(u64::from(duplicates));
     }
 
     /// One rejected event.
     pub fn rejected(&self, reason: RejectReason) {
         if let Some(i) = RejectReason::ALL.iter().position(|r| *r == reason) {
-            self.ingest_rejected[i].inc();
+            self.ingest.rejected[i].inc();
         }
     }
 
     /// One failed `accept` (descriptors or buffers exhausted).
     pub fn accept_error(&self) {
-        self.accept_errors.inc();
+        self.edge.accept_errors.inc();
     }
 
     /// Marks a client connection open until the guard is dropped.
     pub fn connection_opened(self: &Arc<Self>) -> OpenConnection {
-        self.connections.inc();
+        self.edge.connections.inc();
         OpenConnection(Arc::clone(self))
     }
 
     /// One connection closed because the peer sent nothing for too long.
     pub fn connection_timed_out(&self) {
-        self.connection_timeouts.inc();
+        self.edge.connection_timeouts.inc();
     }
 
     /// One request message that did not arrive in time, or one idle stream closed.
     pub fn message_timed_out(&self) {
-        self.message_timeouts.inc();
+        self.edge.message_timeouts.inc();
     }
 
     /// One call cut short by its deadline.
     pub fn deadline_exceeded(&self) {
-        self.deadline_exceeded.inc();
+        self.calls.deadline_exceeded.inc();
     }
 
     /// The outcome of the latest store probe.
     pub fn store_probe(&self, up: bool) {
-        self.store_up.set(i64::from(up));
+        self.store.up.set(i64::from(up));
     }
 
     /// One answer flagged degraded.
     pub fn degraded_answer(&self) {
-        self.degraded.inc();
+        self.store.degraded.inc();
     }
 
     /// One SIGHUP reload: applied, or refused (what was in force stays).
     pub fn reloaded(&self, applied: bool) {
-        self.reloads[usize::from(!applied)].inc();
+        self.reloads.outcomes[usize::from(!applied)].inc();
     }
 
     /// The settings of the config file that differ from the running ones
     /// and need a restart (none = the file matches the process).
     pub fn restart_pending(&self, settings: &[&str]) {
-        self.restart_pending
+        self.reloads
+            .restart_pending
             .set(i64::try_from(settings.len()).unwrap_or(i64::MAX));
     }
 
     /// The OpenMetrics text exposition.
     pub fn render(&self) -> String {
-        let hits = self.cache_hits.get();
-        let lookups = hits + self.cache_misses.get();
-        self.cache_hit_ratio.set(if lookups == 0 {
+        let hits = self.caches.hits.get();
+        let lookups = hits + self.caches.misses.get();
+        self.caches.hit_ratio.set(if lookups == 0 {
             0.0
         } else {
             hits as f64 / lookups as f64
@@ -421,7 +496,7 @@ pub struct OpenConnection(Arc<Metrics>);
 
 impl Drop for OpenConnection {
     fn drop(&mut self) {
-        self.0.connections.dec();
+        self.0.edge.connections.dec();
     }
 }
 

@@ -463,20 +463,15 @@ impl Config {
         };
         let raw: RawConfig = toml::from_str(text).map_err(|e| parse_error(e.to_string()))?;
 
-        let listen_text = overrides
-            .listen
-            .or(raw.listen)
-            .unwrap_or_else(|| "127.0.0.1:50051".into());
-        let listen: SocketAddr = listen_text
-            .parse()
-            .map_err(|_| ConfigError::Invalid(format!("listen: `{listen_text}` is not an IP:port address")))?;
-        let metrics_listen = match overrides.metrics_listen.or(raw.metrics_listen) {
-            Some(text) if !text.is_empty() => Some(
-                text.parse::<SocketAddr>()
-                    .map_err(|_| ConfigError::Invalid(format!("metrics_listen: `{text}` is not an IP:port address")))?,
-            ),
-            _ => None,
+        let listen = match overrides.listen.or(raw.listen) {
+            Some(text) => parse_address("listen", Some(&text))?
+                .ok_or_else(|| ConfigError::Invalid("listen: empty; give an IP:port address".into()))?,
+            None => SocketAddr::from(([127, 0, 0, 1], 50051)),
         };
+        let metrics_listen = parse_address(
+            "metrics_listen",
+            overrides.metrics_listen.or(raw.metrics_listen).as_deref(),
+        )?;
         let tls = tls_files(
             overrides.tls_cert.or(raw.tls_cert),
             overrides.tls_key.or(raw.tls_key),
@@ -488,24 +483,11 @@ impl Config {
         let write_token_file = overrides.write_token_file.or(raw.write_token_file);
         let allow_open_writes = overrides.allow_open_writes.or(raw.allow_open_writes).unwrap_or(false);
         let mutual_tls = tls.as_ref().is_some_and(|tls| tls.client_ca.is_some());
-        if !listen.ip().is_loopback() && write_token_file.is_none() && !mutual_tls && !allow_open_writes {
-            return Err(ConfigError::Invalid(format!(
-                "listen: {listen} is reachable from other hosts and writes (RecordEvents, StreamEvents) would be \
-                 open to anyone who can connect; give a write token (--write-token-file), mutual TLS \
-                 (--tls-client-ca), or accept it explicitly with --allow-open-writes"
-            )));
+        let writes_guarded = write_token_file.is_some() || mutual_tls || allow_open_writes;
+        if !listen.ip().is_loopback() && !writes_guarded {
+            return Err(open_writes_refused(listen));
         }
-        if raw.cache.ttl_ms == 0 || raw.cache.creators == 0 || raw.cache.viewers == 0 {
-            return Err(ConfigError::Invalid(
-                "cache: creators, viewers and ttl_ms must be > 0".into(),
-            ));
-        }
-        if raw.cache.stale_ttl_ms < raw.cache.ttl_ms {
-            return Err(ConfigError::Invalid(format!(
-                "cache.stale_ttl_ms ({}) must be >= cache.ttl_ms ({})",
-                raw.cache.stale_ttl_ms, raw.cache.ttl_ms
-            )));
-        }
+        validate_cache(&raw.cache)?;
         let store = overrides.store.or(raw.store).filter(|url| !url.is_empty());
         if let Some(url) = &store
             && !(url.starts_with("redis://") || url.starts_with("redis-cluster://"))
@@ -515,16 +497,7 @@ impl Config {
                 crate::store::redis_store::redact(url)
             )));
         }
-        if raw.redis.read_timeout_ms == 0 || raw.redis.write_timeout_ms == 0 {
-            return Err(ConfigError::Invalid(
-                "redis: read_timeout_ms and write_timeout_ms must be > 0".into(),
-            ));
-        }
-        if raw.redis.key_prefix.is_empty() || raw.redis.key_prefix.contains(['{', '}']) {
-            return Err(ConfigError::Invalid(
-                "redis.key_prefix must be non-empty and free of `{` and `}`".into(),
-            ));
-        }
+        validate_redis(&raw.redis)?;
         raw.ingest
             .validate()
             .map_err(|e| ConfigError::Invalid(format!("ingest.{e}")))?;
@@ -562,6 +535,54 @@ impl Config {
             variants,
         })
     }
+}
+
+fn open_writes_refused(listen: SocketAddr) -> ConfigError {
+    ConfigError::Invalid(format!(
+        "listen: {listen} is reachable from other hosts and writes (RecordEvents, StreamEvents) would be \
+         open to anyone who can connect; give a write token (--write-token-file), mutual TLS \
+         (--tls-client-ca), or accept it explicitly with --allow-open-writes"
+    ))
+}
+
+/// An `IP:port` setting; empty or absent = `None`.
+fn parse_address(key: &str, text: Option<&str>) -> Result<Option<SocketAddr>, ConfigError> {
+    match text {
+        Some(text) if !text.is_empty() => text
+            .parse()
+            .map(Some)
+            .map_err(|_| ConfigError::Invalid(format!("{key}: `{text}` is not an IP:port address"))),
+        _ => Ok(None),
+    }
+}
+
+fn validate_cache(cache: &CacheConfig) -> Result<(), ConfigError> {
+    if cache.ttl_ms == 0 || cache.creators == 0 || cache.viewers == 0 {
+        return Err(ConfigError::Invalid(
+            "cache: creators, viewers and ttl_ms must be > 0".into(),
+        ));
+    }
+    if cache.stale_ttl_ms < cache.ttl_ms {
+        return Err(ConfigError::Invalid(format!(
+            "cache.stale_ttl_ms ({}) must be >= cache.ttl_ms ({})",
+            cache.stale_ttl_ms, cache.ttl_ms
+        )));
+    }
+    Ok(())
+}
+
+fn validate_redis(redis: &RedisConfig) -> Result<(), ConfigError> {
+    if redis.read_timeout_ms == 0 || redis.write_timeout_ms == 0 {
+        return Err(ConfigError::Invalid(
+            "redis: read_timeout_ms and write_timeout_ms must be > 0".into(),
+        ));
+    }
+    if redis.key_prefix.is_empty() || redis.key_prefix.contains(['{', '}']) {
+        return Err(ConfigError::Invalid(
+            "redis.key_prefix must be non-empty and free of `{` and `}`".into(),
+        ));
+    }
+    Ok(())
 }
 
 /// Default read budget: Rank answers in well under a millisecond, so 256

@@ -510,6 +510,31 @@ pub fn event_delta(
     let (before, before_global) = pair_sums(pair, params, decay);
     let was = (pair.following(), pair.fan_group_member());
 
+    record_on_pair(pair, event, params, decay);
+    let (after, after_global) = pair_sums(pair, params, decay);
+    let now = (pair.following(), pair.fan_group_member());
+    for part in [&mut delta.creator, &mut delta.global] {
+        part.followers = i64::from(now.0) - i64::from(was.0);
+        part.fan_group_members = i64::from(now.1) - i64::from(was.1);
+    }
+    for index in 0..SUM_FIELDS {
+        if after[index] != before[index] {
+            delta.creator.sums[index] = after[index] - before[index];
+        }
+    }
+    let grew = record.relations.len() > held;
+    platform_delta(record, grew, &before_global, &after_global, params, decay, &mut delta.global);
+    // Only a new pair can take the record past its soft limit.
+    if grew {
+        record.enforce_limit(params.max_relations_per_viewer, event.creator_id);
+    }
+    delta
+}
+
+/// The event's mark on its pair: its layer and intimacy grow by the decayed
+/// value; its relation registers keep their latest time.
+fn record_on_pair(pair: &mut PairRelation, event: &Event, params: &IngestParams, decay: &Decay) {
+    let t = event.timestamp_ms;
     if let Some(kind_index) = event.kind.engagement_index() {
         let value = event.value() * decay.engagement_weight(t);
         pair.layers[kind_index] += value;
@@ -527,25 +552,23 @@ pub fn event_delta(
         EventKind::Report => pair.report_ms = pair.report_ms.max(t),
         _ => {}
     }
+}
 
-    let (after, after_global) = pair_sums(pair, params, decay);
-    let now = (pair.following(), pair.fan_group_member());
-    for part in [&mut delta.creator, &mut delta.global] {
-        part.followers = i64::from(now.0) - i64::from(was.0);
-        part.fan_group_members = i64::from(now.1) - i64::from(was.1);
-    }
-    for index in 0..SUM_FIELDS {
-        if after[index] != before[index] {
-            delta.creator.sums[index] = after[index] - before[index];
-        }
-    }
-    // The platform gets the viewer's shares scaled by how many creators it
-    // has had pairs with: the change of Σ·scale, before and after. While the
-    // scale is 1 (most viewers) the change is the pair's own and Σ is not
-    // kept; when the viewer passes `prior_pairs_per_viewer` creators, Σ is
-    // summed once from its pairs (none was forgotten yet: the soft limit is
-    // far above) and kept from then on.
-    let grew = record.relations.len() > held;
+/// What the platform aggregate gets: the viewer's shares scaled by how many
+/// creators it has had pairs with — the change of Σ·scale, before and after.
+/// While the scale is 1 (most viewers) the change is the pair's own and Σ is
+/// not kept; when the viewer passes `prior_pairs_per_viewer` creators, Σ is
+/// summed once from its pairs (none was forgotten yet: the soft limit is far
+/// above) and kept from then on. `grew`: this event added the pair.
+fn platform_delta(
+    record: &mut ViewerRecord,
+    grew: bool,
+    before: &[f64; SUM_FIELDS],
+    after: &[f64; SUM_FIELDS],
+    params: &IngestParams,
+    decay: &Decay,
+    global: &mut AggregateDelta,
+) {
     let old_scale = platform_scale(record.pairs_seen, params.prior_pairs_per_viewer);
     if grew {
         record.pairs_seen += 1;
@@ -553,41 +576,36 @@ pub fn event_delta(
     let new_scale = platform_scale(record.pairs_seen, params.prior_pairs_per_viewer);
     if new_scale == 1.0 {
         for index in 0..SUM_FIELDS {
-            if after_global[index] != before_global[index] {
-                delta.global.sums[index] = after_global[index] - before_global[index];
+            if after[index] != before[index] {
+                global.sums[index] = after[index] - before[index];
             }
         }
-    } else {
-        if old_scale == 1.0 {
-            // Σ as it stood before this event: every pair's share, minus this change.
-            let mut platform = [0.0; SUM_FIELDS];
-            for pair in &record.relations {
-                let (_, share) = pair_sums(pair, params, decay);
-                for (total, value) in platform.iter_mut().zip(share) {
-                    *total += value;
-                }
+        return;
+    }
+    if old_scale == 1.0 {
+        // Σ as it stood before this event: every pair's share, minus this change.
+        let mut platform = [0.0; SUM_FIELDS];
+        for pair in &record.relations {
+            let (_, share) = pair_sums(pair, params, decay);
+            for (total, value) in platform.iter_mut().zip(share) {
+                *total += value;
             }
-            for index in 0..SUM_FIELDS {
-                platform[index] -= after_global[index] - before_global[index];
-            }
-            record.platform = Some(Box::new(platform));
         }
-        let platform = record.platform.get_or_insert_with(|| Box::new([0.0; SUM_FIELDS]));
         for index in 0..SUM_FIELDS {
-            let change = after_global[index] - before_global[index];
-            if change == 0.0 && old_scale == new_scale {
-                continue;
-            }
-            let old = platform[index];
-            platform[index] = old + change;
-            delta.global.sums[index] = platform[index] * new_scale - old * old_scale;
+            platform[index] -= after[index] - before[index];
         }
+        record.platform = Some(Box::new(platform));
     }
-    // Only a new pair can take the record past its soft limit.
-    if grew {
-        record.enforce_limit(params.max_relations_per_viewer, event.creator_id);
+    let platform = record.platform.get_or_insert_with(|| Box::new([0.0; SUM_FIELDS]));
+    for index in 0..SUM_FIELDS {
+        let change = after[index] - before[index];
+        if change == 0.0 && old_scale == new_scale {
+            continue;
+        }
+        let old = platform[index];
+        platform[index] = old + change;
+        global.sums[index] = platform[index] * new_scale - old * old_scale;
     }
-    delta
 }
 
 /// Applies a count change; saturating, so a count never goes below zero even

@@ -3,8 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::aggregate::ENGAGEMENT_KINDS;
 use super::decay::Decay;
+use super::event::ENGAGEMENT_KINDS;
 
 /// One weight per engagement kind, shallow to deep.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]

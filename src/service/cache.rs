@@ -41,6 +41,37 @@ pub const L1_MAX_AGE: Duration = Duration::from_millis(250);
 /// L1 entries per thread before it is cleared.
 const L1_CAPACITY: usize = 16_384;
 
+/// The clock the caches judge ages by: the system's, or one a test moves.
+#[derive(Clone, Debug, Default)]
+pub struct CacheClock(Option<Arc<std::sync::Mutex<Instant>>>);
+
+impl CacheClock {
+    /// The monotonic system clock.
+    pub fn system() -> CacheClock {
+        CacheClock(None)
+    }
+
+    /// A clock standing still at the moment it was made, until [`CacheClock::advance`].
+    pub fn manual() -> CacheClock {
+        CacheClock(Some(Arc::new(std::sync::Mutex::new(Instant::now()))))
+    }
+
+    /// Moves a manual clock forward (no effect on the system clock).
+    pub fn advance(&self, by: Duration) {
+        if let Some(now) = &self.0 {
+            *now.lock().unwrap_or_else(std::sync::PoisonError::into_inner) += by;
+        }
+    }
+
+    /// The current reading.
+    pub fn now(&self) -> Instant {
+        match &self.0 {
+            None => Instant::now(),
+            Some(now) => *now.lock().unwrap_or_else(std::sync::PoisonError::into_inner),
+        }
+    }
+}
+
 /// A cached value and when it was read from the store: fresh for
 /// `cache.ttl_ms`, then kept (stale) until `cache.stale_ttl_ms` only to
 /// answer while the store is unreachable.
@@ -51,11 +82,8 @@ struct Timed<V> {
 }
 
 impl<V> Timed<V> {
-    fn now(value: V) -> Timed<V> {
-        Timed {
-            value,
-            loaded: Instant::now(),
-        }
+    fn younger_than(&self, age: Duration, now: Instant) -> bool {
+        now.saturating_duration_since(self.loaded) < age
     }
 }
 
@@ -111,11 +139,19 @@ pub struct Caches {
     ttl: Duration,
     stale_ttl: Duration,
     generation: AtomicU64,
+    clock: CacheClock,
 }
 
 impl Caches {
-    /// Empty caches sized and timed by `config`.
+    /// Empty caches sized and timed by `config`, on the system clock.
     pub fn new(config: &CacheConfig) -> Caches {
+        Caches::with_clock(config, CacheClock::system())
+    }
+
+    /// Empty caches judging ages by `clock`. moka still evicts by its own
+    /// clock at the stale TTL (memory); every freshness decision is this
+    /// clock's.
+    pub fn with_clock(config: &CacheConfig, clock: CacheClock) -> Caches {
         let ttl = Duration::from_millis(config.ttl_ms);
         let stale_ttl = Duration::from_millis(config.stale_ttl_ms).max(ttl);
         Caches {
@@ -136,7 +172,13 @@ impl Caches {
             ttl,
             stale_ttl,
             generation: AtomicU64::new(0),
+            clock,
         }
+    }
+
+    /// The caches' clock reading, to pass to [`Caches::creator_bucket`].
+    pub fn now(&self) -> Instant {
+        self.clock.now()
     }
 
     /// Current commit generation; pass it to the `insert_*` calls of a read
@@ -160,7 +202,7 @@ impl Caches {
             return hit;
         }
         let entry = self.creators.get(&bucket)?;
-        if now.saturating_duration_since(entry.loaded) >= self.ttl {
+        if !entry.younger_than(self.ttl, now) {
             return None;
         }
         let value = entry.value;
@@ -186,20 +228,26 @@ impl Caches {
     /// A cached creator bucket past its TTL but within the stale TTL, for
     /// answering while the store is unreachable.
     pub fn stale_creator_bucket(&self, bucket: u32) -> Option<Arc<CreatorBucket>> {
-        self.creators.get(&bucket).map(|entry| entry.value)
+        self.creators
+            .get(&bucket)
+            .filter(|entry| entry.younger_than(self.stale_ttl, self.clock.now()))
+            .map(|entry| entry.value)
     }
 
     /// A cached viewer, if present and fresh.
     pub fn viewer(&self, viewer_id: u64) -> Option<CachedViewer> {
         self.viewers
             .get(&viewer_id)
-            .filter(|entry| entry.loaded.elapsed() < self.ttl)
+            .filter(|entry| entry.younger_than(self.ttl, self.clock.now()))
             .map(|entry| entry.value)
     }
 
     /// A cached viewer within the stale TTL (see [`Caches::stale_creator_bucket`]).
     pub fn stale_viewer(&self, viewer_id: u64) -> Option<CachedViewer> {
-        self.viewers.get(&viewer_id).map(|entry| entry.value)
+        self.viewers
+            .get(&viewer_id)
+            .filter(|entry| entry.younger_than(self.stale_ttl, self.clock.now()))
+            .map(|entry| entry.value)
     }
 
     /// The platform aggregate, if cached and fresh.
@@ -216,13 +264,13 @@ impl Caches {
         let guard = self.global.read().unwrap_or_else(|poisoned| poisoned.into_inner());
         guard
             .as_ref()
-            .filter(|entry| entry.loaded.elapsed() < age)
+            .filter(|entry| entry.younger_than(age, self.clock.now()))
             .map(|entry| Arc::clone(&entry.value))
     }
 
     /// Caches a creator bucket read from the store, unless a commit happened since `generation`.
     pub fn insert_creator_bucket(&self, generation: u64, bucket: u32, value: Arc<CreatorBucket>) {
-        insert_unless_raced(&self.creators, &self.generation, generation, bucket, Timed::now(value));
+        insert_unless_raced(&self.creators, &self.generation, generation, bucket, self.timed(value));
     }
 
     /// Caches a viewer read from the store, unless a commit happened since `generation`.
@@ -232,7 +280,7 @@ impl Caches {
             &self.generation,
             generation,
             viewer_id,
-            Timed::now(value),
+            self.timed(value),
         );
     }
 
@@ -245,7 +293,14 @@ impl Caches {
 
     fn set_global(&self, value: Arc<CreatorAggregate>) {
         let mut guard = self.global.write().unwrap_or_else(|poisoned| poisoned.into_inner());
-        *guard = Some(Timed::now(value));
+        *guard = Some(self.timed(value));
+    }
+
+    fn timed<V>(&self, value: V) -> Timed<V> {
+        Timed {
+            value,
+            loaded: self.clock.now(),
+        }
     }
 
     /// Applies a commit: refreshes the entries this replica already caches
@@ -343,20 +398,24 @@ mod tests {
 
     #[test]
     fn expired_entries_answer_only_as_stale_until_the_stale_ttl() {
-        let caches = Caches::new(&config(20, 200));
+        let clock = CacheClock::manual();
+        let caches = Caches::with_clock(&config(20_000, 200_000), clock.clone());
         let bucket = Arc::new(CreatorBucket::default());
         caches.insert_creator_bucket(caches.generation(), 7, Arc::clone(&bucket));
         caches.insert_viewer(caches.generation(), 9, None);
         caches.insert_global(caches.generation(), Arc::new(CreatorAggregate::default()));
-        assert!(caches.creator_bucket(7, Instant::now()).is_some());
+        clock.advance(Duration::from_millis(19_999));
+        assert!(caches.creator_bucket(7, caches.now()).is_some());
         assert!(caches.viewer(9).is_some() && caches.global().is_some());
-        std::thread::sleep(Duration::from_millis(40));
-        // Past the TTL: a miss for normal reads, still there as stale.
-        assert!(caches.creator_bucket(7, Instant::now() + L1_MAX_AGE).is_none());
+        clock.advance(Duration::from_millis(1));
+        // At the TTL: a miss for normal reads (the thread's L1 copy too), still there as stale.
+        assert!(caches.creator_bucket(7, caches.now() + L1_MAX_AGE).is_none());
         assert!(caches.viewer(9).is_none() && caches.global().is_none());
         assert!(caches.stale_creator_bucket(7).is_some());
         assert!(caches.stale_viewer(9).is_some() && caches.stale_global().is_some());
-        std::thread::sleep(Duration::from_millis(200));
+        clock.advance(Duration::from_millis(179_999));
+        assert!(caches.stale_creator_bucket(7).is_some());
+        clock.advance(Duration::from_millis(1));
         assert!(caches.stale_creator_bucket(7).is_none());
         assert!(caches.stale_viewer(9).is_none() && caches.stale_global().is_none());
     }

@@ -423,7 +423,7 @@ impl<S: Store> Engine<S> {
         let mut buckets: Vec<u32> = creator_ids.iter().map(|id| creator_bucket(*id)).collect();
         buckets.sort_unstable();
         buckets.dedup();
-        let now = Instant::now();
+        let now = self.caches.now();
         let mut values: Vec<Option<Arc<CreatorBucket>>> =
             buckets.iter().map(|b| self.caches.creator_bucket(*b, now)).collect();
         let missing: Vec<usize> = (0..buckets.len()).filter(|i| values[*i].is_none()).collect();

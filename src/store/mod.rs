@@ -8,10 +8,13 @@
 
 pub mod codec;
 pub mod embedded;
+pub(crate) mod hash;
 pub mod redis_store;
 
 use std::future::Future;
 use std::sync::Arc;
+
+pub(crate) use hash::event_key;
 
 use crate::model::{CreatorAggregate, Event, ViewerRecord};
 
@@ -72,12 +75,9 @@ pub type InvalidateHook = Arc<dyn Fn(&Touched) + Send + Sync>;
 pub const CREATOR_BUCKETS: u32 = 1 << 16;
 
 /// The bucket of a creator: the top 16 bits of a SplitMix64 hash of its id,
-/// so dense and sparse id spaces spread evenly.
+/// so dense and sparse id spaces spread evenly. Persisted (see [`hash`]).
 pub fn creator_bucket(creator_id: u64) -> u32 {
-    let mut z = creator_id.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    ((z ^ (z >> 31)) >> 48) as u32
+    (hash::splitmix64(creator_id) >> 48) as u32
 }
 
 /// The creators of one bucket, sorted by id.
@@ -219,56 +219,5 @@ pub(crate) fn signature_mismatch(stored: &str, wanted: &str, fresh_store: &str) 
             "this store holds sums written with {stored}; this build and config need {wanted}. Use the same \
              [ingest] half-lives, or import into {fresh_store}"
         )
-    }
-}
-
-/// An event's identity for deduplication: its id, per viewer, on every
-/// backend (one viewer cannot pre-claim another's ids).
-pub(crate) fn event_key(event: &Event) -> u128 {
-    let mut bytes = Vec::with_capacity(8 + event.event_id.len());
-    bytes.extend_from_slice(&event.viewer_id.to_le_bytes());
-    bytes.extend_from_slice(event.event_id.as_bytes());
-    event_id_hash(&bytes)
-}
-
-/// A 128-bit hash of an event id: two independent 64-bit lanes over 8-byte
-/// words, each finished with the SplitMix64 avalanche.
-pub(crate) fn event_id_hash(id: &[u8]) -> u128 {
-    fn mix(mut z: u64) -> u64 {
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    let (mut a, mut b) = (0x243F_6A88_85A3_08D3u64, 0x1319_8A2E_0370_7344u64);
-    for chunk in id.chunks(8) {
-        let mut word = [0u8; 8];
-        word[..chunk.len()].copy_from_slice(chunk);
-        let word = u64::from_le_bytes(word);
-        a = mix(a ^ word);
-        b = mix(b.wrapping_add(word).rotate_left(29) ^ 0x9E37_79B9_7F4A_7C15);
-    }
-    let length = id.len() as u64;
-    (u128::from(mix(a ^ length)) << 64) | u128::from(mix(b ^ length.rotate_left(32)))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::event_id_hash;
-
-    #[test]
-    fn event_id_hashes_differ_and_are_stable() {
-        let ids = [
-            "",
-            "a",
-            "a\0",
-            "ab",
-            "kr-1-2-3-like",
-            "kr-1-2-3-view",
-            "12345678",
-            "123456789",
-        ];
-        let hashes: std::collections::HashSet<u128> = ids.iter().map(|id| event_id_hash(id.as_bytes())).collect();
-        assert_eq!(hashes.len(), ids.len());
-        assert_eq!(event_id_hash(b"stable"), event_id_hash(b"stable"));
     }
 }

@@ -205,7 +205,9 @@ async fn concurrent_writers_through_two_replicas_match_a_single_node_replay(back
         url: match &backend {
             Backend::Redis => common::redis::standalone_url(),
             _ => common::redis::cluster_url(),
-        },
+        }
+        .parse()
+        .expect("store URL"),
         key_prefix: first.key_prefix.clone(),
         ingest: ingest.clone(),
         dedupe_window_ms: 3_600_000,

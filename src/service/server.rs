@@ -224,7 +224,7 @@ pub async fn serve(
         None => None,
     };
     match &config.store {
-        Some(url) => tracing::info!(%address, store = %crate::store::redis_store::redact(url), "creator-boost serving"),
+        Some(url) => tracing::info!(%address, store = %url, "creator-boost serving"),
         None => tracing::info!(%address, data_dir = %config.data_dir.display(), "creator-boost serving"),
     }
     run(listener, metrics, engine, options, shutdown_signal()).await

@@ -10,11 +10,13 @@ pub mod codec;
 pub mod embedded;
 pub(crate) mod hash;
 pub mod redis_store;
+pub mod url;
 
 use std::future::Future;
 use std::sync::Arc;
 
 pub(crate) use hash::event_key;
+pub use url::{StoreUrl, StoreUrlError};
 
 use crate::model::{CreatorAggregate, Event, ViewerRecord};
 

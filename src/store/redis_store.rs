@@ -47,9 +47,10 @@ use ::redis::{Cmd, FromRedisValue, RedisError, Script, Value};
 use futures_util::future::try_join_all;
 
 use super::codec::{decode_viewer, encode_viewer};
+use super::url::RedisTarget;
 use super::{
-    Applied, CreatorBucket, InvalidateHook, Store, StoreError, Touched, creator_bucket, decay_signature, event_key,
-    signature_mismatch,
+    Applied, CreatorBucket, InvalidateHook, Store, StoreError, StoreUrl, Touched, creator_bucket, decay_signature,
+    event_key, signature_mismatch,
 };
 use crate::model::aggregate::{AggregateDelta, EventDelta, SUM_FIELDS, event_delta};
 use crate::model::{CreatorAggregate, Decay, Event, IngestParams, ViewerRecord};
@@ -171,8 +172,8 @@ return {0}
 /// Where the store lives and how long it may take.
 #[derive(Clone)]
 pub struct RedisSettings {
-    /// `redis://HOST:PORT[/DB]` or `redis-cluster://HOST:PORT[,HOST:PORT…]`.
-    pub url: String,
+    /// The server or cluster.
+    pub url: StoreUrl,
     /// Start of every key name (no `{` or `}`).
     pub key_prefix: String,
     /// What is stored per event.
@@ -266,47 +267,36 @@ impl RedisStore {
     /// half-lives (the first replica to connect records them).
     ///
     /// # Errors
-    /// [`StoreError::Backend`] when the URL is malformed, the server cannot be
+    /// [`StoreError::Backend`] when the server cannot be
     /// reached, or it holds sums written with other half-lives.
     pub async fn connect(settings: RedisSettings) -> Result<RedisStore, StoreError> {
         let connect_timeout = settings.write_timeout.max(Duration::from_secs(1));
-        let connection = if let Some(seeds) = settings.url.strip_prefix("redis-cluster://") {
-            let nodes = cluster_seeds(seeds);
-            if nodes.is_empty() {
-                return Err(StoreError::Backend(format!(
-                    "no seed nodes in `{}`",
-                    redact(&settings.url)
-                )));
+        let connection = match settings.url.target() {
+            RedisTarget::Cluster(nodes) => {
+                let client = ClusterClientBuilder::new(nodes.clone())
+                    .connection_timeout(connect_timeout)
+                    .response_timeout(settings.write_timeout)
+                    .retries(2)
+                    .build()
+                    .map_err(backend)?;
+                let connection = tokio::time::timeout(connect_timeout, client.get_async_connection())
+                    .await
+                    .map_err(|_| StoreError::Backend(format!("cannot reach {} in {connect_timeout:?}", settings.url)))?
+                    .map_err(backend)?;
+                Connection::Cluster(connection)
             }
-            let client = ClusterClientBuilder::new(nodes)
-                .connection_timeout(connect_timeout)
-                .response_timeout(settings.write_timeout)
-                .retries(2)
-                .build()
-                .map_err(backend)?;
-            let connection = tokio::time::timeout(connect_timeout, client.get_async_connection())
-                .await
-                .map_err(|_| {
-                    StoreError::Backend(format!("cannot reach {} in {connect_timeout:?}", redact(&settings.url)))
-                })?
-                .map_err(backend)?;
-            Connection::Cluster(connection)
-        } else if settings.url.starts_with("redis://") {
-            let client = ::redis::Client::open(settings.url.as_str()).map_err(backend)?;
-            let config = ConnectionManagerConfig::new()
-                .set_connection_timeout(Some(connect_timeout))
-                .set_response_timeout(Some(settings.write_timeout))
-                .set_number_of_retries(1)
-                .set_max_delay(Duration::from_millis(500));
-            let connection = ConnectionManager::new_with_config(client, config)
-                .await
-                .map_err(backend)?;
-            Connection::Single(connection)
-        } else {
-            return Err(StoreError::Backend(format!(
-                "unsupported store URL `{}`: use redis://HOST:PORT[/DB] or redis-cluster://HOST:PORT[,HOST:PORT...]",
-                redact(&settings.url)
-            )));
+            RedisTarget::Server(server) => {
+                let client = ::redis::Client::open(server.clone()).map_err(backend)?;
+                let config = ConnectionManagerConfig::new()
+                    .set_connection_timeout(Some(connect_timeout))
+                    .set_response_timeout(Some(settings.write_timeout))
+                    .set_number_of_retries(1)
+                    .set_max_delay(Duration::from_millis(500));
+                let connection = ConnectionManager::new_with_config(client, config)
+                    .await
+                    .map_err(backend)?;
+                Connection::Single(connection)
+            }
         };
         if settings.key_prefix.contains(['{', '}']) {
             return Err(StoreError::Backend(format!(
@@ -692,29 +682,6 @@ impl Keys {
     }
 }
 
-/// The seed nodes of `redis-cluster://[USER:PASSWORD@]HOST:PORT[,HOST:PORT…]`
-/// as `redis://` URLs, each with the credentials given once at the front.
-fn cluster_seeds(seeds: &str) -> Vec<String> {
-    let seeds = seeds.trim_end_matches('/');
-    let (credentials, hosts) = match seeds.rsplit_once('@') {
-        Some((credentials, hosts)) => (format!("{credentials}@"), hosts),
-        None => (String::new(), seeds),
-    };
-    hosts
-        .split(',')
-        .filter(|node| !node.is_empty())
-        .map(|node| format!("redis://{credentials}{node}"))
-        .collect()
-}
-
-/// A store URL fit for logs: any `USER:PASSWORD@` part replaced by `***@`.
-pub fn redact(url: &str) -> String {
-    match (url.split_once("://"), url.rfind('@')) {
-        (Some((scheme, _)), Some(at)) => format!("{scheme}://***{}", &url[at..]),
-        _ => url.to_owned(),
-    }
-}
-
 /// An event's two deltas, creator's and platform's, as `<creator>~<platform>`
 /// (one string, kept whole in the event's dedupe entry).
 fn encode_event_delta(delta: &EventDelta) -> String {
@@ -880,18 +847,6 @@ mod tests {
             parse_bucket(&Value::Array(Vec::new())).expect("empty").creators.len(),
             0
         );
-    }
-
-    #[test]
-    fn cluster_seeds_carry_the_credentials_and_logs_do_not() {
-        assert_eq!(
-            cluster_seeds("u:p@10.0.0.1:7000,10.0.0.2:7000/"),
-            vec!["redis://u:p@10.0.0.1:7000", "redis://u:p@10.0.0.2:7000"]
-        );
-        assert_eq!(cluster_seeds("h:1,,h:2"), vec!["redis://h:1", "redis://h:2"]);
-        assert_eq!(redact("redis://:secret@h:6379/2"), "redis://***@h:6379/2");
-        assert_eq!(redact("redis-cluster://u:p@h:1,h:2"), "redis-cluster://***@h:1,h:2");
-        assert_eq!(redact("redis://h:6379"), "redis://h:6379");
     }
 
     #[test]

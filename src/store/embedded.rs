@@ -16,7 +16,6 @@ use tokio::sync::{mpsc, oneshot};
 use super::codec::{decode_creator, decode_viewer, encode_creator, encode_viewer};
 use super::{
     Applied, Changes, CommitHook, CreatorBucket, Store, StoreError, creator_bucket, decay_signature, event_key,
-    signature_mismatch,
 };
 use crate::model::aggregate::apply_event;
 use crate::model::{CreatorAggregate, Decay, Event, IngestParams, ViewerRecord};
@@ -92,13 +91,17 @@ impl EmbeddedStore {
     /// Opens (or creates) the store in `data_dir` and starts its writer thread.
     ///
     /// # Errors
-    /// [`StoreError::Backend`] when the directory or file cannot be opened.
+    /// [`StoreError::Open`] when the directory or file cannot be opened,
+    /// [`StoreError::Incompatible`] when it was written with another layout
+    /// or other half-lives.
     pub fn open(data_dir: &Path, settings: WriterSettings) -> Result<EmbeddedStore, StoreError> {
-        std::fs::create_dir_all(data_dir)
-            .map_err(|e| StoreError::Backend(format!("cannot create {}: {e}", data_dir.display())))?;
+        let cannot_open = |path: &Path, error: redb::Error| StoreError::Open {
+            path: path.to_owned(),
+            source: Arc::new(error),
+        };
+        std::fs::create_dir_all(data_dir).map_err(|e| cannot_open(data_dir, e.into()))?;
         let path = data_dir.join(DB_FILE);
-        let db =
-            Database::create(&path).map_err(|e| StoreError::Backend(format!("cannot open {}: {e}", path.display())))?;
+        let db = Database::create(&path).map_err(|e| cannot_open(&path, e.into()))?;
         let db = Arc::new(db);
         create_tables(&db)?;
         check_decay(&db, &settings.ingest)?;
@@ -108,7 +111,10 @@ impl EmbeddedStore {
         let thread = std::thread::Builder::new()
             .name("store-writer".into())
             .spawn(move || writer_loop(&thread_db, &settings, jobs))
-            .map_err(|e| StoreError::Backend(format!("cannot start writer thread: {e}")))?;
+            .map_err(|e| StoreError::Task {
+                task: "cannot start the writer thread",
+                source: Arc::new(e),
+            })?;
         let writer = Arc::new(Writer {
             jobs: Some(sender),
             thread: Some(thread),
@@ -152,7 +158,10 @@ impl EmbeddedStore {
         let db = Arc::clone(&self.db);
         tokio::task::spawn_blocking(move || read(&db))
             .await
-            .map_err(|e| StoreError::Backend(format!("read task failed: {e}")))?
+            .map_err(|e| StoreError::Task {
+                task: "read task failed",
+                source: Arc::new(e),
+            })?
     }
 }
 
@@ -214,8 +223,8 @@ fn creator_key(creator_id: u64) -> u128 {
     (u128::from(creator_bucket(creator_id)) << 64) | u128::from(creator_id)
 }
 
-fn backend(error: impl std::fmt::Display) -> StoreError {
-    StoreError::Backend(error.to_string())
+fn backend(error: impl Into<redb::Error>) -> StoreError {
+    StoreError::Embedded(Arc::new(error.into()))
 }
 
 fn create_tables(db: &Database) -> Result<(), StoreError> {
@@ -240,11 +249,11 @@ fn check_decay(db: &Database, ingest: &IngestParams) -> Result<(), StoreError> {
             .map(|v| String::from_utf8_lossy(v.value()).into_owned());
         match stored {
             Some(stored) if stored != wanted => {
-                return Err(StoreError::Backend(signature_mismatch(
-                    &stored,
-                    &wanted,
-                    "a new data dir",
-                )));
+                return Err(StoreError::Incompatible {
+                    stored,
+                    wanted,
+                    fresh_store: "a new data dir",
+                });
             }
             Some(_) => {}
             None => {

@@ -8,6 +8,7 @@
 
 pub mod codec;
 pub mod embedded;
+mod error;
 pub(crate) mod hash;
 pub mod redis_store;
 pub mod url;
@@ -15,24 +16,11 @@ pub mod url;
 use std::future::Future;
 use std::sync::Arc;
 
+pub use error::{Operation, StoreError};
 pub(crate) use hash::event_key;
 pub use url::{StoreUrl, StoreUrlError};
 
 use crate::model::{CreatorAggregate, Event, ViewerRecord};
-
-/// Why a store operation failed.
-#[derive(Clone, Debug, thiserror::Error)]
-pub enum StoreError {
-    /// The backend failed (I/O, disk full, read-only, connection lost).
-    #[error("store backend error: {0}")]
-    Backend(String),
-    /// A stored record could not be decoded.
-    #[error("corrupt record: {0}")]
-    Corrupt(String),
-    /// The store has been shut down.
-    #[error("store is closed")]
-    Closed,
-}
 
 /// What happened to one event handed to [`Store::apply`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -204,22 +192,4 @@ pub(crate) fn decay_signature(ingest: &crate::model::IngestParams) -> String {
         "layout={STORE_LAYOUT} engagement_half_life_days={} negative_half_life_days={}",
         ingest.engagement_half_life_days, ingest.negative_half_life_days
     )
-}
-
-/// Why a store's recorded signature does not match this build and config,
-/// and what to do about it.
-pub(crate) fn signature_mismatch(stored: &str, wanted: &str, fresh_store: &str) -> String {
-    if !stored.starts_with("layout=") {
-        format!(
-            "this store was written by an earlier version of creator-boost (layout 1: evidence counted per \
-             event). Its sums cannot be converted to the per-account model (layout {STORE_LAYOUT}) without the \
-             events, so it is not read. Re-import the event log into {fresh_store} with `creator-boost import`, \
-             or run the earlier version against this store"
-        )
-    } else {
-        format!(
-            "this store holds sums written with {stored}; this build and config need {wanted}. Use the same \
-             [ingest] half-lives, or import into {fresh_store}"
-        )
-    }
 }

@@ -49,8 +49,8 @@ use futures_util::future::try_join_all;
 use super::codec::{decode_viewer, encode_viewer};
 use super::url::RedisTarget;
 use super::{
-    Applied, CreatorBucket, InvalidateHook, Store, StoreError, StoreUrl, Touched, creator_bucket, decay_signature,
-    event_key, signature_mismatch,
+    Applied, CreatorBucket, InvalidateHook, Operation, Store, StoreError, StoreUrl, Touched, creator_bucket,
+    decay_signature, event_key,
 };
 use crate::model::aggregate::{AggregateDelta, EventDelta, SUM_FIELDS, event_delta};
 use crate::model::{CreatorAggregate, Decay, Event, IngestParams, ViewerRecord};
@@ -267,8 +267,9 @@ impl RedisStore {
     /// half-lives (the first replica to connect records them).
     ///
     /// # Errors
-    /// [`StoreError::Backend`] when the server cannot be
-    /// reached, or it holds sums written with other half-lives.
+    /// [`StoreError::Redis`] or [`StoreError::Timeout`] when the server cannot
+    /// be reached, [`StoreError::Incompatible`] when it holds sums written
+    /// with another layout or other half-lives.
     pub async fn connect(settings: RedisSettings) -> Result<RedisStore, StoreError> {
         let connect_timeout = settings.write_timeout.max(Duration::from_secs(1));
         let connection = match settings.url.target() {
@@ -278,15 +279,18 @@ impl RedisStore {
                     .response_timeout(settings.write_timeout)
                     .retries(2)
                     .build()
-                    .map_err(backend)?;
+                    .map_err(StoreError::Redis)?;
                 let connection = tokio::time::timeout(connect_timeout, client.get_async_connection())
                     .await
-                    .map_err(|_| StoreError::Backend(format!("cannot reach {} in {connect_timeout:?}", settings.url)))?
-                    .map_err(backend)?;
+                    .map_err(|_| StoreError::Timeout {
+                        operation: Operation::Connect,
+                        limit: connect_timeout,
+                    })?
+                    .map_err(StoreError::Redis)?;
                 Connection::Cluster(connection)
             }
             RedisTarget::Server(server) => {
-                let client = ::redis::Client::open(server.clone()).map_err(backend)?;
+                let client = ::redis::Client::open(server.clone()).map_err(StoreError::Redis)?;
                 let config = ConnectionManagerConfig::new()
                     .set_connection_timeout(Some(connect_timeout))
                     .set_response_timeout(Some(settings.write_timeout))
@@ -294,7 +298,7 @@ impl RedisStore {
                     .set_max_delay(Duration::from_millis(500));
                 let connection = ConnectionManager::new_with_config(client, config)
                     .await
-                    .map_err(backend)?;
+                    .map_err(StoreError::Redis)?;
                 Connection::Single(connection)
             }
         };
@@ -328,22 +332,24 @@ impl RedisStore {
         let wanted = decay_signature(&self.ingest);
         // The first replica to connect writes it; everyone reads what won.
         let _: Option<String> = within(
+            Operation::Connect,
             self.write_timeout,
             self.connection
                 .query(::redis::cmd("SET").arg(self.keys.meta()).arg(&wanted).arg("NX")),
         )
         .await?;
         let stored: String = within(
+            Operation::Connect,
             self.write_timeout,
             self.connection.query(::redis::cmd("GET").arg(self.keys.meta())),
         )
         .await?;
         if stored != wanted {
-            return Err(StoreError::Backend(signature_mismatch(
-                &stored,
-                &wanted,
-                "another Redis database (or this one after FLUSHDB)",
-            )));
+            return Err(StoreError::Incompatible {
+                stored,
+                wanted,
+                fresh_store: "another Redis database (or this one after FLUSHDB)",
+            });
         }
         Ok(())
     }
@@ -369,7 +375,7 @@ impl RedisStore {
             .iter()
             .map(|bucket| ::redis::cmd("HGETALL").arg(self.keys.bucket(*bucket)).clone())
             .collect();
-        let replies: Vec<Value> = within(timeout, self.connection.query_all(&reads)).await?;
+        let replies: Vec<Value> = within(Operation::Read, timeout, self.connection.query_all(&reads)).await?;
         replies.iter().map(parse_bucket).collect()
     }
 
@@ -393,7 +399,7 @@ impl RedisStore {
                 .connection
                 .query(::redis::cmd("HMGET").arg(&key).arg("r").arg("n"))
                 .await
-                .map_err(backend)?;
+                .map_err(StoreError::Redis)?;
             let mut record = match stored {
                 Some(bytes) => decode_viewer(&bytes, &self.ingest.intimacy_weights)?,
                 None => ViewerRecord::default(),
@@ -420,7 +426,7 @@ impl RedisStore {
                 .connection
                 .invoke(&self.write_viewer, &keys, &args)
                 .await
-                .map_err(backend)?;
+                .map_err(StoreError::Redis)?;
             match parse_viewer_answer(answer)? {
                 ViewerAnswer::Written => {
                     done.extend(pending.into_iter().zip(deltas).map(|(i, d)| (i, ViewerStep::New(d))));
@@ -512,7 +518,7 @@ impl RedisStore {
             .connection
             .invoke(&self.apply_deltas, &keys, &args)
             .await
-            .map_err(backend)?;
+            .map_err(StoreError::Redis)?;
         if flags.len() != count {
             return Err(StoreError::Corrupt(format!("{} flags for {count} events", flags.len())));
         }
@@ -623,7 +629,7 @@ impl Store for RedisStore {
 
     async fn viewer(&self, viewer_id: u64) -> Result<Option<ViewerRecord>, StoreError> {
         let cmd = ::redis::cmd("HGET").arg(self.keys.viewer(viewer_id)).arg("r").clone();
-        let stored: Option<Vec<u8>> = within(self.read_timeout, self.connection.query(&cmd)).await?;
+        let stored: Option<Vec<u8>> = within(Operation::Read, self.read_timeout, self.connection.query(&cmd)).await?;
         stored
             .map(|bytes| decode_viewer(&bytes, &self.ingest.intimacy_weights))
             .transpose()
@@ -631,7 +637,7 @@ impl Store for RedisStore {
 
     async fn global(&self) -> Result<CreatorAggregate, StoreError> {
         let cmd = ::redis::cmd("HGET").arg(self.keys.global()).arg(GLOBAL_ID).clone();
-        let snapshot: Option<Vec<u8>> = within(self.read_timeout, self.connection.query(&cmd)).await?;
+        let snapshot: Option<Vec<u8>> = within(Operation::Read, self.read_timeout, self.connection.query(&cmd)).await?;
         snapshot.map_or_else(|| Ok(CreatorAggregate::default()), |bytes| parse_snapshot(&bytes))
     }
 
@@ -641,15 +647,20 @@ impl Store for RedisStore {
         }
         match tokio::time::timeout(self.write_timeout, self.apply_batch(events, now_ms)).await {
             Ok(result) => result,
-            Err(_) => Err(StoreError::Backend(format!(
-                "Redis did not complete the batch within {:?}",
-                self.write_timeout
-            ))),
+            Err(_) => Err(StoreError::Timeout {
+                operation: Operation::Write,
+                limit: self.write_timeout,
+            }),
         }
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        let _: String = within(self.read_timeout, self.connection.query(&::redis::cmd("PING"))).await?;
+        let _: String = within(
+            Operation::Read,
+            self.read_timeout,
+            self.connection.query(&::redis::cmd("PING")),
+        )
+        .await?;
         Ok(())
     }
 }
@@ -769,15 +780,16 @@ fn parse_bucket(reply: &Value) -> Result<CreatorBucket, StoreError> {
     Ok(CreatorBucket { creators })
 }
 
-async fn within<T>(timeout: Duration, request: impl Future<Output = Result<T, RedisError>>) -> Result<T, StoreError> {
-    match tokio::time::timeout(timeout, request).await {
-        Ok(result) => result.map_err(backend),
-        Err(_) => Err(StoreError::Backend(format!("Redis did not answer within {timeout:?}"))),
+/// `request`, cut off after `limit`.
+async fn within<T>(
+    operation: Operation,
+    limit: Duration,
+    request: impl Future<Output = Result<T, RedisError>>,
+) -> Result<T, StoreError> {
+    match tokio::time::timeout(limit, request).await {
+        Ok(result) => result.map_err(StoreError::Redis),
+        Err(_) => Err(StoreError::Timeout { operation, limit }),
     }
-}
-
-fn backend(error: impl std::fmt::Display) -> StoreError {
-    StoreError::Backend(format!("redis: {error}"))
 }
 
 #[cfg(test)]

@@ -15,7 +15,7 @@ use creator_boost::model::{CreatorAggregate, Event, EventKind, IngestParams, Vie
 use creator_boost::proto;
 use creator_boost::proto::EventKind::*;
 use creator_boost::store::Store;
-use creator_boost::store::redis_store::{RedisSettings, RedisStore};
+use creator_boost::store::redis::{RedisSettings, RedisStore};
 
 /// Cache TTL of the replicas in these tests; the staleness bound is this
 /// plus the per-thread L1 age (250 ms).

@@ -20,7 +20,7 @@ use crate::proto::creator_boost_server::CreatorBoostServer;
 use crate::service::transport::admission::{AdmissionLayer, AdmissionSettings, Budgets};
 use crate::service::transport::listener::ConnectionLimits;
 use crate::store::embedded::{EmbeddedStore, WriterSettings};
-use crate::store::redis_store::{RedisSettings, RedisStore};
+use crate::store::redis::{RedisSettings, RedisStore};
 use crate::store::{AnyStore, Store, StoreError};
 
 /// Why the server could not start or stopped abnormally.

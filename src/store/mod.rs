@@ -2,7 +2,7 @@
 //! platform aggregate and the event-id dedupe window.
 //!
 //! [`Store`] is what the engine needs; [`embedded::EmbeddedStore`] (redb, on
-//! disk, one node) is the default backend, [`redis_store::RedisStore`] (Redis
+//! disk, one node) is the default backend, [`RedisStore`](self::redis::RedisStore) (Redis
 //! or Redis Cluster) the one shared by many replicas; [`AnyStore`] is either,
 //! as chosen at start.
 
@@ -10,7 +10,7 @@ pub mod codec;
 pub mod embedded;
 mod error;
 pub(crate) mod hash;
-pub mod redis_store;
+pub mod redis;
 pub mod url;
 
 use std::future::Future;
@@ -126,7 +126,7 @@ pub enum AnyStore {
     /// On disk, one node.
     Embedded(embedded::EmbeddedStore),
     /// Redis or Redis Cluster, shared by replicas.
-    Redis(Box<redis_store::RedisStore>),
+    Redis(Box<self::redis::RedisStore>),
 }
 
 impl AnyStore {

@@ -65,7 +65,7 @@ pub type InvalidateHook = Arc<dyn Fn(&Touched) + Send + Sync>;
 pub const CREATOR_BUCKETS: u32 = 1 << 16;
 
 /// The bucket of a creator: the top 16 bits of a SplitMix64 hash of its id,
-/// so dense and sparse id spaces spread evenly. Persisted (see [`hash`]).
+/// so dense and sparse id spaces spread evenly. Persisted: it must never change (`hash.rs`).
 pub fn creator_bucket(creator_id: u64) -> u32 {
     (hash::splitmix64(creator_id) >> 48) as u32
 }

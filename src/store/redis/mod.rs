@@ -42,9 +42,9 @@
 //! work the same on a single server and on a cluster.
 //!
 //! # Layout
-//! [`keys`] names the keys; [`scripts`] holds the two Lua scripts
-//! (`scripts/*.lua`) and their typed arguments; [`codec`] the text forms of
-//! deltas and snapshots; [`write`] the three steps; [`connection`] one
+//! `keys.rs` names the keys; `scripts.rs` runs the two Lua scripts
+//! (`scripts/*.lua`) with typed arguments; `codec.rs` holds the text forms
+//! of deltas and snapshots; `write.rs` the three steps; `connection.rs` one
 //! connection type over a server and a cluster.
 
 mod codec;

@@ -36,6 +36,16 @@ struct ViewerStep {
     applied_before: bool,
 }
 
+/// A viewer's record with a batch's events applied, as step 1 will write it.
+struct Replayed {
+    /// The version the record was read at (`None` = absent).
+    version: Option<String>,
+    /// The record after the events.
+    record: ViewerRecord,
+    /// Each event's deltas, in order.
+    deltas: Vec<EventDeltaText>,
+}
+
 /// One viewer's events of a batch, for step 1.
 struct ViewerEvents<'a> {
     viewer_id: u64,
@@ -122,22 +132,11 @@ impl RedisStore {
             if pending.is_empty() {
                 return Ok(done);
             }
-            let (stored, version): (Option<Vec<u8>>, Option<String>) = self
-                .connection
-                .query(::redis::cmd("HMGET").arg(&record_key).arg("r").arg("n"))
-                .await
-                .map_err(StoreError::Redis)?;
-            let mut record = match stored {
-                Some(bytes) => decode_viewer(&bytes, &self.ingest.intimacy_weights)?,
-                None => ViewerRecord::default(),
-            };
-            let deltas: Vec<EventDeltaText> = pending
-                .iter()
-                .map(|i| {
-                    let delta = event_delta(&batch.events[*i], &self.ingest, &self.decay, Some(&mut record));
-                    EventDeltaText::encode(&delta)
-                })
-                .collect();
+            let Replayed {
+                version,
+                record,
+                deltas,
+            } = self.replay_viewer(&record_key, batch.events, &pending).await?;
             // Positions in `pending` of the events with an id (one dedupe entry each).
             let keyed: Vec<(usize, u128)> = pending
                 .iter()
@@ -190,6 +189,34 @@ impl RedisStore {
             "viewer {}: record changed by other writers {MAX_VIEWER_ATTEMPTS} times in a row",
             batch.viewer_id
         )))
+    }
+
+    /// Reads a viewer's record and applies the events `pending` (indices
+    /// into `events`) to it, in order.
+    async fn replay_viewer(
+        &self,
+        record_key: &str,
+        events: &[Event],
+        pending: &[usize],
+    ) -> Result<Replayed, StoreError> {
+        let (stored, version): (Option<Vec<u8>>, Option<String>) = self
+            .connection
+            .query(::redis::cmd("HMGET").arg(record_key).arg("r").arg("n"))
+            .await
+            .map_err(StoreError::Redis)?;
+        let mut record = match stored {
+            Some(bytes) => decode_viewer(&bytes, &self.ingest.intimacy_weights)?,
+            None => ViewerRecord::default(),
+        };
+        let deltas = pending
+            .iter()
+            .map(|i| EventDeltaText::encode(&event_delta(&events[*i], &self.ingest, &self.decay, Some(&mut record))))
+            .collect();
+        Ok(Replayed {
+            version,
+            record,
+            deltas,
+        })
     }
 
     /// Steps 2 and 3 for the events in `work`; returns, per event index,

@@ -307,7 +307,7 @@ pub struct Config {
     /// Directory of the embedded store.
     pub data_dir: PathBuf,
     /// Shared store URL (`redis://…`, `redis-cluster://…`); `None` = the embedded store.
-    pub store: Option<String>,
+    pub store: Option<crate::store::StoreUrl>,
     /// Redis time limits.
     pub redis: RedisConfig,
     /// Most concurrent Rank/GetCreatorScores calls; beyond it they get
@@ -489,14 +489,10 @@ impl Config {
         }
         validate_cache(&raw.cache)?;
         let store = overrides.store.or(raw.store).filter(|url| !url.is_empty());
-        if let Some(url) = &store
-            && !(url.starts_with("redis://") || url.starts_with("redis-cluster://"))
-        {
-            return Err(ConfigError::Invalid(format!(
-                "store: `{}` is neither redis://HOST:PORT[/DB] nor redis-cluster://HOST:PORT[,HOST:PORT...]",
-                crate::store::redis_store::redact(url)
-            )));
-        }
+        let store = store
+            .map(|url| url.parse::<crate::store::StoreUrl>())
+            .transpose()
+            .map_err(|error| ConfigError::Invalid(format!("store: {error}")))?;
         validate_redis(&raw.redis)?;
         raw.ingest
             .validate()

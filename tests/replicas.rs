@@ -15,7 +15,7 @@ use creator_boost::model::{CreatorAggregate, Event, EventKind, IngestParams, Vie
 use creator_boost::proto;
 use creator_boost::proto::EventKind::*;
 use creator_boost::store::Store;
-use creator_boost::store::redis_store::{RedisSettings, RedisStore};
+use creator_boost::store::redis::{RedisSettings, RedisStore};
 
 /// Cache TTL of the replicas in these tests; the staleness bound is this
 /// plus the per-thread L1 age (250 ms).
@@ -205,7 +205,9 @@ async fn concurrent_writers_through_two_replicas_match_a_single_node_replay(back
         url: match &backend {
             Backend::Redis => common::redis::standalone_url(),
             _ => common::redis::cluster_url(),
-        },
+        }
+        .parse()
+        .expect("store URL"),
         key_prefix: first.key_prefix.clone(),
         ingest: ingest.clone(),
         dedupe_window_ms: 3_600_000,

@@ -230,7 +230,7 @@ impl<S: Store> Engine<S> {
         read: impl Future<Output = Result<T, StoreError>>,
     ) -> Result<T, StoreError> {
         if self.store_down() {
-            return Err(StoreError::Backend("store failing: read skipped".into()));
+            return Err(StoreError::BreakerOpen { window: STORE_BREAKER });
         }
         let started = Instant::now();
         let result = within_budget(budget, read).await;
@@ -501,9 +501,10 @@ async fn within_budget<T>(
 ) -> Result<T, StoreError> {
     match budget {
         Some(budget) => tokio::time::timeout(budget, read).await.unwrap_or_else(|_| {
-            Err(StoreError::Backend(format!(
-                "no answer within the call's read budget ({budget:?})"
-            )))
+            Err(StoreError::Timeout {
+                operation: crate::store::Operation::CallRead,
+                limit: budget,
+            })
         }),
         None => read.await,
     }

@@ -39,8 +39,18 @@ impl From<Error> for Status {
                 // store is unavailable and may retry.
                 tracing::error!(error = %store, "store failure");
                 match store {
-                    StoreError::Backend(_) | StoreError::Closed => {
+                    StoreError::Redis(_)
+                    | StoreError::Embedded(_)
+                    | StoreError::Open { .. }
+                    | StoreError::Task { .. }
+                    | StoreError::Backend(_)
+                    | StoreError::Timeout { .. }
+                    | StoreError::BreakerOpen { .. }
+                    | StoreError::Closed => {
                         Status::unavailable("store unavailable; nothing from this batch was acknowledged")
+                    }
+                    StoreError::Incompatible { .. } => {
+                        Status::failed_precondition("the store was written with another layout or other half-lives")
                     }
                     StoreError::Corrupt(_) => Status::internal("store record unreadable"),
                 }

@@ -25,7 +25,7 @@ use crate::service::transport::auth::WriteTokenLayer;
 use crate::service::transport::listener::{self, ConnectionLimits};
 use crate::service::transport::tls::{self, Certificates, TlsError};
 use crate::store::embedded::{EmbeddedStore, WriterSettings};
-use crate::store::redis_store::{RedisSettings, RedisStore};
+use crate::store::redis::{RedisSettings, RedisStore};
 use crate::store::{AnyStore, Store, StoreError};
 
 /// Why the server could not start or stopped abnormally.
@@ -221,7 +221,7 @@ pub async fn serve(
         None => None,
     };
     match &config.store {
-        Some(url) => tracing::info!(%address, store = %crate::store::redis_store::redact(url), "creator-boost serving"),
+        Some(url) => tracing::info!(%address, store = %url, "creator-boost serving"),
         None => tracing::info!(%address, data_dir = %config.data_dir.display(), "creator-boost serving"),
     }
     run(listener, metrics, engine, options, shutdown_signal()).await

@@ -2,32 +2,25 @@
 //! platform aggregate and the event-id dedupe window.
 //!
 //! [`Store`] is what the engine needs; [`embedded::EmbeddedStore`] (redb, on
-//! disk, one node) is the default backend, [`redis_store::RedisStore`] (Redis
+//! disk, one node) is the default backend, [`RedisStore`](self::redis::RedisStore) (Redis
 //! or Redis Cluster) the one shared by many replicas; [`AnyStore`] is either,
 //! as chosen at start.
 
 pub mod codec;
 pub mod embedded;
-pub mod redis_store;
+mod error;
+pub(crate) mod hash;
+pub mod redis;
+pub mod url;
 
 use std::future::Future;
 use std::sync::Arc;
 
-use crate::model::{CreatorAggregate, Event, ViewerRecord};
+pub use error::{Operation, StoreError};
+pub(crate) use hash::event_key;
+pub use url::{StoreUrl, StoreUrlError};
 
-/// Why a store operation failed.
-#[derive(Clone, Debug, thiserror::Error)]
-pub enum StoreError {
-    /// The backend failed (I/O, disk full, read-only, connection lost).
-    #[error("store backend error: {0}")]
-    Backend(String),
-    /// A stored record could not be decoded.
-    #[error("corrupt record: {0}")]
-    Corrupt(String),
-    /// The store has been shut down.
-    #[error("store is closed")]
-    Closed,
-}
+use crate::model::{CreatorAggregate, Event, ViewerRecord};
 
 /// What happened to one event handed to [`Store::apply`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -72,12 +65,9 @@ pub type InvalidateHook = Arc<dyn Fn(&Touched) + Send + Sync>;
 pub const CREATOR_BUCKETS: u32 = 1 << 16;
 
 /// The bucket of a creator: the top 16 bits of a SplitMix64 hash of its id,
-/// so dense and sparse id spaces spread evenly.
+/// so dense and sparse id spaces spread evenly. Persisted: it must never change (`hash.rs`).
 pub fn creator_bucket(creator_id: u64) -> u32 {
-    let mut z = creator_id.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    ((z ^ (z >> 31)) >> 48) as u32
+    (hash::splitmix64(creator_id) >> 48) as u32
 }
 
 /// The creators of one bucket, sorted by id.
@@ -136,7 +126,7 @@ pub enum AnyStore {
     /// On disk, one node.
     Embedded(embedded::EmbeddedStore),
     /// Redis or Redis Cluster, shared by replicas.
-    Redis(Box<redis_store::RedisStore>),
+    Redis(Box<self::redis::RedisStore>),
 }
 
 impl AnyStore {
@@ -202,73 +192,4 @@ pub(crate) fn decay_signature(ingest: &crate::model::IngestParams) -> String {
         "layout={STORE_LAYOUT} engagement_half_life_days={} negative_half_life_days={}",
         ingest.engagement_half_life_days, ingest.negative_half_life_days
     )
-}
-
-/// Why a store's recorded signature does not match this build and config,
-/// and what to do about it.
-pub(crate) fn signature_mismatch(stored: &str, wanted: &str, fresh_store: &str) -> String {
-    if !stored.starts_with("layout=") {
-        format!(
-            "this store was written by an earlier version of creator-boost (layout 1: evidence counted per \
-             event). Its sums cannot be converted to the per-account model (layout {STORE_LAYOUT}) without the \
-             events, so it is not read. Re-import the event log into {fresh_store} with `creator-boost import`, \
-             or run the earlier version against this store"
-        )
-    } else {
-        format!(
-            "this store holds sums written with {stored}; this build and config need {wanted}. Use the same \
-             [ingest] half-lives, or import into {fresh_store}"
-        )
-    }
-}
-
-/// An event's identity for deduplication: its id, per viewer, on every
-/// backend (one viewer cannot pre-claim another's ids).
-pub(crate) fn event_key(event: &Event) -> u128 {
-    let mut bytes = Vec::with_capacity(8 + event.event_id.len());
-    bytes.extend_from_slice(&event.viewer_id.to_le_bytes());
-    bytes.extend_from_slice(event.event_id.as_bytes());
-    event_id_hash(&bytes)
-}
-
-/// A 128-bit hash of an event id: two independent 64-bit lanes over 8-byte
-/// words, each finished with the SplitMix64 avalanche.
-pub(crate) fn event_id_hash(id: &[u8]) -> u128 {
-    fn mix(mut z: u64) -> u64 {
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    let (mut a, mut b) = (0x243F_6A88_85A3_08D3u64, 0x1319_8A2E_0370_7344u64);
-    for chunk in id.chunks(8) {
-        let mut word = [0u8; 8];
-        word[..chunk.len()].copy_from_slice(chunk);
-        let word = u64::from_le_bytes(word);
-        a = mix(a ^ word);
-        b = mix(b.wrapping_add(word).rotate_left(29) ^ 0x9E37_79B9_7F4A_7C15);
-    }
-    let length = id.len() as u64;
-    (u128::from(mix(a ^ length)) << 64) | u128::from(mix(b ^ length.rotate_left(32)))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::event_id_hash;
-
-    #[test]
-    fn event_id_hashes_differ_and_are_stable() {
-        let ids = [
-            "",
-            "a",
-            "a\0",
-            "ab",
-            "kr-1-2-3-like",
-            "kr-1-2-3-view",
-            "12345678",
-            "123456789",
-        ];
-        let hashes: std::collections::HashSet<u128> = ids.iter().map(|id| event_id_hash(id.as_bytes())).collect();
-        assert_eq!(hashes.len(), ids.len());
-        assert_eq!(event_id_hash(b"stable"), event_id_hash(b"stable"));
-    }
 }

@@ -1,0 +1,247 @@
+//! Redis and Redis Cluster backend: one store shared by many replicas.
+//!
+//! Keys, all Cluster-safe (every script touches one hash slot):
+//!
+//! | data | key | layout |
+//! |---|---|---|
+//! | creator bucket | `cb:{c<bucket>}` | hash; `<creator>` → snapshot `t,f,m,e,sum 0..22` |
+//! | its counters | `cb:{c<bucket>}:n` | hash; `<creator>:<n>` sum n, `<creator>:f/m/e/t` followers, members, evidence, updated_at |
+//! | marker: event applied to a bucket | `cb:{c<bucket>}:a:<event hash>` | accepting `now_ms`, expires with the dedupe window |
+//! | viewer record | `cb:{v<viewer>}` | hash; `r` the encoded [`ViewerRecord`], `n` its version |
+//! | dedupe entry | `cb:{v<viewer>}:e:<event hash>` | `<now_ms>;<delta>`, expires with the dedupe window |
+//! | platform aggregate | `cb:{g}`, `cb:{g}:n` | as a bucket's, with the id `g` |
+//! | marker: event applied to it | `cb:{g}:a:<event hash>` | as for a bucket |
+//! | half-lives the sums were written with | `cb:{meta}` | string |
+//!
+//! An event is applied in three idempotent steps, one script each:
+//!
+//! 1. Viewer slot: the relation record is read, the pure model applies the
+//!    viewer's events of the batch in order and computes each event's
+//!    [`AggregateDelta`](crate::model::aggregate::AggregateDelta); a script writes the record back only if its version
+//!    is unchanged (else the step is redone) and only if no event id is in the
+//!    dedupe window, storing each event's delta in its dedupe entry.
+//! 2. Creator slot: per event, a marker `SET` if absent; when new, the delta
+//!    goes in with `HINCRBYFLOAT` / `HINCRBY` and `updated_at` is raised;
+//!    then the snapshot of each creator touched is rebuilt from its counters.
+//! 3. Platform slot: the same with its own markers.
+//!
+//! A batch is acknowledged after all three steps. If a step fails the batch
+//! is not acknowledged; its resend finds the dedupe entries (now answered as
+//! duplicates), takes the stored deltas and completes steps 2 and 3, which
+//! the markers keep from counting anything twice. Anonymous events have no
+//! viewer step; the creator marker is their dedupe entry. Event ids are
+//! deduplicated per viewer (a resend always carries the same viewer).
+//!
+//! Reads: one `HGETALL` of the snapshots per creator bucket, one `HGET` of the
+//! viewer record and of the platform snapshot, all sent at once (one round
+//! trip; a pipeline on a single server).
+//!
+//! Why scripts: each step checks something (a version, a dedupe entry, a
+//! marker) and writes only if the check holds. Run as one script on one hash
+//! slot, check and write are atomic without `WATCH`/`MULTI` round trips, and
+//! work the same on a single server and on a cluster.
+//!
+//! # Layout
+//! `keys.rs` names the keys; `scripts.rs` runs the two Lua scripts
+//! (`scripts/*.lua`) with typed arguments; `codec.rs` holds the text forms
+//! of deltas and snapshots; `write.rs` the three steps; `connection.rs` one
+//! connection type over a server and a cluster.
+
+mod codec;
+mod connection;
+mod keys;
+mod scripts;
+mod write;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ::redis::{Cmd, RedisError, Value};
+
+use self::codec::{parse_bucket, parse_snapshot};
+use self::connection::Connection;
+use self::keys::{GLOBAL_ID, Keys};
+use self::scripts::Scripts;
+use super::codec::decode_viewer;
+use super::{
+    Applied, CREATOR_BUCKETS, CreatorBucket, InvalidateHook, Operation, Store, StoreError, StoreUrl, decay_signature,
+};
+use crate::model::{CreatorAggregate, Decay, Event, IngestParams, ViewerRecord};
+
+/// Buckets read at once by [`RedisStore::scan_creators`].
+const SCAN_CHUNK: usize = 1024;
+/// Longest expiry set on a key (Redis refuses larger ones).
+const MAX_EXPIRY_MS: i64 = 10 * 365 * 24 * 3600 * 1000;
+
+/// Where the store lives and how long it may take.
+#[derive(Clone)]
+pub struct RedisSettings {
+    /// The server or cluster.
+    pub url: StoreUrl,
+    /// Start of every key name (no `{` or `}`).
+    pub key_prefix: String,
+    /// What is stored per event.
+    pub ingest: IngestParams,
+    /// How long an event id is remembered, in milliseconds.
+    pub dedupe_window_ms: i64,
+    /// Longest a read may take before the caller answers degraded.
+    pub read_timeout: Duration,
+    /// Longest a batch may take before it fails (unacknowledged).
+    pub write_timeout: Duration,
+    /// Called after each applied batch with what it touched.
+    pub on_write: Option<InvalidateHook>,
+}
+
+/// The shared store. Cheap to clone.
+#[derive(Clone)]
+pub struct RedisStore {
+    connection: Connection,
+    keys: Keys,
+    ingest: IngestParams,
+    decay: Decay,
+    window_ms: i64,
+    read_timeout: Duration,
+    write_timeout: Duration,
+    on_write: Option<InvalidateHook>,
+    scripts: Arc<Scripts>,
+}
+
+impl RedisStore {
+    /// Connects and checks that the stored sums were written with the same
+    /// half-lives (the first replica to connect records them).
+    ///
+    /// # Errors
+    /// [`StoreError::Redis`] or [`StoreError::Timeout`] when the server cannot
+    /// be reached, [`StoreError::Incompatible`] when it holds sums written
+    /// with another layout or other half-lives.
+    pub async fn connect(settings: RedisSettings) -> Result<RedisStore, StoreError> {
+        if settings.key_prefix.contains(['{', '}']) {
+            return Err(StoreError::Backend(format!(
+                "key prefix `{}` must not contain braces (they choose the Cluster hash slot)",
+                settings.key_prefix
+            )));
+        }
+        let connect_timeout = settings.write_timeout.max(Duration::from_secs(1));
+        let connection = Connection::open(settings.url.target(), connect_timeout, settings.write_timeout).await?;
+        let store = RedisStore {
+            connection,
+            keys: Keys::new(settings.key_prefix),
+            decay: settings.ingest.decay(),
+            ingest: settings.ingest,
+            window_ms: settings.dedupe_window_ms.clamp(1, MAX_EXPIRY_MS),
+            read_timeout: settings.read_timeout,
+            write_timeout: settings.write_timeout,
+            on_write: settings.on_write,
+            scripts: Arc::new(Scripts::load()),
+        };
+        store.check_decay().await?;
+        Ok(store)
+    }
+
+    async fn check_decay(&self) -> Result<(), StoreError> {
+        let wanted = decay_signature(&self.ingest);
+        // The first replica to connect writes it; everyone reads what won.
+        let _: Option<String> = within(
+            Operation::Connect,
+            self.write_timeout,
+            self.connection
+                .query(::redis::cmd("SET").arg(self.keys.meta()).arg(&wanted).arg("NX")),
+        )
+        .await?;
+        let stored: String = within(
+            Operation::Connect,
+            self.write_timeout,
+            self.connection.query(::redis::cmd("GET").arg(self.keys.meta())),
+        )
+        .await?;
+        if stored != wanted {
+            return Err(StoreError::Incompatible {
+                stored,
+                wanted,
+                fresh_store: "another Redis database (or this one after FLUSHDB)",
+            });
+        }
+        Ok(())
+    }
+
+    /// Every creator in the store, sorted by id (reads all buckets).
+    ///
+    /// # Errors
+    /// [`StoreError`] when a read fails.
+    pub async fn scan_creators(&self) -> Result<Vec<(u64, CreatorAggregate)>, StoreError> {
+        let mut creators = Vec::new();
+        let all: Vec<u32> = (0..CREATOR_BUCKETS).collect();
+        for chunk in all.chunks(SCAN_CHUNK) {
+            for bucket in self.read_buckets(chunk, self.write_timeout).await? {
+                creators.extend(bucket.creators);
+            }
+        }
+        creators.sort_unstable_by_key(|(id, _)| *id);
+        Ok(creators)
+    }
+
+    async fn read_buckets(&self, buckets: &[u32], timeout: Duration) -> Result<Vec<CreatorBucket>, StoreError> {
+        let reads: Vec<Cmd> = buckets
+            .iter()
+            .map(|bucket| ::redis::cmd("HGETALL").arg(self.keys.bucket(*bucket)).clone())
+            .collect();
+        let replies: Vec<Value> = within(Operation::Read, timeout, self.connection.query_all(&reads)).await?;
+        replies.iter().map(parse_bucket).collect()
+    }
+}
+
+impl Store for RedisStore {
+    async fn creator_buckets(&self, buckets: Vec<u32>) -> Result<Vec<CreatorBucket>, StoreError> {
+        self.read_buckets(&buckets, self.read_timeout).await
+    }
+
+    async fn viewer(&self, viewer_id: u64) -> Result<Option<ViewerRecord>, StoreError> {
+        let cmd = ::redis::cmd("HGET").arg(self.keys.viewer(viewer_id)).arg("r").clone();
+        let stored: Option<Vec<u8>> = within(Operation::Read, self.read_timeout, self.connection.query(&cmd)).await?;
+        stored
+            .map(|bytes| decode_viewer(&bytes, &self.ingest.intimacy_weights))
+            .transpose()
+    }
+
+    async fn global(&self) -> Result<CreatorAggregate, StoreError> {
+        let cmd = ::redis::cmd("HGET").arg(self.keys.global()).arg(GLOBAL_ID).clone();
+        let snapshot: Option<Vec<u8>> = within(Operation::Read, self.read_timeout, self.connection.query(&cmd)).await?;
+        snapshot.map_or_else(|| Ok(CreatorAggregate::default()), |bytes| parse_snapshot(&bytes))
+    }
+
+    async fn apply(&self, events: Vec<Event>, now_ms: i64) -> Result<Vec<Applied>, StoreError> {
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        match tokio::time::timeout(self.write_timeout, self.apply_batch(events, now_ms)).await {
+            Ok(result) => result,
+            Err(_) => Err(StoreError::Timeout {
+                operation: Operation::Write,
+                limit: self.write_timeout,
+            }),
+        }
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        let _: String = within(
+            Operation::Read,
+            self.read_timeout,
+            self.connection.query(&::redis::cmd("PING")),
+        )
+        .await?;
+        Ok(())
+    }
+}
+
+/// `request`, cut off after `limit`.
+async fn within<T>(
+    operation: Operation,
+    limit: Duration,
+    request: impl Future<Output = Result<T, RedisError>>,
+) -> Result<T, StoreError> {
+    match tokio::time::timeout(limit, request).await {
+        Ok(result) => result.map_err(StoreError::Redis),
+        Err(_) => Err(StoreError::Timeout { operation, limit }),
+    }
+}

@@ -33,7 +33,17 @@ async fn sighup_applies_a_good_config_and_refuses_a_bad_one() {
     let temp = tempfile::tempdir().expect("temp");
     let config = temp.path().join("creator-boost.toml");
     std::fs::write(&config, "[model]\nnon_fan_factor = 0.3\n").expect("write");
-    let (mut child, url) = start_binary(&temp.path().join("data"), &["--config".as_ref(), config.as_os_str()]).await;
+    let metrics_addr: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
+    let (mut child, url) = start_binary(
+        &temp.path().join("data"),
+        &[
+            "--config".as_ref(),
+            config.as_os_str(),
+            "--metrics-listen".as_ref(),
+            metrics_addr.to_string().as_ref(),
+        ],
+    )
+    .await;
     let channel = Channel::from_shared(url)
         .expect("url")
         .connect()
@@ -69,7 +79,7 @@ async fn sighup_applies_a_good_config_and_refuses_a_bad_one() {
     // A bad config is refused: the parameters in force stay, the server lives on.
     std::fs::write(&config, "[model]\nboost_min = 7\n").expect("write");
     hangup(&child);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    wait_for_metric(metrics_addr, "creator_boost_reloads_total{outcome=\"refused\"} 1\n").await;
     assert_eq!(model_version(&mut client, "").await.expect("still serving"), second);
     model_version(&mut client, "fresh").await.expect("old variants kept");
     assert!(child.try_wait().expect("status").is_none(), "server exited");

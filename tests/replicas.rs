@@ -396,8 +396,10 @@ async fn killing_redis_degrades_rank_without_failing_it_and_loses_no_acked_event
 
     // A steady Rank load through the outage and the recovery.
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let healthy_answers = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
     let load = {
         let stop = std::sync::Arc::clone(&stop);
+        let healthy_answers = std::sync::Arc::clone(&healthy_answers);
         let mut client = server.client().await;
         tokio::spawn(async move {
             let (mut answers, mut failures, mut degraded) = (0u32, Vec::new(), 0u32);
@@ -406,6 +408,7 @@ async fn killing_redis_degrades_rank_without_failing_it_and_loses_no_acked_event
                     Ok(response) => {
                         answers += 1;
                         degraded += u32::from(response.into_inner().degraded);
+                        healthy_answers.store(answers - degraded, std::sync::atomic::Ordering::Relaxed);
                     }
                     Err(status) => failures.push(status),
                 }
@@ -414,7 +417,12 @@ async fn killing_redis_degrades_rank_without_failing_it_and_loses_no_acked_event
             (answers, failures, degraded)
         })
     };
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The load runs against a healthy store first.
+    let started = Instant::now();
+    while healthy_answers.load(std::sync::atomic::Ordering::Relaxed) < 20 {
+        assert!(started.elapsed() < Duration::from_secs(10), "the load never got going");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     redis.kill();
 
     // Answers turn degraded; past the TTL they come from the stale cache

@@ -15,7 +15,7 @@ use crate::model::{CreatorAggregate, CreatorScore, Decay, IngestParams, RankedIt
 use crate::service::cache::Caches;
 use crate::service::ingest::{RawEvent, RejectReason, validate};
 use crate::service::metrics::Metrics;
-use crate::store::{Applied, CreatorBucket, Store, StoreError, creator_bucket};
+use crate::store::{AnyStore, Applied, CreatorBucket, Store, StoreError, creator_bucket};
 
 /// Where "now" comes from: the system clock, or a settable instant for tests
 /// and replays ("as of").
@@ -132,9 +132,14 @@ pub struct EngineSettings {
     pub variants: Variants,
 }
 
-/// Rank, scores and ingest over a store `S`; share it behind an `Arc`.
-pub struct Engine<S> {
-    store: S,
+/// Rank, scores and ingest over the store; share it behind an `Arc`.
+///
+/// Concrete over [`AnyStore`]: the service runs on exactly the backends that
+/// enum names, and the tests run it on those same backends (real Redis,
+/// killed or frozen, for the failure paths), so a type parameter would buy
+/// nothing but bounds on every caller.
+pub struct Engine {
+    store: AnyStore,
     caches: Arc<Caches>,
     limits: Limits,
     decay: Decay,
@@ -156,15 +161,15 @@ pub struct Engine<S> {
 /// second while serving) finds the store back sooner.
 pub const STORE_BREAKER: Duration = Duration::from_secs(2);
 
-impl<S: Store> Engine<S> {
+impl Engine {
     /// An engine over `store`; `caches` must be the ones the store's commit hook refreshes.
     pub fn new(
-        store: S,
+        store: AnyStore,
         caches: Arc<Caches>,
         settings: EngineSettings,
         clock: Clock,
         metrics: Arc<Metrics>,
-    ) -> Engine<S> {
+    ) -> Engine {
         let EngineSettings {
             limits,
             ingest,
@@ -242,7 +247,7 @@ impl<S: Store> Engine<S> {
     }
 
     /// The store (offline commands read it directly).
-    pub fn store(&self) -> &S {
+    pub fn store(&self) -> &AnyStore {
         &self.store
     }
 

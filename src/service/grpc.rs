@@ -17,7 +17,7 @@ use crate::service::deadline::ClientDeadline;
 use crate::service::engine::Engine;
 use crate::service::ingest::RawEvent;
 use crate::service::metrics::Method;
-use crate::store::{Store, StoreError};
+use crate::store::StoreError;
 
 impl From<Error> for Status {
     fn from(error: Error) -> Status {
@@ -62,20 +62,20 @@ impl From<Error> for Status {
 /// The `CreatorBoost` service over an engine. The write token, the in-flight
 /// budgets and the message limits are checked before a call gets here, by
 /// [`crate::service::transport`]; the conversions are [`convert`]'s.
-pub struct GrpcService<S> {
-    engine: Arc<Engine<S>>,
+pub struct GrpcService {
+    engine: Arc<Engine>,
 }
 
-impl<S> GrpcService<S> {
+impl GrpcService {
     /// The service over `engine`.
-    pub fn new(engine: Arc<Engine<S>>) -> Self {
+    pub fn new(engine: Arc<Engine>) -> Self {
         GrpcService { engine }
     }
 }
 
 type EventStream = Pin<Box<dyn Stream<Item = Result<proto::RecordEventsResponse, Status>> + Send + 'static>>;
 
-impl<S: Store> GrpcService<S> {
+impl GrpcService {
     /// Runs one call and records it. (Deadlines are enforced earlier, by
     /// [`crate::service::deadline::DeadlineLayer`], which drops this future.)
     async fn observed<T>(&self, method: Method, call: impl Future<Output = Result<T, Status>>) -> Result<T, Status> {
@@ -119,7 +119,7 @@ impl<S: Store> GrpcService<S> {
 }
 
 #[tonic::async_trait]
-impl<S: Store> CreatorBoost for GrpcService<S> {
+impl CreatorBoost for GrpcService {
     async fn rank(&self, request: Request<proto::RankRequest>) -> Result<Response<proto::RankResponse>, Status> {
         self.observed(Method::Rank, self.rank_call(request)).await
     }

@@ -20,12 +20,11 @@ use std::sync::Arc;
 use crate::config::{Config, Overrides};
 use crate::service::engine::Engine;
 use crate::service::transport::tls::Certificates;
-use crate::store::Store;
 
 /// What a reload needs: the running process's config and where it came from.
-pub struct Reloader<S> {
+pub struct Reloader {
     /// The engine whose variants are swapped.
-    pub engine: Arc<Engine<S>>,
+    pub engine: Arc<Engine>,
     /// The config file; `None` = only the TLS files are re-read.
     pub path: Option<PathBuf>,
     /// The command line's values, which win over the file as at start.
@@ -58,7 +57,7 @@ pub enum ReloadError {
     Tls(#[from] crate::service::transport::tls::TlsError),
 }
 
-impl<S: Store> Reloader<S> {
+impl Reloader {
     /// One reload. The config file is validated whole before anything is
     /// swapped; the certificates are loaded whole before they are.
     ///

@@ -26,7 +26,7 @@ use crate::service::transport::listener::{self, ConnectionLimits};
 use crate::service::transport::tls::{self, Certificates, TlsError};
 use crate::store::embedded::{EmbeddedStore, WriterSettings};
 use crate::store::redis::{RedisSettings, RedisStore};
-use crate::store::{AnyStore, Store, StoreError};
+use crate::store::{AnyStore, StoreError};
 
 /// Why the server could not start or stopped abnormally.
 #[derive(Debug, thiserror::Error)]
@@ -118,11 +118,7 @@ impl ServerOptions {
 ///
 /// # Errors
 /// [`StoreError`] when the store cannot be opened or reached.
-pub async fn open_engine(
-    config: &Config,
-    clock: Clock,
-    metrics: Arc<Metrics>,
-) -> Result<Arc<Engine<AnyStore>>, StoreError> {
+pub async fn open_engine(config: &Config, clock: Clock, metrics: Arc<Metrics>) -> Result<Arc<Engine>, StoreError> {
     let caches = Arc::new(Caches::new(&config.cache));
     let hook_caches = Arc::clone(&caches);
     let dedupe_window_ms = i64::try_from(config.limits.dedupe_window_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
@@ -232,10 +228,10 @@ pub async fn serve(
 ///
 /// # Errors
 /// [`ServeError`] when reflection cannot be built or the transport fails.
-pub async fn run<S: Store>(
+pub async fn run(
     listener: TcpListener,
     metrics: Option<TcpListener>,
-    engine: Arc<Engine<S>>,
+    engine: Arc<Engine>,
     options: ServerOptions,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
@@ -251,16 +247,14 @@ pub async fn run<S: Store>(
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     let _store_probe = AbortOnDrop(tokio::spawn(probe_store(Arc::clone(&engine), health_reporter.clone())));
     let service = creator_boost_service(engine, &options.message_limits, options.max_message_bytes);
-    health_reporter
-        .set_serving::<CreatorBoostServer<GrpcService<S>>>()
-        .await;
+    health_reporter.set_serving::<CreatorBoostServer<GrpcService>>().await;
     let _read_budget_watch = AbortOnDrop(tokio::spawn(watch_read_budget(
         Arc::clone(&budgets),
         health_reporter.clone(),
-        <CreatorBoostServer<GrpcService<S>> as tonic::server::NamedService>::NAME,
+        <CreatorBoostServer<GrpcService> as tonic::server::NamedService>::NAME,
     )));
     let (reflection_v1, reflection_v1alpha) = reflection()?;
-    let (signal, drain_started) = not_serving_then_drain::<S>(shutdown, health_reporter);
+    let (signal, drain_started) = not_serving_then_drain(shutdown, health_reporter);
     let admission = AdmissionLayer::new(
         AdmissionSettings {
             budgets,
@@ -285,11 +279,11 @@ pub async fn run<S: Store>(
 /// The CreatorBoost service with its codec limits. The admission layer
 /// enforces each RPC's own limit first; the decoder's is the backstop at the
 /// largest of them.
-fn creator_boost_service<S: Store>(
-    engine: Arc<Engine<S>>,
+fn creator_boost_service(
+    engine: Arc<Engine>,
     limits: &MessageLimits,
     max_message_bytes: usize,
-) -> CreatorBoostServer<GrpcService<S>> {
+) -> CreatorBoostServer<GrpcService> {
     let largest_request = limits.rank.max(limits.creator_scores).max(limits.record_events);
     CreatorBoostServer::new(GrpcService::new(engine))
         .max_decoding_message_size(largest_request)
@@ -360,7 +354,7 @@ fn incoming(
 /// The shutdown signal tonic waits on: once `shutdown` resolves it first
 /// flips health to NOT_SERVING, so load balancers stop sending, then lets
 /// tonic stop accepting and drain. The receiver hears when draining began.
-fn not_serving_then_drain<S: Store>(
+fn not_serving_then_drain(
     shutdown: impl Future<Output = ()> + Send + 'static,
     reporter: tonic_health::server::HealthReporter,
 ) -> (
@@ -371,7 +365,7 @@ fn not_serving_then_drain<S: Store>(
     let signal = async move {
         shutdown.await;
         tracing::info!("shutting down: health NOT_SERVING, draining in-flight calls");
-        reporter.set_not_serving::<CreatorBoostServer<GrpcService<S>>>().await;
+        reporter.set_not_serving::<CreatorBoostServer<GrpcService>>().await;
         reporter
             .set_service_status("", tonic_health::ServingStatus::NotServing)
             .await;
@@ -412,7 +406,7 @@ pub const STORE_HEALTH_SERVICE: &str = "creatorboost.v1.Store";
 /// How often the store is probed.
 const STORE_PROBE_INTERVAL: Duration = Duration::from_secs(1);
 
-async fn probe_store<S: Store>(engine: Arc<Engine<S>>, reporter: tonic_health::server::HealthReporter) {
+async fn probe_store(engine: Arc<Engine>, reporter: tonic_health::server::HealthReporter) {
     let mut last = None;
     let mut ticks = tokio::time::interval(STORE_PROBE_INTERVAL);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

@@ -21,7 +21,6 @@ use tokio::sync::mpsc;
 
 use crate::service::engine::{Engine, RecordOutcome};
 use crate::service::ingest::RawEvent;
-use crate::store::Store;
 
 /// Input file format.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -150,9 +149,9 @@ pub trait Sink {
 }
 
 /// Writes through an engine (the embedded store, server stopped).
-pub struct EngineSink<S>(pub Arc<Engine<S>>);
+pub struct EngineSink(pub Arc<Engine>);
 
-impl<S: Store> Sink for EngineSink<S> {
+impl Sink for EngineSink {
     async fn send(&mut self, batch: Vec<RawEvent>) -> Result<RecordOutcome, String> {
         self.0.record(batch).await.map_err(|e| e.to_string())
     }

@@ -39,12 +39,7 @@ pub struct EvalOptions {
 /// A message when the file cannot be read or has no usable header.
 pub fn load_kuairand(path: &Path) -> Result<Vec<Event>, String> {
     use std::io::BufRead;
-    let file = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let reader: Box<dyn BufRead> = if path.extension().is_some_and(|e| e == "gz") {
-        Box::new(std::io::BufReader::new(flate2::read::MultiGzDecoder::new(file)))
-    } else {
-        Box::new(std::io::BufReader::new(file))
-    };
+    let reader = crate::offline::open_events(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let mut lines = reader.lines();
     let header = lines.next().ok_or("empty file")?.map_err(|e| e.to_string())?;
     let columns = Columns::from_header(&header)?;

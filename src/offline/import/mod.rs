@@ -11,8 +11,7 @@ pub mod jsonl;
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::fs::File;
-use std::io::{BufRead, BufReader, Read};
+use std::io::BufRead;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -240,26 +239,6 @@ fn progress_bar() -> indicatif::ProgressBar {
     bar
 }
 
-/// Opens a file, transparently decompressing gzip (by magic bytes).
-fn open(path: &Path) -> Result<Box<dyn BufRead + Send>, ImportError> {
-    let read_error = |e: std::io::Error| ImportError::Read {
-        path: path.to_owned(),
-        message: e.to_string(),
-    };
-    let mut file = File::open(path).map_err(read_error)?;
-    let mut magic = [0u8; 2];
-    let gzip = file.read(&mut magic).map_err(read_error)? == 2 && magic == [0x1f, 0x8b];
-    let file = File::open(path).map_err(read_error)?;
-    Ok(if gzip {
-        Box::new(BufReader::with_capacity(
-            1 << 16,
-            flate2::read::MultiGzDecoder::new(file),
-        ))
-    } else {
-        Box::new(BufReader::with_capacity(1 << 16, file))
-    })
-}
-
 fn read_files(options: &ImportOptions, sender: &mpsc::Sender<Parsed>) {
     let mut rows = 0u64;
     let mut after_until = 0u64;
@@ -268,10 +247,13 @@ fn read_files(options: &ImportOptions, sender: &mpsc::Sender<Parsed>) {
     let send = |message: Parsed| sender.blocking_send(message).is_ok();
     for path in &options.files {
         let format = options.format.unwrap_or_else(|| Format::guess(path));
-        let mut reader = match open(path) {
+        let mut reader = match super::open_events(path) {
             Ok(reader) => reader,
             Err(error) => {
-                send(Parsed::Failed(error));
+                send(Parsed::Failed(ImportError::Read {
+                    path: path.clone(),
+                    message: error.to_string(),
+                }));
                 return;
             }
         };

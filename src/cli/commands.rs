@@ -24,6 +24,19 @@ fn error(e: impl std::fmt::Display) -> CommandError {
     CommandError(e.to_string())
 }
 
+/// An offline tool's error and its causes on one line (`what failed: why`):
+/// those errors say what failed and keep the cause as their source.
+fn error_chain(error: &dyn std::error::Error) -> CommandError {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    CommandError(text)
+}
+
 fn now_ms() -> i64 {
     Clock::system().now_ms()
 }
@@ -56,7 +69,7 @@ pub async fn import(args: ImportArgs) -> Result<ImportStats, CommandError> {
             })
             .await
             .map_err(error)?;
-            run_import(options, &mut sink).await.map_err(error)
+            run_import(options, &mut sink).await.map_err(|e| error_chain(&e))
         }
         None => {
             let overrides = Overrides {
@@ -75,7 +88,7 @@ pub async fn import(args: ImportArgs) -> Result<ImportStats, CommandError> {
                 .await
                 .map_err(error)?;
             let mut sink = EngineSink(engine);
-            run_import(options, &mut sink).await.map_err(error)
+            run_import(options, &mut sink).await.map_err(|e| error_chain(&e))
         }
     }
 }
@@ -182,5 +195,5 @@ pub fn evaluate(args: EvaluateArgs) -> Result<String, CommandError> {
         chart_dir: args.charts,
         tune: args.tune,
     };
-    crate::offline::evaluate::run(&options).map_err(CommandError)
+    crate::offline::evaluate::run(&options).map_err(|e| error_chain(&e))
 }

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use crate::model::aggregate::apply_event;
 use crate::model::score::Scorer;
 use crate::model::{CreatorAggregate, Event, EventKind, IngestParams, ModelParams, ViewerRecord};
-use crate::offline::import::impressions::Columns;
+use crate::offline::import::impressions::{Columns, MissingColumn};
 
 /// Evaluation settings.
 #[derive(Clone, Debug)]
@@ -33,19 +33,87 @@ pub struct EvalOptions {
     pub tune: bool,
 }
 
+/// Why the evaluation could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum EvaluateError {
+    /// The log could not be opened or read.
+    #[error("reading {}", path.display())]
+    Read {
+        /// The log.
+        path: PathBuf,
+        /// What went wrong.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The log has no header line.
+    #[error("{} is empty", path.display())]
+    Empty {
+        /// The log.
+        path: PathBuf,
+    },
+    /// The log's first line is not a KuaiRand header.
+    #[error("reading the header of {}", path.display())]
+    Header {
+        /// The log.
+        path: PathBuf,
+        /// The column it lacks.
+        #[source]
+        source: MissingColumn,
+    },
+    /// No row of the log made a usable event.
+    #[error("{} holds no usable events", path.display())]
+    NoEvents {
+        /// The log.
+        path: PathBuf,
+    },
+    /// `--split` does not leave events on both sides.
+    #[error(
+        "the split {} must fall inside the data ({} to {})",
+        crate::time::format_time(*.split_ms),
+        crate::time::format_time(*.start_ms),
+        crate::time::format_time(*.end_ms)
+    )]
+    SplitOutside {
+        /// The split asked for, unix ms.
+        split_ms: i64,
+        /// The first event, unix ms.
+        start_ms: i64,
+        /// Just after the last event, unix ms.
+        end_ms: i64,
+    },
+    /// A chart could not be written.
+    #[error("writing {}", path.display())]
+    WriteChart {
+        /// The chart's file.
+        path: PathBuf,
+        /// What went wrong.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
 /// Loads a KuaiRand log as validated events, duplicates (same event id) dropped, sorted by time.
 ///
 /// # Errors
-/// A message when the file cannot be read or has no usable header.
-pub fn load_kuairand(path: &Path) -> Result<Vec<Event>, String> {
+/// [`EvaluateError`] when the file cannot be read or has no usable header.
+pub fn load_kuairand(path: &Path) -> Result<Vec<Event>, EvaluateError> {
     use std::io::BufRead;
-    let reader = crate::offline::open_events(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let mut lines = reader.lines();
-    let header = lines.next().ok_or("empty file")?.map_err(|e| e.to_string())?;
-    let columns = Columns::from_header(&header)?;
+    let read_error = |source| EvaluateError::Read {
+        path: path.to_owned(),
+        source,
+    };
+    let mut lines = crate::offline::open_events(path).map_err(read_error)?.lines();
+    let header = lines
+        .next()
+        .ok_or_else(|| EvaluateError::Empty { path: path.to_owned() })?
+        .map_err(read_error)?;
+    let columns = Columns::from_header(&header).map_err(|source| EvaluateError::Header {
+        path: path.to_owned(),
+        source,
+    })?;
     let mut raw = Vec::new();
     for line in lines {
-        let line = line.map_err(|e| e.to_string())?;
+        let line = line.map_err(read_error)?;
         // Malformed rows are skipped here; `import` counts them.
         let _ = columns.events(&line, &mut raw);
     }
@@ -292,16 +360,23 @@ fn replay_key(ingest: &IngestParams) -> (u64, [u64; 8]) {
 /// The whole evaluation, as a Markdown report.
 ///
 /// # Errors
-/// A message when the data cannot be read or is too short to split.
-pub fn run(options: &EvalOptions) -> Result<String, String> {
+/// [`EvaluateError`] when the data cannot be read or split, or a chart
+/// cannot be written.
+pub fn run(options: &EvalOptions) -> Result<String, EvaluateError> {
     let events = load_kuairand(&options.file)?;
     let (Some(first), Some(last)) = (events.first(), events.last()) else {
-        return Err("no events".into());
+        return Err(EvaluateError::NoEvents {
+            path: options.file.clone(),
+        });
     };
     let (start, end) = (first.timestamp_ms, last.timestamp_ms + 1);
     let split = options.split_ms.unwrap_or(start + (end - start) / 2);
     if split <= start || split >= end {
-        return Err("the split must fall inside the data".into());
+        return Err(EvaluateError::SplitOutside {
+            split_ms: split,
+            start_ms: start,
+            end_ms: end,
+        });
     }
     let mut report = String::new();
     let _ = writeln!(
@@ -403,7 +478,10 @@ pub fn run(options: &EvalOptions) -> Result<String, String> {
     }
 
     if let Some(dir) = &options.chart_dir {
-        std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
+        std::fs::create_dir_all(dir).map_err(|source| EvaluateError::WriteChart {
+            path: dir.clone(),
+            source,
+        })?;
         let scatter = scatter_svg(
             &configured.points,
             "creator_value (earlier window)",
@@ -419,8 +497,12 @@ pub fn run(options: &EvalOptions) -> Result<String, String> {
             ("evaluation-scatter.svg", scatter),
             ("evaluation-boosts.svg", histogram),
         ] {
-            std::fs::write(dir.join(name), svg).map_err(|e| e.to_string())?;
-            let _ = writeln!(report, "wrote {}", dir.join(name).display());
+            let path = dir.join(name);
+            std::fs::write(&path, svg).map_err(|source| EvaluateError::WriteChart {
+                path: path.clone(),
+                source,
+            })?;
+            let _ = writeln!(report, "wrote {}", path.display());
         }
     }
     Ok(report)

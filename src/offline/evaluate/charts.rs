@@ -1,28 +1,44 @@
 //! The evaluation's SVG charts: creator_value against the next window's
-//! engagement, and the spread of public boosts.
+//! engagement, and the spread of public boosts, drawn with plotters.
 
-use std::fmt::Write as _;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
+
+use plotters::coord::Shift;
+use plotters::coord::types::RangedCoordf64;
+use plotters::prelude::*;
 
 use super::EvaluateError;
 use super::compute::SplitResult;
 use crate::model::ModelParams;
 
+/// A failure to draw (drawing into a string does not fail in practice).
+pub(super) type DrawError = DrawingAreaErrorKind<std::io::Error>;
+
+const SIZE: (u32, u32) = (640, 400);
+const POINT: RGBColor = RGBColor(0x1f, 0x77, 0xb4);
+const BAR: RGBColor = RGBColor(0xff, 0x7f, 0x0e);
+const BINS: usize = 30;
+
 /// Writes the scatter and the boost histogram of `configured` into `dir`.
 ///
 /// # Errors
-/// [`EvaluateError::WriteChart`] when the folder or a file cannot be written.
+/// [`EvaluateError`] when a chart cannot be drawn, or the folder or a file
+/// cannot be written.
 pub(super) fn write(dir: &Path, configured: &SplitResult, params: &ModelParams) -> Result<Vec<PathBuf>, EvaluateError> {
-    std::fs::create_dir_all(dir).map_err(|source| EvaluateError::WriteChart {
-        path: dir.to_owned(),
-        source,
-    })?;
+    let draw_error = |chart: &'static str| move |source| EvaluateError::DrawChart { chart, source };
     let scatter = scatter_svg(
         &configured.points,
         "creator_value (earlier window)",
         "engagement per impression (next window)",
-    );
-    let histogram = histogram_svg(&configured.boosts, params.boost_min, params.boost_max, "public_boost");
+    )
+    .map_err(draw_error("scatter"))?;
+    let histogram = histogram_svg(&configured.boosts, params.boost_min..params.boost_max, "public_boost")
+        .map_err(draw_error("histogram"))?;
+    std::fs::create_dir_all(dir).map_err(|source| EvaluateError::WriteChart {
+        path: dir.to_owned(),
+        source,
+    })?;
     let mut written = Vec::new();
     for (name, svg) in [
         ("evaluation-scatter.svg", scatter),
@@ -38,112 +54,108 @@ pub(super) fn write(dir: &Path, configured: &SplitResult, params: &ModelParams) 
     Ok(written)
 }
 
-const WIDTH: f64 = 640.0;
-const HEIGHT: f64 = 400.0;
-const MARGIN: f64 = 64.0;
-
-fn frame(title_x: &str, title_y: &str, x: (f64, f64), y: (f64, f64)) -> String {
-    let mut svg = format!(
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{WIDTH}\" height=\"{HEIGHT}\" font-family=\"sans-serif\" font-size=\"12\">\n\
-         <rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n\
-         <line x1=\"{MARGIN}\" y1=\"{b}\" x2=\"{r}\" y2=\"{b}\" stroke=\"black\"/>\n\
-         <line x1=\"{MARGIN}\" y1=\"{MARGIN}\" x2=\"{MARGIN}\" y2=\"{b}\" stroke=\"black\"/>\n\
-         <text x=\"{cx}\" y=\"{ty}\" text-anchor=\"middle\">{title_x}</text>\n\
-         <text x=\"14\" y=\"{cy}\" text-anchor=\"middle\" transform=\"rotate(-90 14 {cy})\">{title_y}</text>\n",
-        b = HEIGHT - MARGIN,
-        r = WIDTH - 16.0,
-        cx = (WIDTH + MARGIN) / 2.0,
-        ty = HEIGHT - 14.0,
-        cy = HEIGHT / 2.0,
-    );
-    for i in 0..=4 {
-        let f = f64::from(i) / 4.0;
-        let px = MARGIN + f * (WIDTH - 16.0 - MARGIN);
-        let py = HEIGHT - MARGIN - f * (HEIGHT - 2.0 * MARGIN);
-        let _ = writeln!(
-            svg,
-            "<text x=\"{px}\" y=\"{}\" text-anchor=\"middle\">{}</text>",
-            HEIGHT - MARGIN + 16.0,
-            tick(x.0 + f * (x.1 - x.0), x)
-        );
-        let _ = writeln!(
-            svg,
-            "<text x=\"{}\" y=\"{py}\" text-anchor=\"end\">{}</text>",
-            MARGIN - 4.0,
-            tick(y.0 + f * (y.1 - y.0), y)
-        );
-    }
-    svg
-}
-
-/// A tick label with as many decimals as the axis range needs.
-fn tick(value: f64, (low, high): (f64, f64)) -> String {
-    let span = (high - low).abs();
-    if span >= 20.0 {
-        format!("{value:.0}")
-    } else if span >= 2.0 {
-        format!("{value:.1}")
-    } else {
-        format!("{value:.2}")
-    }
-}
-
-fn scale(value: f64, (low, high): (f64, f64), from: f64, to: f64) -> f64 {
-    let f = if high > low { (value - low) / (high - low) } else { 0.5 };
-    from + f.clamp(0.0, 1.0) * (to - from)
-}
-
 /// A scatter plot of `points` (x, y).
-pub fn scatter_svg(points: &[(f64, f64)], title_x: &str, title_y: &str) -> String {
-    let range = |values: Vec<f64>| {
-        let low = values.iter().copied().fold(f64::INFINITY, f64::min);
-        let high = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-        if low.is_finite() && high.is_finite() {
-            (low, high)
-        } else {
-            (0.0, 1.0)
-        }
-    };
-    let x = range(points.iter().map(|p| p.0).collect());
-    let y = range(points.iter().map(|p| p.1).collect());
-    let mut svg = frame(title_x, title_y, x, y);
-    for (px, py) in points {
-        let cx = scale(*px, x, MARGIN, WIDTH - 16.0);
-        let cy = scale(*py, y, HEIGHT - MARGIN, MARGIN);
-        let _ = writeln!(
-            svg,
-            "<circle cx=\"{cx:.1}\" cy=\"{cy:.1}\" r=\"2.5\" fill=\"#1f77b4\" fill-opacity=\"0.6\"/>"
-        );
+pub(super) fn scatter_svg(points: &[(f64, f64)], title_x: &str, title_y: &str) -> Result<String, DrawError> {
+    let x = span(points.iter().map(|p| p.0));
+    let y = span(points.iter().map(|p| p.1));
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
+        let mut chart = axes(&root, x, y, title_x, title_y)?;
+        chart.draw_series(points.iter().map(|p| Circle::new(*p, 3, POINT.mix(0.6).filled())))?;
+        root.present()?;
     }
-    svg.push_str("</svg>\n");
-    svg
+    Ok(svg)
 }
 
-/// A histogram of `values` over [low, high] in 30 bins.
-pub fn histogram_svg(values: &[f64], low: f64, high: f64, title: &str) -> String {
-    const BINS: usize = 30;
+/// A histogram of `values` over `range` in 30 bins (values outside it count
+/// in the first or last bin).
+pub(super) fn histogram_svg(values: &[f64], range: Range<f64>, title: &str) -> Result<String, DrawError> {
     let mut bins = [0u64; BINS];
+    let width = (range.end - range.start) / BINS as f64;
     for v in values {
-        let i = (((v - low) / (high - low)) * BINS as f64)
-            .floor()
-            .clamp(0.0, BINS as f64 - 1.0) as usize;
+        let i = ((v - range.start) / width).floor().clamp(0.0, BINS as f64 - 1.0) as usize;
         bins[i] += 1;
     }
-    let top = bins.iter().copied().max().unwrap_or(1).max(1) as f64;
-    let mut svg = frame(title, "creators", (low, high), (0.0, top));
-    let width = (WIDTH - 16.0 - MARGIN) / BINS as f64;
-    for (i, count) in bins.iter().enumerate() {
-        let h = *count as f64 / top * (HEIGHT - 2.0 * MARGIN);
-        let _ = writeln!(
-            svg,
-            "<rect x=\"{:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"{h:.1}\" fill=\"#ff7f0e\"/>",
-            MARGIN + i as f64 * width,
-            HEIGHT - MARGIN - h,
-            width - 1.0
-        );
+    let top = bins.iter().copied().max().unwrap_or(0).max(1) as f64;
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
+        let mut chart = axes(&root, range.clone(), 0.0..top * 1.05, title, "creators")?;
+        let bars = bins.iter().enumerate().filter(|(_, count)| **count > 0);
+        chart.draw_series(bars.map(|(i, count)| {
+            let left = range.start + i as f64 * width;
+            let mut bar = Rectangle::new([(left, 0.0), (left + width, *count as f64)], BAR.filled());
+            bar.set_margin(0, 0, 0, 1);
+            bar
+        }))?;
+        root.present()?;
     }
-    svg.push_str("</svg>\n");
-    svg
+    Ok(svg)
+}
+
+type Chart<'a, 'b> = ChartContext<'a, SVGBackend<'b>, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
+
+/// A white chart with both axes labelled and no grid.
+fn axes<'a, 'b>(
+    root: &'a DrawingArea<SVGBackend<'b>, Shift>,
+    x: Range<f64>,
+    y: Range<f64>,
+    title_x: &str,
+    title_y: &str,
+) -> Result<Chart<'a, 'b>, DrawError> {
+    root.fill(&WHITE)?;
+    let (x_span, y_span) = (x.end - x.start, y.end - y.start);
+    let mut chart = ChartBuilder::on(root)
+        .margin(16)
+        .x_label_area_size(40)
+        .y_label_area_size(56)
+        .build_cartesian_2d(x, y)?;
+    // plotters draws SVG text at 1/1.24 of the size asked: these come out
+    // at about 13 and 12 px.
+    chart
+        .configure_mesh()
+        .disable_mesh()
+        .x_desc(title_x)
+        .y_desc(title_y)
+        .axis_desc_style(("sans-serif", 16))
+        .label_style(("sans-serif", 15))
+        .x_labels(6)
+        .y_labels(6)
+        .x_label_formatter(&|v| tick(*v, x_span))
+        .y_label_formatter(&|v| tick(*v, y_span))
+        .draw()?;
+    Ok(chart)
+}
+
+/// A tick label with as many decimals as the axis span needs, never `-0`.
+fn tick(value: f64, span: f64) -> String {
+    let decimals = if span >= 20.0 {
+        0
+    } else if span >= 2.0 {
+        1
+    } else {
+        2
+    };
+    let text = format!("{value:.decimals$}");
+    match text.strip_prefix('-') {
+        Some(positive) if positive.bytes().all(|b| b == b'0' || b == b'.') => positive.to_owned(),
+        _ => text,
+    }
+}
+
+/// The range of `values`, widened when they are all equal (or absent) so
+/// that the axis has a length.
+fn span(values: impl Iterator<Item = f64> + Clone) -> Range<f64> {
+    let low = values.clone().fold(f64::INFINITY, f64::min);
+    let high = values.fold(f64::NEG_INFINITY, f64::max);
+    if !(low.is_finite() && high.is_finite()) {
+        0.0..1.0
+    } else if high > low {
+        low..high
+    } else {
+        low - 0.5..high + 0.5
+    }
 }
 
 #[cfg(test)]
@@ -152,9 +164,21 @@ mod tests {
 
     #[test]
     fn charts_are_svg() {
-        let svg = scatter_svg(&[(0.0, 1.0), (1.0, 2.0)], "x", "y");
-        assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>") && svg.contains("<circle"));
-        let svg = histogram_svg(&[0.5, 1.0, 2.0, 7.0], 0.5, 2.0, "boost");
-        assert_eq!(svg.matches("<rect").count(), 31);
+        let svg = scatter_svg(&[(0.0, 1.0), (1.0, 2.0)], "x", "y").expect("scatter");
+        assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
+        assert_eq!(svg.matches("<circle").count(), 2);
+        let svg = histogram_svg(&[0.5, 1.0, 2.0, 7.0], 0.5..2.0, "boost").expect("histogram");
+        // Three non-empty bins (0.5, 1.0, and 2.0 with 7.0 in the last).
+        assert_eq!(svg.matches("fill=\"#FF7F0E\"").count(), 3, "{svg}");
+        let svg = scatter_svg(&[(1.0, 1.0)], "x", "y").expect("one point");
+        assert!(!svg.contains("NaN"), "{svg}");
+    }
+
+    #[test]
+    fn tick_labels() {
+        assert_eq!(tick(-0.0001, 0.7), "0.00");
+        assert_eq!(tick(-0.25, 0.7), "-0.25");
+        assert_eq!(tick(1.5, 3.0), "1.5");
+        assert_eq!(tick(2500.0, 3000.0), "2500");
     }
 }

@@ -16,7 +16,6 @@ use std::collections::HashSet;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-pub use charts::{histogram_svg, scatter_svg};
 pub use compute::{spearman, target_weight};
 
 use crate::model::{Event, IngestParams, ModelParams};
@@ -88,6 +87,15 @@ pub enum EvaluateError {
         start_ms: i64,
         /// Just after the last event, unix ms.
         end_ms: i64,
+    },
+    /// A chart could not be drawn.
+    #[error("drawing the {chart} chart")]
+    DrawChart {
+        /// Which chart.
+        chart: &'static str,
+        /// What went wrong.
+        #[source]
+        source: charts::DrawError,
     },
     /// A chart could not be written.
     #[error("writing {}", path.display())]

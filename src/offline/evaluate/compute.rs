@@ -4,6 +4,8 @@
 
 use std::collections::HashMap;
 
+use rand::RngExt;
+
 use super::{EvalOptions, Window};
 use crate::model::aggregate::apply_event;
 use crate::model::score::Scorer;
@@ -365,12 +367,12 @@ fn bootstrap(
     if n < 3 {
         return Vec::new();
     }
-    let mut rng = crate::offline::generate::Rng::new(seed);
+    let mut rng = crate::offline::generate::seeded_rng(seed);
     let mut values = Vec::with_capacity(resamples);
     let (mut model, mut raw, mut target) = (vec![0.0; n], vec![0.0; n], vec![0.0; n]);
     for _ in 0..resamples {
         for i in 0..n {
-            let j = rng.below(n as u64) as usize;
+            let j = rng.random_range(0..n);
             model[i] = result.points[j].0;
             target[i] = result.points[j].1;
             raw[i] = result.raw[j];

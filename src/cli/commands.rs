@@ -5,6 +5,7 @@ use std::io::Write;
 
 use crate::cli::args::{EvaluateArgs, GenerateArgs, ImportArgs, ScoresArgs, ServerArgs};
 use crate::cli::client::StreamSink;
+use crate::cli::time::parse_time;
 use crate::config::{Config, Overrides};
 use crate::offline::generate::{GenerateOptions, generate};
 use crate::offline::import::{EngineSink, ImportOptions, ImportStats, run_import};
@@ -13,7 +14,6 @@ use crate::service::engine::Clock;
 use crate::service::server::open_engine;
 use crate::store::Store;
 use crate::store::embedded::{EmbeddedStore, WriterSettings};
-use crate::time::parse_time;
 
 /// Why an offline command failed; the message is for the terminal.
 #[derive(Debug, thiserror::Error)]
@@ -43,7 +43,9 @@ fn now_ms() -> i64 {
 
 /// Parses an optional TIME argument.
 fn optional_time(text: Option<&str>) -> Result<Option<i64>, CommandError> {
-    text.map(|t| parse_time(t, now_ms())).transpose().map_err(error)
+    text.map(|t| parse_time(t, now_ms()))
+        .transpose()
+        .map_err(|e| error_chain(&e))
 }
 
 /// `creator-boost import`.
@@ -104,7 +106,7 @@ pub async fn scores(args: ScoresArgs, out: &mut impl Write) -> Result<(), Comman
         ..Overrides::default()
     };
     let config = Config::load(args.config.as_deref(), overrides).map_err(error)?;
-    let as_of_ms = parse_time(&args.as_of, now_ms()).map_err(error)?;
+    let as_of_ms = parse_time(&args.as_of, now_ms()).map_err(|e| error_chain(&e))?;
     let variant = config
         .variants
         .get(&args.variant)
@@ -162,7 +164,7 @@ pub async fn scores(args: ScoresArgs, out: &mut impl Write) -> Result<(), Comman
 /// # Errors
 /// [`CommandError`] on a bad `--end` or a write failure.
 pub fn generate_events(args: GenerateArgs, out: &mut impl Write) -> Result<u64, CommandError> {
-    let end_ms = parse_time(&args.end, now_ms()).map_err(error)?;
+    let end_ms = parse_time(&args.end, now_ms()).map_err(|e| error_chain(&e))?;
     let options = GenerateOptions {
         seed: args.seed,
         creators: args.creators,

@@ -76,9 +76,9 @@ pub enum EvaluateError {
     /// `--split` does not leave events on both sides.
     #[error(
         "the split {} must fall inside the data ({} to {})",
-        crate::time::format_time(*.split_ms),
-        crate::time::format_time(*.start_ms),
-        crate::time::format_time(*.end_ms)
+        report::format_time(*.split_ms),
+        report::format_time(*.start_ms),
+        report::format_time(*.end_ms)
     )]
     SplitOutside {
         /// The split asked for, unix ms.

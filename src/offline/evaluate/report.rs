@@ -3,7 +3,6 @@
 use std::fmt::Write as _;
 
 use super::compute::{Evaluation, SplitResult, Tuning};
-use crate::time::format_time;
 
 /// The report of `evaluation`: its window, then one table row per split.
 pub(super) fn render(evaluation: &Evaluation) -> String {
@@ -73,4 +72,28 @@ fn tuning_rows(report: &mut String, tuning: &Tuning) {
         p.m_engagement,
         p.long_term_value_weight
     );
+}
+
+/// Unix milliseconds as RFC 3339 UTC with milliseconds
+/// (`2022-05-01T15:28:56.000Z`).
+pub(super) fn format_time(ms: i64) -> String {
+    match jiff::Timestamp::from_millisecond(ms) {
+        Ok(instant) => format!("{instant:.3}"),
+        // Beyond the years ±9999, which no event log reaches.
+        Err(_) => format!("{ms} ms after 1970"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_instants_as_rfc3339_with_milliseconds() {
+        assert_eq!(format_time(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(format_time(1_650_812_741_436), "2022-04-24T15:05:41.436Z");
+        assert_eq!(format_time(951_868_799_123), "2000-02-29T23:59:59.123Z");
+        assert_eq!(format_time(-86_400_001), "1969-12-30T23:59:59.999Z");
+        assert_eq!(format_time(i64::MAX), format!("{} ms after 1970", i64::MAX));
+    }
 }

@@ -61,12 +61,7 @@ pub(super) struct Gain {
 /// Measures the configured parameters on the outer split, and tunes when asked.
 pub(super) fn evaluate(events: &[Event], window: Window, options: &EvalOptions) -> Evaluation {
     let outer = Split::new(events, window.start_ms, window.split_ms, window.end_ms);
-    let configured = outer.judge(
-        &replay(outer.history, &options.ingest),
-        &options.ingest,
-        &options.params,
-        options.min_impressions,
-    );
+    let configured = outer.replay_and_judge(&options.ingest, &options.params, options.min_impressions);
     let configured_interval = bootstrap_interval(&configured, RESAMPLES, BOOTSTRAP_SEED);
     let tuning = if options.tune {
         tune(events, window, &outer, options)
@@ -93,18 +88,8 @@ fn tune(events: &[Event], window: Window, outer: &Split<'_>, options: &EvalOptio
     let tuning_min = (options.min_impressions / 2).max(1);
     let candidates = grid(&options.ingest, &options.params);
     let (inner_score, tuned) = best_candidate(&inner, &candidates, tuning_min)?;
-    let inner_configured = inner.judge(
-        &replay(inner.history, &options.ingest),
-        &options.ingest,
-        &options.params,
-        tuning_min,
-    );
-    let outer_tuned = outer.judge(
-        &replay(outer.history, &tuned.ingest),
-        &tuned.ingest,
-        &tuned.params,
-        options.min_impressions,
-    );
+    let inner_configured = inner.replay_and_judge(&options.ingest, &options.params, tuning_min);
+    let outer_tuned = outer.replay_and_judge(&tuned.ingest, &tuned.params, options.min_impressions);
     let gain = bootstrap_gain(&outer_tuned, RESAMPLES, BOOTSTRAP_SEED);
     Some(Tuning {
         grid_points: candidates.len(),
@@ -266,6 +251,13 @@ impl<'a> Split<'a> {
         }
     }
 
+    /// Replays the history under `ingest`, then judges `params` on it.
+    fn replay_and_judge(&self, ingest: &IngestParams, params: &ModelParams, min: u64) -> SplitResult {
+        self.judge(&replay(self.history, ingest), ingest, params, min)
+    }
+
+    /// Scores creators with `params` on the replayed history and correlates
+    /// with the next window, over creators with `min` impressions in both.
     fn judge(&self, replayed: &Replay, ingest: &IngestParams, params: &ModelParams, min: u64) -> SplitResult {
         let scorer = Scorer::new(params, &ingest.decay(), &replayed.global, self.split_ms);
         let mut ids: Vec<u64> = self

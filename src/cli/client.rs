@@ -250,11 +250,28 @@ impl StreamSink {
     }
 }
 
+/// Why `StreamEvents` did not record a batch.
+#[derive(Debug, thiserror::Error)]
+pub enum StreamError {
+    /// The server closed the request stream.
+    #[error("the server closed the stream")]
+    Closed,
+    /// The server answered with an error status (its code and message are
+    /// the whole story; tonic's own Display adds details and metadata).
+    #[error("server error: {}: {}", .0.code(), .0.message())]
+    Status(tonic::Status),
+    /// The server ended the response stream before answering.
+    #[error("the server ended the stream")]
+    Ended,
+}
+
 impl crate::offline::import::Sink for StreamSink {
+    type Error = StreamError;
+
     async fn send(
         &mut self,
         batch: Vec<crate::service::ingest::RawEvent>,
-    ) -> Result<crate::service::engine::RecordOutcome, String> {
+    ) -> Result<crate::service::engine::RecordOutcome, StreamError> {
         let events = batch
             .into_iter()
             .map(|e| proto::Event {
@@ -269,13 +286,13 @@ impl crate::offline::import::Sink for StreamSink {
         self.requests
             .send(proto::RecordEventsRequest { events })
             .await
-            .map_err(|_| "the server closed the stream".to_owned())?;
+            .map_err(|_| StreamError::Closed)?;
         let response = self
             .responses
             .message()
             .await
-            .map_err(|status| format!("server error: {}: {}", status.code(), status.message()))?
-            .ok_or_else(|| "the server ended the stream".to_owned())?;
+            .map_err(StreamError::Status)?
+            .ok_or(StreamError::Ended)?;
         Ok(crate::service::engine::RecordOutcome {
             accepted: response.accepted,
             duplicates: response.duplicates,

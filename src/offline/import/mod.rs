@@ -147,23 +147,30 @@ pub enum ImportError {
         source: impressions::MissingColumn,
     },
     /// The sink failed (store error, server error); counts so far are kept.
-    #[error("import stopped: {0}")]
-    Sink(String),
+    #[error("import stopped")]
+    Sink(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
 /// Where batches go.
 pub trait Sink {
+    /// Why a batch was not recorded.
+    type Error: std::error::Error + Send + Sync + 'static;
+
     /// Sends one batch and waits for its outcome.
-    fn send(&mut self, batch: Vec<RawEvent>)
-    -> impl std::future::Future<Output = Result<RecordOutcome, String>> + Send;
+    fn send(
+        &mut self,
+        batch: Vec<RawEvent>,
+    ) -> impl std::future::Future<Output = Result<RecordOutcome, Self::Error>> + Send;
 }
 
 /// Writes through an engine (the embedded store, server stopped).
 pub struct EngineSink<S>(pub Arc<Engine<S>>);
 
 impl<S: Store> Sink for EngineSink<S> {
-    async fn send(&mut self, batch: Vec<RawEvent>) -> Result<RecordOutcome, String> {
-        self.0.record(batch).await.map_err(|e| e.to_string())
+    type Error = crate::error::Error;
+
+    async fn send(&mut self, batch: Vec<RawEvent>) -> Result<RecordOutcome, Self::Error> {
+        self.0.record(batch).await
     }
 }
 
@@ -196,8 +203,8 @@ pub async fn run_import(options: ImportOptions, sink: &mut impl Sink) -> Result<
                 stats.events += batch.len() as u64;
                 match sink.send(batch).await {
                     Ok(outcome) => stats.add_outcome(&outcome),
-                    Err(message) => {
-                        failure = Some(ImportError::Sink(message));
+                    Err(error) => {
+                        failure = Some(ImportError::Sink(Box::new(error)));
                         break;
                     }
                 }

@@ -9,8 +9,9 @@ use creator_boost::model::aggregate::apply_event;
 use creator_boost::model::rank::{Candidate, score_batch};
 use creator_boost::model::score::Scorer;
 use creator_boost::model::{CreatorAggregate, Event, IngestParams, ModelParams, ScoreSpace, ViewerRecord};
-use creator_boost::offline::generate::{FIRST_CREATOR_ID, GenerateOptions, Rng, generate};
+use creator_boost::offline::generate::{FIRST_CREATOR_ID, GenerateOptions, SeededRng, generate, seeded_rng};
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
+use rand::RngExt;
 
 const END_MS: i64 = 1_780_000_000_000;
 
@@ -60,12 +61,12 @@ fn fixture() -> Fixture {
 }
 
 /// 200 candidates over 100 distinct creators, in a shuffled order.
-fn batch(rng: &mut Rng) -> Vec<Candidate> {
+fn batch(rng: &mut SeededRng) -> Vec<Candidate> {
     (0..200u64)
         .map(|i| Candidate {
             item_id: i,
-            creator_id: FIRST_CREATOR_ID + (i % 100) * 3 + rng.below(2),
-            base_score: rng.unit(),
+            creator_id: FIRST_CREATOR_ID + (i % 100) * 3 + rng.random_range(0..2),
+            base_score: rng.random::<f64>(),
         })
         .collect()
 }
@@ -95,7 +96,7 @@ fn benches(c: &mut Criterion) {
         b.iter(|| black_box(viewer).relation(black_box(pair.creator_id)))
     });
 
-    let mut rng = Rng::new(11);
+    let mut rng = seeded_rng(11);
     let candidates = batch(&mut rng);
     for top_k in [0usize, 50] {
         c.bench_function(&format!("batch 200 candidates / ~100 creators, top_k {top_k}"), |b| {

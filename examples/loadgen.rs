@@ -14,21 +14,22 @@
 
 use std::time::Instant;
 
-use creator_boost::offline::generate::{FIRST_CREATOR_ID, GenerateOptions, Rng, generate};
+use creator_boost::offline::generate::{FIRST_CREATOR_ID, GenerateOptions, generate, seeded_rng};
 use creator_boost::proto;
 use creator_boost::proto::creator_boost_client::CreatorBoostClient;
 use hdrhistogram::Histogram;
 use prost::Message;
+use rand::RngExt;
 use tonic::transport::Channel;
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
 
 fn rank_request(seed: u64, creators: u64, viewers: u64) -> proto::RankRequest {
-    let mut rng = Rng::new(seed);
+    let mut rng = seeded_rng(seed);
     // 100 distinct creators, drawn with a popularity skew like the generator's.
     let mut chosen: Vec<u64> = Vec::new();
     while chosen.len() < 100 {
-        let rank = ((creators as f64).powf(rng.unit())) as u64;
+        let rank = ((creators as f64).powf(rng.random::<f64>())) as u64;
         let id = FIRST_CREATOR_ID + rank.min(creators - 1);
         if !chosen.contains(&id) {
             chosen.push(id);
@@ -36,13 +37,13 @@ fn rank_request(seed: u64, creators: u64, viewers: u64) -> proto::RankRequest {
     }
     let candidates = (0..200u64)
         .map(|i| proto::Candidate {
-            item_id: 10_000_000 + rng.below(1_000_000_000),
+            item_id: 10_000_000 + rng.random_range(0..1_000_000_000),
             creator_id: chosen[(i % 100) as usize],
-            base_score: rng.unit(),
+            base_score: rng.random::<f64>(),
         })
         .collect();
     proto::RankRequest {
-        viewer_id: 1 + rng.below(viewers),
+        viewer_id: 1 + rng.random_range(0..viewers),
         candidates,
         variant: String::new(),
         explain: false,

@@ -22,6 +22,6 @@ pub enum Error {
         limit: usize,
     },
     /// The store failed; the cause is logged, not sent to the client.
-    #[error("store unavailable: {0}")]
+    #[error("store unavailable")]
     Store(#[from] StoreError),
 }

@@ -20,8 +20,8 @@
 //! - [`config`]: typed, validated configuration with named variants.
 //! - [`import`], [`scores`], [`generate`], [`evaluate`]: offline tools — bulk
 //!   import, scores as of an instant, synthetic events, the evaluation.
-//! - [`cli`], [`commands`], [`client`], [`telemetry`], [`time`]: the command
-//!   line, its subcommands, its gRPC client, logs, time arguments.
+//! - [`cli`], [`commands`], [`client`], [`telemetry`]: the command line, its
+//!   subcommands, its gRPC client, logs, time arguments.
 
 #![forbid(unsafe_code)]
 
@@ -33,4 +33,3 @@ pub mod offline;
 pub mod proto;
 pub mod service;
 pub mod store;
-pub mod time;

@@ -8,6 +8,7 @@ use creator_boost::service::transport::tls::{Certificates, TlsFiles};
 use common::*;
 use creator_boost::proto;
 use creator_boost::proto::EventKind::*;
+use rand::RngExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tonic::Code;
 
@@ -442,10 +443,10 @@ async fn disk_full_fails_writes_clearly_and_reads_go_on() {
 #[tokio::test]
 async fn malformed_protobuf_gets_an_error_and_the_server_goes_on() {
     let server = spawn_server().await;
-    let mut rng = creator_boost::offline::generate::Rng::new(5);
+    let mut rng = creator_boost::offline::generate::seeded_rng(5);
     for round in 0..200 {
-        let length = (rng.below(300) + 1) as usize;
-        let payload: Vec<u8> = (0..length).map(|_| rng.below(256) as u8).collect();
+        let length = rng.random_range(1..=300);
+        let payload: Vec<u8> = (0..length).map(|_| rng.random::<u8>()).collect();
         let path = if round % 2 == 0 {
             "/creatorboost.v1.CreatorBoost/Rank"
         } else {

@@ -251,21 +251,44 @@ impl StreamSink {
     }
 }
 
+/// Why `StreamEvents` did not record a batch.
+#[derive(Debug, thiserror::Error)]
+pub enum StreamError {
+    /// The server closed the request stream.
+    #[error("the server closed the stream")]
+    Closed,
+    /// The server answered with an error status (its code and message are
+    /// the whole story; tonic's own Display adds details and metadata).
+    #[error("server error: {}: {}", .0.code(), .0.message())]
+    Status(tonic::Status),
+    /// The server ended the response stream before answering.
+    #[error("the server ended the stream")]
+    Ended,
+    /// The server rejected an event for a reason this build cannot read.
+    #[error("the server rejected event #{index} for a reason this build does not know: {reason}")]
+    UnknownReason {
+        /// The event's position in its batch.
+        index: u32,
+        /// The server's text.
+        reason: String,
+    },
+}
+
 impl crate::offline::import::Sink for StreamSink {
-    async fn send(&mut self, batch: Vec<RawEvent>) -> Result<RecordOutcome, String> {
+    type Error = StreamError;
+
+    async fn send(&mut self, batch: Vec<RawEvent>) -> Result<RecordOutcome, StreamError> {
         let events = batch.into_iter().map(proto::Event::from).collect();
         self.requests
             .send(proto::RecordEventsRequest { events })
             .await
-            .map_err(|_| "the server closed the stream".to_owned())?;
+            .map_err(|_| StreamError::Closed)?;
         let response = self
             .responses
             .message()
             .await
-            .map_err(|status| format!("server error: {}: {}", status.code(), status.message()))?
-            .ok_or_else(|| "the server ended the stream".to_owned())?;
-        convert::record_outcome(&response).map_err(|(index, reason)| {
-            format!("the server rejected event #{index} for a reason this build does not know: {reason}")
-        })
+            .map_err(StreamError::Status)?
+            .ok_or(StreamError::Ended)?;
+        convert::record_outcome(&response).map_err(|(index, reason)| StreamError::UnknownReason { index, reason })
     }
 }

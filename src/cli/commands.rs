@@ -5,6 +5,7 @@ use std::io::Write;
 
 use crate::cli::args::{EvaluateArgs, GenerateArgs, ImportArgs, ScoresArgs, ServerArgs};
 use crate::cli::client::StreamSink;
+use crate::cli::time::parse_time;
 use crate::config::{Config, Overrides};
 use crate::offline::generate::{GenerateOptions, generate};
 use crate::offline::import::{EngineSink, ImportOptions, ImportStats, run_import};
@@ -13,7 +14,6 @@ use crate::service::engine::Clock;
 use crate::service::server::open_engine;
 use crate::store::Store;
 use crate::store::embedded::{EmbeddedStore, WriterSettings};
-use crate::time::parse_time;
 
 /// Why an offline command failed; the message is for the terminal.
 #[derive(Debug, thiserror::Error)]
@@ -24,13 +24,28 @@ fn error(e: impl std::fmt::Display) -> CommandError {
     CommandError(e.to_string())
 }
 
+/// An offline tool's error and its causes on one line (`what failed: why`):
+/// those errors say what failed and keep the cause as their source.
+fn error_chain(error: &dyn std::error::Error) -> CommandError {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    CommandError(text)
+}
+
 fn now_ms() -> i64 {
     Clock::system().now_ms()
 }
 
 /// Parses an optional TIME argument.
 fn optional_time(text: Option<&str>) -> Result<Option<i64>, CommandError> {
-    text.map(|t| parse_time(t, now_ms())).transpose().map_err(error)
+    text.map(|t| parse_time(t, now_ms()))
+        .transpose()
+        .map_err(|e| error_chain(&e))
 }
 
 /// `creator-boost import`.
@@ -56,7 +71,7 @@ pub async fn import(args: ImportArgs) -> Result<ImportStats, CommandError> {
             })
             .await
             .map_err(error)?;
-            run_import(options, &mut sink).await.map_err(error)
+            run_import(options, &mut sink).await.map_err(|e| error_chain(&e))
         }
         None => {
             let overrides = Overrides {
@@ -75,7 +90,7 @@ pub async fn import(args: ImportArgs) -> Result<ImportStats, CommandError> {
                 .await
                 .map_err(error)?;
             let mut sink = EngineSink(engine);
-            run_import(options, &mut sink).await.map_err(error)
+            run_import(options, &mut sink).await.map_err(|e| error_chain(&e))
         }
     }
 }
@@ -91,7 +106,7 @@ pub async fn scores(args: ScoresArgs, out: &mut impl Write) -> Result<(), Comman
         ..Overrides::default()
     };
     let config = Config::load(args.config.as_deref(), overrides).map_err(error)?;
-    let as_of_ms = parse_time(&args.as_of, now_ms()).map_err(error)?;
+    let as_of_ms = parse_time(&args.as_of, now_ms()).map_err(|e| error_chain(&e))?;
     let variant = config
         .variants
         .get(&args.variant)
@@ -149,7 +164,7 @@ pub async fn scores(args: ScoresArgs, out: &mut impl Write) -> Result<(), Comman
 /// # Errors
 /// [`CommandError`] on a bad `--end` or a write failure.
 pub fn generate_events(args: GenerateArgs, out: &mut impl Write) -> Result<u64, CommandError> {
-    let end_ms = parse_time(&args.end, now_ms()).map_err(error)?;
+    let end_ms = parse_time(&args.end, now_ms()).map_err(|e| error_chain(&e))?;
     let options = GenerateOptions {
         seed: args.seed,
         creators: args.creators,
@@ -182,5 +197,5 @@ pub fn evaluate(args: EvaluateArgs) -> Result<String, CommandError> {
         chart_dir: args.charts,
         tune: args.tune,
     };
-    crate::offline::evaluate::run(&options).map_err(CommandError)
+    crate::offline::evaluate::run(&options).map_err(|e| error_chain(&e))
 }

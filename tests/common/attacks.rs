@@ -9,9 +9,10 @@
 
 #![allow(dead_code, unreachable_pub)]
 
-use creator_boost::offline::generate::Rng;
+use creator_boost::offline::generate::{SeededRng, seeded_rng};
 use creator_boost::proto;
 use creator_boost::proto::creator_boost_client::CreatorBoostClient;
+use rand::RngExt;
 use tonic::transport::Channel;
 
 /// Ordinary creators of the background platform: ids 1..=300.
@@ -191,9 +192,9 @@ impl Events {
 /// One viewer of an ordinary creator, with KuaiRand's per-account rates
 /// (KuaiRand-Pure, per distinct user–author pair: like 1.75%, comment 0.26%,
 /// share 0.09%, profile visit 1.91%, report 0.085%, follow 0.13%).
-fn ordinary_viewer(events: &mut Events, rng: &mut Rng, viewer: u64, creator: u64, t: i64) {
+fn ordinary_viewer(events: &mut Events, rng: &mut SeededRng, viewer: u64, creator: u64, t: i64) {
     use proto::EventKind as K;
-    events.push(K::View, viewer, creator, t, 0.05 + 0.95 * rng.unit());
+    events.push(K::View, viewer, creator, t, 0.05 + 0.95 * rng.random::<f64>());
     for (kind, rate) in [
         (K::Like, 0.0175),
         (K::Comment, 0.0026),
@@ -202,7 +203,7 @@ fn ordinary_viewer(events: &mut Events, rng: &mut Rng, viewer: u64, creator: u64
         (K::Report, 0.00085),
         (K::Follow, 0.0013),
     ] {
-        if rng.unit() < rate {
+        if rng.random::<f64>() < rate {
             events.push(kind, viewer, creator, t + 1, 0.0);
         }
     }
@@ -213,7 +214,7 @@ fn ordinary_viewer(events: &mut Events, rng: &mut Rng, viewer: u64, creator: u64
 /// KuaiRand's like rate).
 fn liked_creator(
     events: &mut Events,
-    rng: &mut Rng,
+    rng: &mut SeededRng,
     creator: u64,
     first_viewer: u64,
     viewers: u64,
@@ -221,7 +222,7 @@ fn liked_creator(
     now: i64,
 ) {
     for i in 0..viewers {
-        let t = now - 1 - rng.below(7 * DAY_MS as u64) as i64;
+        let t = now - 1 - rng.random_range(0..7 * DAY_MS);
         let before = events.out.len();
         ordinary_viewer(events, rng, first_viewer + i, creator, t);
         let tail: Vec<proto::Event> = events.out.split_off(before);
@@ -287,18 +288,18 @@ pub async fn run(
     prefix: &str,
 ) -> Result<Figures, tonic::Status> {
     use proto::EventKind as K;
-    let mut rng = Rng::new(7);
+    let mut rng = seeded_rng(7);
     let mut figures = Figures::default();
 
     // The background platform and the creators under test, before any attack.
     let mut events = Events::new(&format!("{prefix}-platform"));
     let mut next_viewer = 1_000_000u64;
     for creator in 1..=PLATFORM_CREATORS {
-        let audience = 100 + rng.below(500);
+        let audience = 100 + rng.random_range(0..500);
         for _ in 0..audience {
             let viewer = next_viewer;
             next_viewer += 1;
-            let t = now_ms - 1 - rng.below(7 * DAY_MS as u64) as i64;
+            let t = now_ms - 1 - rng.random_range(0..7 * DAY_MS);
             ordinary_viewer(&mut events, &mut rng, viewer, creator, t);
         }
     }
@@ -312,7 +313,7 @@ pub async fn run(
     }
     for creator in [BRIGADED, CHURN_BOMBED, SHOWN_BRIGADE] {
         for _ in 0..300 {
-            let t = now_ms - 1 - rng.below(7 * DAY_MS as u64) as i64;
+            let t = now_ms - 1 - rng.random_range(0..7 * DAY_MS);
             ordinary_viewer(&mut events, &mut rng, next_viewer, creator, t);
             next_viewer += 1;
         }
@@ -320,8 +321,8 @@ pub async fn run(
     for (creator, kind) in DEPTH {
         for i in 0..1_000u64 {
             let viewer = next_viewer + i;
-            let t = now_ms - 1 - rng.below(7 * DAY_MS as u64) as i64;
-            events.push(K::View, viewer, creator, t, 0.05 + 0.95 * rng.unit());
+            let t = now_ms - 1 - rng.random_range(0..7 * DAY_MS);
+            events.push(K::View, viewer, creator, t, 0.05 + 0.95 * rng.random::<f64>());
             if i < 100 {
                 events.push(K::Follow, viewer, creator, t + 1, 0.0);
                 match kind {

@@ -16,6 +16,14 @@ use crate::service::ingest::RawEvent;
 /// Smallest VIEW amount emitted for an impression.
 pub const MIN_VIEW_FRACTION: f64 = 0.01;
 
+/// A KuaiRand header without a column the mapping needs.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("KuaiRand header lacks column `{column}`")]
+pub struct MissingColumn {
+    /// The column's name.
+    pub column: &'static str,
+}
+
 /// Column positions of the fields used, found from the header.
 #[derive(Clone, Debug)]
 pub struct Columns {
@@ -38,18 +46,18 @@ impl Columns {
     /// Reads the header row.
     ///
     /// # Errors
-    /// Names the first required column that is missing.
-    pub fn from_header(header: &str) -> Result<Columns, String> {
+    /// [`MissingColumn`] names the first required column that is missing.
+    pub fn from_header(header: &str) -> Result<Columns, MissingColumn> {
         let names: Vec<&str> = header
             .trim_end_matches(['\r', '\n'])
             .split(',')
             .map(str::trim)
             .collect();
-        let find = |name: &str| {
+        let find = |column: &'static str| {
             names
                 .iter()
-                .position(|n| n.eq_ignore_ascii_case(name))
-                .ok_or_else(|| format!("KuaiRand header lacks column `{name}`"))
+                .position(|n| n.eq_ignore_ascii_case(column))
+                .ok_or(MissingColumn { column })
         };
         Ok(Columns {
             user: find("user_id")?,
@@ -212,6 +220,9 @@ mod tests {
             assert!(columns.events(bad, &mut out).is_err(), "{bad:?}");
             assert!(out.is_empty(), "{bad:?} emitted events");
         }
-        assert!(Columns::from_header("user_id,video_id").is_err());
+        assert_eq!(
+            Columns::from_header("user_id,video_id").map(|_| ()),
+            Err(MissingColumn { column: "time_ms" })
+        );
     }
 }

@@ -33,12 +33,44 @@ pub struct JsonEvent {
     pub amount: f64,
 }
 
+/// Why a line is not an event.
+#[derive(Debug, thiserror::Error)]
+pub enum JsonLineError {
+    /// Not JSON, or not an object with the event's fields.
+    #[error("invalid JSON event")]
+    Json(#[source] serde_json::Error),
+    /// `kind` names no event kind.
+    #[error("unknown kind `{0}`")]
+    UnknownKindName(String),
+    /// `kind` numbers no event kind.
+    #[error("unknown kind number {0}")]
+    UnknownKindNumber(serde_json::Number),
+    /// `kind` is neither a string nor a number.
+    #[error("kind must be a name or number, got {0}")]
+    KindNotNameOrNumber(serde_json::Value),
+}
+
+impl JsonLineError {
+    /// What is wrong, without where in the line, so that rows counted by
+    /// reason aggregate.
+    pub fn reason(&self) -> String {
+        match self {
+            JsonLineError::Json(error) => {
+                let text = error.to_string();
+                let kind = text.split(" at line").next().unwrap_or(&text);
+                format!("{self}: {kind}")
+            }
+            other => other.to_string(),
+        }
+    }
+}
+
 /// Parses one line.
 ///
 /// # Errors
-/// The JSON error, shortened to its kind (for counting).
-pub fn parse_line(line: &str) -> Result<RawEvent, String> {
-    let event: JsonEvent = serde_json::from_str(line).map_err(|e| format!("invalid JSON event: {e}"))?;
+/// [`JsonLineError`] says what is wrong with the line.
+pub fn parse_line(line: &str) -> Result<RawEvent, JsonLineError> {
+    let event: JsonEvent = serde_json::from_str(line).map_err(JsonLineError::Json)?;
     let kind = match &event.kind {
         serde_json::Value::String(name) => {
             let name = name.to_ascii_lowercase();
@@ -49,16 +81,16 @@ pub fn parse_line(line: &str) -> Result<RawEvent, String> {
                     EventKind::ALL
                         .into_iter()
                         .find(|k| k.name() == name)
-                        .ok_or_else(|| format!("unknown kind `{name}`"))?,
+                        .ok_or(JsonLineError::UnknownKindName(name))?,
                 )
             }
         }
         serde_json::Value::Number(number) => match number.as_u64() {
             Some(0) => None,
             Some(n) if (n as usize) <= EventKind::ALL.len() => Some(EventKind::ALL[n as usize - 1]),
-            _ => return Err(format!("unknown kind number {number}")),
+            _ => return Err(JsonLineError::UnknownKindNumber(number.clone())),
         },
-        other => return Err(format!("kind must be a name or number, got {other}")),
+        other => return Err(JsonLineError::KindNotNameOrNumber(other.clone())),
     };
     Ok(RawEvent {
         event_id: event.event_id,
@@ -140,5 +172,22 @@ mod tests {
         ] {
             assert!(parse_line(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn reasons_leave_out_the_position() {
+        let reason = |line: &str| parse_line(line).map(|_| ()).map_err(|e| e.reason());
+        assert_eq!(
+            reason("{"),
+            Err("invalid JSON event: EOF while parsing an object".to_owned())
+        );
+        assert_eq!(
+            reason(r#"{"kind":"LIKE"}"#),
+            Err("invalid JSON event: missing field `creator_id`".to_owned())
+        );
+        assert_eq!(
+            reason(r#"{"kind":"SMILE","creator_id":1}"#),
+            Err("unknown kind `smile`".to_owned())
+        );
     }
 }

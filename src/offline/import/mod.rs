@@ -11,8 +11,7 @@ pub mod jsonl;
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::fs::File;
-use std::io::{BufRead, BufReader, Read};
+use std::io::BufRead;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -129,31 +128,48 @@ impl fmt::Display for ImportStats {
 #[derive(Debug, thiserror::Error)]
 pub enum ImportError {
     /// A file could not be opened or read.
-    #[error("{path}: {message}")]
+    #[error("reading {}", path.display())]
     Read {
         /// The file.
         path: PathBuf,
         /// What went wrong.
-        message: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A KuaiRand file's first line is not a usable header.
+    #[error("reading the header of {}", path.display())]
+    Header {
+        /// The file.
+        path: PathBuf,
+        /// The column it lacks.
+        #[source]
+        source: impressions::MissingColumn,
     },
     /// The sink failed (store error, server error); counts so far are kept.
-    #[error("import stopped: {0}")]
-    Sink(String),
+    #[error("import stopped")]
+    Sink(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
 /// Where batches go.
 pub trait Sink {
+    /// Why a batch was not recorded.
+    type Error: std::error::Error + Send + Sync + 'static;
+
     /// Sends one batch and waits for its outcome.
-    fn send(&mut self, batch: Vec<RawEvent>)
-    -> impl std::future::Future<Output = Result<RecordOutcome, String>> + Send;
+    fn send(
+        &mut self,
+        batch: Vec<RawEvent>,
+    ) -> impl std::future::Future<Output = Result<RecordOutcome, Self::Error>> + Send;
 }
 
 /// Writes through an engine (the embedded store, server stopped).
 pub struct EngineSink(pub Arc<Engine>);
 
 impl Sink for EngineSink {
-    async fn send(&mut self, batch: Vec<RawEvent>) -> Result<RecordOutcome, String> {
-        self.0.record(batch).await.map_err(|e| e.to_string())
+    type Error = crate::error::Error;
+
+    async fn send(&mut self, batch: Vec<RawEvent>) -> Result<RecordOutcome, Self::Error> {
+        self.0.record(batch).await
     }
 }
 
@@ -186,8 +202,8 @@ pub async fn run_import(options: ImportOptions, sink: &mut impl Sink) -> Result<
                 stats.events += batch.len() as u64;
                 match sink.send(batch).await {
                     Ok(outcome) => stats.add_outcome(&outcome),
-                    Err(message) => {
-                        failure = Some(ImportError::Sink(message));
+                    Err(error) => {
+                        failure = Some(ImportError::Sink(Box::new(error)));
                         break;
                     }
                 }
@@ -239,114 +255,143 @@ fn progress_bar() -> indicatif::ProgressBar {
     bar
 }
 
-/// Opens a file, transparently decompressing gzip (by magic bytes).
-fn open(path: &Path) -> Result<Box<dyn BufRead + Send>, ImportError> {
-    let read_error = |e: std::io::Error| ImportError::Read {
-        path: path.to_owned(),
-        message: e.to_string(),
-    };
-    let mut file = File::open(path).map_err(read_error)?;
-    let mut magic = [0u8; 2];
-    let gzip = file.read(&mut magic).map_err(read_error)? == 2 && magic == [0x1f, 0x8b];
-    let file = File::open(path).map_err(read_error)?;
-    Ok(if gzip {
-        Box::new(BufReader::with_capacity(
-            1 << 16,
-            flate2::read::MultiGzDecoder::new(file),
-        ))
-    } else {
-        Box::new(BufReader::with_capacity(1 << 16, file))
-    })
-}
-
+/// Reads every file on the reader thread, sending batches and progress
+/// until the files end, one fails, or the async side hangs up.
 fn read_files(options: &ImportOptions, sender: &mpsc::Sender<Parsed>) {
-    let mut rows = 0u64;
-    let mut after_until = 0u64;
-    let mut malformed: BTreeMap<String, u64> = BTreeMap::new();
-    let mut batch = Vec::with_capacity(options.batch_size + 8);
-    let send = |message: Parsed| sender.blocking_send(message).is_ok();
+    let mut reader = FileReader::new(options, sender);
     for path in &options.files {
-        let format = options.format.unwrap_or_else(|| Format::guess(path));
-        let mut reader = match open(path) {
-            Ok(reader) => reader,
-            Err(error) => {
-                send(Parsed::Failed(error));
+        match reader.read_file(path) {
+            Ok(()) => {}
+            Err(Stop::Failed(error)) => {
+                // The async side may be gone already; nothing is left to tell.
+                let _ = reader.send(Parsed::Failed(error));
                 return;
             }
+            Err(Stop::Closed) => return,
+        }
+    }
+    reader.finish();
+}
+
+/// Why the reader thread stops early.
+enum Stop {
+    /// A file cannot be read; the async side is told.
+    Failed(ImportError),
+    /// The async side closed the channel (the sink failed).
+    Closed,
+}
+
+/// The reader thread: counts so far, the batch being filled, and the channel
+/// to the async side.
+struct FileReader<'a> {
+    options: &'a ImportOptions,
+    sender: &'a mpsc::Sender<Parsed>,
+    rows: u64,
+    after_until: u64,
+    malformed: BTreeMap<String, u64>,
+    batch: Vec<RawEvent>,
+}
+
+impl<'a> FileReader<'a> {
+    fn new(options: &'a ImportOptions, sender: &'a mpsc::Sender<Parsed>) -> FileReader<'a> {
+        FileReader {
+            options,
+            sender,
+            rows: 0,
+            after_until: 0,
+            malformed: BTreeMap::new(),
+            batch: Self::empty_batch(options),
+        }
+    }
+
+    /// Room for a full batch and the few events of the row that fills it.
+    fn empty_batch(options: &ImportOptions) -> Vec<RawEvent> {
+        Vec::with_capacity(options.batch_size + 8)
+    }
+
+    /// Reads one file line by line; a KuaiRand file's first line is its header.
+    fn read_file(&mut self, path: &Path) -> Result<(), Stop> {
+        let format = self.options.format.unwrap_or_else(|| Format::guess(path));
+        let read_error = |source| {
+            Stop::Failed(ImportError::Read {
+                path: path.to_owned(),
+                source,
+            })
         };
+        let mut lines = super::open_events(path).map_err(read_error)?;
         let mut columns = None;
         let mut line = String::new();
         loop {
             line.clear();
-            match reader.read_line(&mut line) {
-                Ok(0) => break,
-                Ok(_) => {}
-                Err(error) => {
-                    send(Parsed::Failed(ImportError::Read {
-                        path: path.clone(),
-                        message: error.to_string(),
-                    }));
-                    return;
-                }
+            if lines.read_line(&mut line).map_err(read_error)? == 0 {
+                return Ok(());
             }
             if line.trim().is_empty() {
                 continue;
             }
             if format == Format::Kuairand && columns.is_none() {
-                match impressions::Columns::from_header(&line) {
-                    Ok(found) => columns = Some(found),
-                    Err(message) => {
-                        send(Parsed::Failed(ImportError::Read {
-                            path: path.clone(),
-                            message,
-                        }));
-                        return;
-                    }
-                }
+                let found = impressions::Columns::from_header(&line).map_err(|source| {
+                    Stop::Failed(ImportError::Header {
+                        path: path.to_owned(),
+                        source,
+                    })
+                })?;
+                columns = Some(found);
                 continue;
             }
-            rows += 1;
-            let before = batch.len();
-            let parsed = match (&columns, format) {
-                (Some(columns), Format::Kuairand) => columns.events(&line, &mut batch).map_err(str::to_owned),
-                _ => jsonl::parse_line(line.trim())
-                    .map(|event| batch.push(event))
-                    .map_err(|e| {
-                        // Count by the kind of error, not the position, so reasons aggregate.
-                        e.split(" at line").next().unwrap_or(&e).to_owned()
-                    }),
-            };
-            if let Err(reason) = parsed {
-                batch.truncate(before);
-                *malformed.entry(format!("malformed: {reason}")).or_default() += 1;
-                continue;
-            }
-            if let Some(until) = options.until_ms
-                && batch[before..].iter().any(|e| e.timestamp_ms >= until)
-            {
-                batch.truncate(before);
-                after_until += 1;
-                continue;
-            }
-            if batch.len() >= options.batch_size {
-                let full = std::mem::replace(&mut batch, Vec::with_capacity(options.batch_size + 8));
-                if !send(Parsed::Progress {
-                    rows,
-                    malformed: malformed.clone(),
-                    after_until,
-                }) || !send(Parsed::Batch(full))
-                {
-                    return;
-                }
-            }
+            self.row(&line, columns.as_ref())?;
         }
     }
-    if !batch.is_empty() && !send(Parsed::Batch(batch)) {
-        return;
+
+    /// One data row: its events join the batch unless the row is malformed or
+    /// reaches `--until`; a full batch is sent.
+    fn row(&mut self, line: &str, columns: Option<&impressions::Columns>) -> Result<(), Stop> {
+        self.rows += 1;
+        let before = self.batch.len();
+        let parsed = match columns {
+            Some(columns) => columns.events(line, &mut self.batch).map_err(str::to_owned),
+            None => jsonl::parse_line(line.trim())
+                .map(|event| self.batch.push(event))
+                .map_err(|error| error.reason()),
+        };
+        if let Err(reason) = parsed {
+            self.batch.truncate(before);
+            *self.malformed.entry(format!("malformed: {reason}")).or_default() += 1;
+            return Ok(());
+        }
+        if let Some(until) = self.options.until_ms
+            && self.batch[before..].iter().any(|e| e.timestamp_ms >= until)
+        {
+            self.batch.truncate(before);
+            self.after_until += 1;
+            return Ok(());
+        }
+        if self.batch.len() >= self.options.batch_size {
+            let full = std::mem::replace(&mut self.batch, Self::empty_batch(self.options));
+            self.send(self.progress())?;
+            self.send(Parsed::Batch(full))?;
+        }
+        Ok(())
     }
-    send(Parsed::Progress {
-        rows,
-        malformed,
-        after_until,
-    });
+
+    fn progress(&self) -> Parsed {
+        Parsed::Progress {
+            rows: self.rows,
+            malformed: self.malformed.clone(),
+            after_until: self.after_until,
+        }
+    }
+
+    fn send(&self, message: Parsed) -> Result<(), Stop> {
+        self.sender.blocking_send(message).map_err(|_| Stop::Closed)
+    }
+
+    /// Sends the last, partial batch and the final counts.
+    fn finish(mut self) {
+        let last = std::mem::take(&mut self.batch);
+        if !last.is_empty() && self.send(Parsed::Batch(last)).is_err() {
+            return;
+        }
+        let _ = self.send(self.progress());
+    }
 }

@@ -3,25 +3,32 @@
 //!
 //! # Layout
 //!
+//! Four layers, each a folder, and what they all share. Arrows point down
+//! only: the command line uses the offline tools and the service, both use
+//! the store, everything uses the model.
+//!
+//! - [`cli`]: the command line — arguments ([`cli::args`]), the subcommands
+//!   that run in this process ([`cli::commands`]), the gRPC client behind
+//!   `send`, `rank`, `creator-scores` and `health` ([`cli::client`]), time
+//!   arguments and log setup. `main.rs` only dispatches to it.
+//! - [`offline`]: tools that read event files and the store, never a running
+//!   server — bulk [`offline::import`], [`offline::scores`] as of an instant,
+//!   synthetic events ([`offline::generate`]), and [`offline::evaluate`] (its
+//!   computation, report and charts apart).
+//! - [`service`]: the running server, from the edge inwards — connections,
+//!   TLS, the write token and admission ([`service::transport`]), client
+//!   deadlines, the tonic adapter ([`service::grpc`]: convert, call, convert
+//!   back), the domain engine, event validation, caches, metrics, reload on
+//!   SIGHUP, and the wiring ([`service::server`]).
+//! - [`store`]: the store trait and its backends — [`store::embedded`] (redb)
+//!   and [`store::redis`] (Redis and Redis Cluster, for several replicas) —
+//!   with the record codec, the store URL and the store's errors.
 //! - [`model`]: the scoring model — pure code, no I/O, no proto types.
-//! - [`store`]: the store trait and its backends (embedded redb; Redis and
-//!   Redis Cluster for several replicas).
-//! - [`cache`]: moka caches of creator aggregates and viewer records.
-//! - [`ingest`]: event validation.
-//! - [`engine`]: the domain service — rank, scores, record — over store and cache.
-//! - [`grpc`]: the tonic adapter: proto ⇄ domain, errors → `Status`, nothing else.
-//! - [`server`]: wiring: health (with a store probe), reflection, limits,
-//!   graceful shutdown.
-//! - [`metrics`]: the Prometheus registry and its `/metrics` endpoint.
-//! - [`transport`]: the edge — accepted connections and their timeouts,
-//!   admission (write token, read and write budgets, per-RPC message limits)
-//!   on headers before any body is read.
-//! - [`deadline`]: client deadlines (`grpc-timeout`) → DEADLINE_EXCEEDED.
-//! - [`config`]: typed, validated configuration with named variants.
-//! - [`import`], [`scores`], [`generate`], [`evaluate`]: offline tools — bulk
-//!   import, scores as of an instant, synthetic events, the evaluation.
-//! - [`cli`], [`commands`], [`client`], [`telemetry`]: the command line, its
-//!   subcommands, its gRPC client, logs, time arguments.
+//!
+//! Shared by every layer: [`config`] (typed, validated configuration with
+//! named variants; which settings a reload can apply), [`error`] (the
+//! domain error a call can end with) and [`proto`] (the generated wire types
+//! and [`proto::convert`], the one place they become domain types and back).
 
 #![forbid(unsafe_code)]
 

@@ -4,7 +4,7 @@
 //! writes; an event stream holds a write slot only while one of its messages
 //! is arriving or being processed.
 //!
-//! Body guard: every request body is read through [`GuardedBody`], which
+//! Body guard: every request body is read through `GuardedBody`, which
 //! checks each gRPC length prefix against the RPC's limit as soon as its five
 //! bytes arrive (so a 16 MiB declaration is refused before it is buffered),
 //! and fails a message that does not arrive within `message_timeout` or an

@@ -25,7 +25,6 @@ use common::redis::RedisProcess;
 use common::*;
 use creator_boost::config::{Config, Overrides};
 use creator_boost::proto;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 use tonic_health::pb::{HealthCheckRequest, HealthCheckResponse};
@@ -515,22 +514,6 @@ fn exposed(text: &str) -> BTreeMap<String, BTreeSet<String>> {
         }
     }
     metrics
-}
-
-/// GET `path` from `addr` over HTTP/1.0 (the answer ends when the server
-/// closes, never chunked): status line and body.
-async fn http_get(addr: SocketAddr, path: &str) -> Result<(String, String), String> {
-    let mut stream = tokio::net::TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
-    let request = format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.map_err(|e| e.to_string())?;
-    let mut answer = Vec::new();
-    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answer))
-        .await
-        .map_err(|_| "timed out".to_owned())?
-        .map_err(|e| e.to_string())?;
-    let answer = String::from_utf8_lossy(&answer).into_owned();
-    let (head, body) = answer.split_once("\r\n\r\n").ok_or("no header end")?;
-    Ok((head.lines().next().unwrap_or("").to_owned(), body.to_owned()))
 }
 
 /// Every metric name (and matched label) the rules, the rule tests and the

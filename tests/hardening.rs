@@ -213,14 +213,8 @@ async fn metrics_answer_a_request_split_across_writes() {
         out.contains("creator_boost_requests_total{method=\"Rank\",code=\"OK\"} 0"),
         "{out}"
     );
-    let mut socket = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    socket
-        .write_all(b"GET /nope HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
-        .await
-        .expect("write");
-    let mut out = String::new();
-    socket.read_to_string(&mut out).await.expect("read");
-    assert!(out.starts_with("HTTP/1.1 404"), "{out}");
+    let (status, _) = http_get(addr, "/nope").await.expect("get");
+    assert!(status.contains(" 404 "), "{status}");
 }
 
 /// `kill -9` of the real binary in the middle of a StreamEvents load, then a

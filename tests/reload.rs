@@ -28,22 +28,30 @@ fn hangup(child: &std::process::Child) {
     assert!(status.success());
 }
 
+/// The real binary with `extra` flags and a `/metrics` endpoint on a free
+/// loopback port: the child, its gRPC URL and the metrics address.
+async fn start_with_metrics(
+    data: &std::path::Path,
+    extra: &[&std::ffi::OsStr],
+) -> (std::process::Child, String, std::net::SocketAddr) {
+    let metrics_addr: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
+    let metrics_flag = metrics_addr.to_string();
+    let mut flags = extra.to_vec();
+    flags.extend([
+        std::ffi::OsStr::new("--metrics-listen"),
+        std::ffi::OsStr::new(&metrics_flag),
+    ]);
+    let (child, url) = start_binary(data, &flags).await;
+    (child, url, metrics_addr)
+}
+
 #[tokio::test]
 async fn sighup_applies_a_good_config_and_refuses_a_bad_one() {
     let temp = tempfile::tempdir().expect("temp");
     let config = temp.path().join("creator-boost.toml");
     std::fs::write(&config, "[model]\nnon_fan_factor = 0.3\n").expect("write");
-    let metrics_addr: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
-    let (mut child, url) = start_binary(
-        &temp.path().join("data"),
-        &[
-            "--config".as_ref(),
-            config.as_os_str(),
-            "--metrics-listen".as_ref(),
-            metrics_addr.to_string().as_ref(),
-        ],
-    )
-    .await;
+    let (mut child, url, metrics_addr) =
+        start_with_metrics(&temp.path().join("data"), &["--config".as_ref(), config.as_os_str()]).await;
     let channel = Channel::from_shared(url)
         .expect("url")
         .connect()
@@ -116,16 +124,13 @@ async fn served_to(addr: std::net::SocketAddr, ca_pem: &str) -> bool {
 async fn sighup_rotates_the_certificate_and_keeps_it_when_the_new_pair_is_refused() {
     let temp = tempfile::tempdir().expect("temp");
     let (cert, key, first) = write_certificate(temp.path(), "server");
-    let metrics_addr: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
-    let (mut child, url) = start_binary(
+    let (mut child, url, metrics_addr) = start_with_metrics(
         &temp.path().join("data"),
         &[
             "--tls-cert".as_ref(),
             cert.as_os_str(),
             "--tls-key".as_ref(),
             key.as_os_str(),
-            "--metrics-listen".as_ref(),
-            metrics_addr.to_string().as_ref(),
         ],
     )
     .await;
@@ -168,17 +173,8 @@ async fn a_restart_only_setting_changed_in_the_file_is_reported_at_sighup() {
     let temp = tempfile::tempdir().expect("temp");
     let config = temp.path().join("creator-boost.toml");
     std::fs::write(&config, "max_in_flight = 100\n[model]\nnon_fan_factor = 0.3\n").expect("write");
-    let metrics_addr: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
-    let (mut child, _url) = start_binary(
-        &temp.path().join("data"),
-        &[
-            "--config".as_ref(),
-            config.as_os_str(),
-            "--metrics-listen".as_ref(),
-            metrics_addr.to_string().as_ref(),
-        ],
-    )
-    .await;
+    let (mut child, _url, metrics_addr) =
+        start_with_metrics(&temp.path().join("data"), &["--config".as_ref(), config.as_os_str()]).await;
     assert!(
         wait_for_metric(metrics_addr, "creator_boost_restart_pending 0\n")
             .await

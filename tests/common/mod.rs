@@ -124,18 +124,30 @@ pub async fn tls_channel(addr: SocketAddr, ca_pem: &str) -> Result<Channel, toni
         .await
 }
 
-/// The `/metrics` text of the endpoint at `addr` (one request, then close).
-pub async fn scrape(addr: SocketAddr) -> String {
+/// One HTTP/1.0 GET of `path` at `addr`: the status line and the body.
+///
+/// # Errors
+/// What failed (connect, write, read, a reply without a header end), as text.
+pub async fn http_get(addr: SocketAddr, path: &str) -> Result<(String, String), String> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut socket = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    socket
-        .write_all(b"GET /metrics HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+    let mut stream = tokio::net::TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+    let request = format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.map_err(|e| e.to_string())?;
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answer))
         .await
-        .expect("write");
-    let mut out = String::new();
-    socket.read_to_string(&mut out).await.expect("read");
-    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
-    out
+        .map_err(|_| "timed out".to_owned())?
+        .map_err(|e| e.to_string())?;
+    let answer = String::from_utf8_lossy(&answer).into_owned();
+    let (head, body) = answer.split_once("\r\n\r\n").ok_or("no header end")?;
+    Ok((head.lines().next().unwrap_or("").to_owned(), body.to_owned()))
+}
+
+/// The `/metrics` text of the endpoint at `addr`.
+pub async fn scrape(addr: SocketAddr) -> String {
+    let (status, body) = http_get(addr, "/metrics").await.expect("scrape");
+    assert!(status.contains(" 200 "), "{status}");
+    body
 }
 
 /// A loopback port free a moment ago.

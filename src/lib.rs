@@ -18,7 +18,8 @@
 //! - [`service`]: the running server, from the edge inwards — connections,
 //!   TLS, the write token and admission ([`service::transport`]), client
 //!   deadlines, the tonic adapter ([`service::grpc`]: convert, call, convert
-//!   back), the domain engine, event validation, caches, metrics, reload on
+//!   back; the conversions in [`service::convert`], which the command-line
+//!   client uses too), the domain engine, event validation, caches, metrics, reload on
 //!   SIGHUP, and the wiring ([`service::server`]).
 //! - [`store`]: the store trait and its backends — [`store::embedded`] (redb)
 //!   and [`store::redis`] (Redis and Redis Cluster, for several replicas) —
@@ -27,8 +28,7 @@
 //!
 //! Shared by every layer: [`config`] (typed, validated configuration with
 //! named variants; which settings a reload can apply), [`error`] (the
-//! domain error a call can end with) and [`proto`] (the generated wire types
-//! and [`proto::convert`], the one place they become domain types and back).
+//! domain error a call can end with) and [`proto`] (the generated wire types).
 
 #![forbid(unsafe_code)]
 

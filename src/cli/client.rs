@@ -6,8 +6,9 @@ use tonic::transport::Channel;
 
 use crate::cli::args::{CreatorScoresArgs, HealthArgs, RankArgs, SendArgs, ServerArgs};
 use crate::model::{EventKind, ScoreSpace};
+use crate::proto;
 use crate::proto::creator_boost_client::CreatorBoostClient;
-use crate::proto::{self, convert};
+use crate::service::convert;
 use crate::service::engine::RecordOutcome;
 use crate::service::ingest::RawEvent;
 

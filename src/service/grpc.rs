@@ -11,8 +11,9 @@ use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::error::Error;
+use crate::proto;
 use crate::proto::creator_boost_server::CreatorBoost;
-use crate::proto::{self, convert};
+use crate::service::convert;
 use crate::service::deadline::ClientDeadline;
 use crate::service::engine::Engine;
 use crate::service::ingest::RawEvent;

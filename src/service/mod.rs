@@ -7,6 +7,7 @@
 //!   any body is read.
 //! - [`deadline`]: client deadlines (`grpc-timeout`) → DEADLINE_EXCEEDED.
 //! - [`grpc`]: the tonic adapter: converts, calls the engine, converts back.
+//! - [`convert`]: proto ⇄ domain, the one place (the client uses it too).
 //! - [`engine`]: the domain service — rank, scores, record — over store and
 //!   cache.
 //! - [`ingest`]: event validation, shared with the offline import.
@@ -16,6 +17,7 @@
 //!   reload on SIGHUP, graceful shutdown.
 
 pub mod cache;
+pub mod convert;
 pub mod deadline;
 pub mod engine;
 pub mod grpc;

@@ -1,13 +1,11 @@
-//! The wire: the types generated from `proto/` by `build.rs`, and
-//! [`convert`], the one place that turns them into domain types and back
-//! (used by the gRPC adapter and by the command-line client alike).
+//! The wire: the types generated from `proto/` by `build.rs`, included once.
+//! [`crate::service::convert`] is the one place they become domain types and
+//! back (used by the gRPC adapter and by the command-line client alike).
 
 mod generated {
     #![allow(missing_docs, unreachable_pub, clippy::all, clippy::pedantic)]
     tonic::include_proto!("creatorboost.v1");
 }
-
-pub mod convert;
 
 pub use generated::*;
 

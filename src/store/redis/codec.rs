@@ -63,37 +63,83 @@ fn encode_delta(delta: &AggregateDelta) -> String {
 
 /// Parses a snapshot: `t,f,m,e,sum 0..22`, an empty value meaning 0.
 pub(super) fn parse_snapshot(bytes: &[u8]) -> Result<CreatorAggregate, StoreError> {
-    let corrupt = || StoreError::Corrupt(format!("aggregate snapshot {}", String::from_utf8_lossy(bytes)));
-    let text = std::str::from_utf8(bytes).map_err(|_| corrupt())?;
-    let mut values = text.split(',');
-    let mut next = || values.next().ok_or_else(corrupt);
-    let count = |value: &str| -> Result<u64, StoreError> {
-        if value.is_empty() {
-            return Ok(0);
+    Ok(RawSnapshot::parse(bytes)?.into_aggregate())
+}
+
+/// The platform aggregate from its shards' snapshots (absent = empty):
+/// counts are summed signed (a follow in one shard, its unfollow in
+/// another), then read as [`parse_snapshot`] reads one.
+pub(super) fn merge_snapshots(shards: &[Option<Vec<u8>>]) -> Result<CreatorAggregate, StoreError> {
+    let mut total = RawSnapshot::default();
+    for bytes in shards.iter().flatten() {
+        let shard = RawSnapshot::parse(bytes)?;
+        total.updated_at_ms = total.updated_at_ms.max(shard.updated_at_ms);
+        total.followers += shard.followers;
+        total.members += shard.members;
+        total.evidence += shard.evidence;
+        for (sum, add) in total.sums.iter_mut().zip(shard.sums) {
+            *sum += add;
         }
+    }
+    Ok(total.into_aggregate())
+}
+
+/// A snapshot's values as stored, counts signed.
+#[derive(Default)]
+struct RawSnapshot {
+    updated_at_ms: i64,
+    followers: i64,
+    members: i64,
+    evidence: i64,
+    sums: [f64; SUM_FIELDS],
+}
+
+impl RawSnapshot {
+    fn parse(bytes: &[u8]) -> Result<RawSnapshot, StoreError> {
+        let corrupt = || StoreError::Corrupt(format!("aggregate snapshot {}", String::from_utf8_lossy(bytes)));
+        let text = std::str::from_utf8(bytes).map_err(|_| corrupt())?;
+        let mut values = text.split(',');
+        let mut next = || values.next().ok_or_else(corrupt);
+        let int = |value: &str| -> Result<i64, StoreError> {
+            if value.is_empty() {
+                return Ok(0);
+            }
+            value.parse::<i64>().map_err(|_| corrupt())
+        };
+        let mut raw = RawSnapshot {
+            updated_at_ms: int(next()?)?,
+            followers: int(next()?)?,
+            members: int(next()?)?,
+            evidence: int(next()?)?,
+            sums: [0.0; SUM_FIELDS],
+        };
+        for sum in &mut raw.sums {
+            let value = next()?;
+            if !value.is_empty() {
+                *sum = value.parse().map_err(|_| corrupt())?;
+            }
+        }
+        if values.next().is_some() {
+            return Err(corrupt());
+        }
+        Ok(raw)
+    }
+
+    fn into_aggregate(self) -> CreatorAggregate {
         // A count below zero means records were lost; it reads as zero.
-        Ok(value.parse::<i64>().map_err(|_| corrupt())?.max(0).unsigned_abs())
-    };
-    let mut aggregate = CreatorAggregate::default();
-    let updated = next()?;
-    aggregate.updated_at_ms = if updated.is_empty() {
-        0
-    } else {
-        updated.parse().map_err(|_| corrupt())?
-    };
-    aggregate.followers = count(next()?)?;
-    aggregate.fan_group_members = count(next()?)?;
-    aggregate.evidence = count(next()?)?;
-    for index in 0..SUM_FIELDS {
-        let value = next()?;
-        if !value.is_empty() {
-            *aggregate.sum_mut(index) = value.parse().map_err(|_| corrupt())?;
+        let count = |value: i64| value.max(0).unsigned_abs();
+        let mut aggregate = CreatorAggregate {
+            updated_at_ms: self.updated_at_ms,
+            followers: count(self.followers),
+            fan_group_members: count(self.members),
+            evidence: count(self.evidence),
+            ..CreatorAggregate::default()
+        };
+        for (index, value) in self.sums.into_iter().enumerate() {
+            *aggregate.sum_mut(index) = value;
         }
+        aggregate
     }
-    if values.next().is_some() {
-        return Err(corrupt());
-    }
-    Ok(aggregate)
 }
 
 /// Parses a bucket's `HGETALL` reply: creator id → snapshot.

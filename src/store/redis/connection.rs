@@ -63,6 +63,11 @@ impl Connection {
         }
     }
 
+    /// Whether this is a cluster (a script may then touch one hash slot only).
+    pub(super) fn is_cluster(&self) -> bool {
+        matches!(self, Connection::Cluster(_))
+    }
+
     /// Sends one command.
     pub(super) async fn query<T: FromRedisValue>(&self, cmd: &Cmd) -> Result<T, RedisError> {
         match self {

@@ -47,8 +47,10 @@
 //! of deltas and snapshots; `write.rs` the three steps; `connection.rs` one
 //! connection type over a server and a cluster.
 
+mod aggregates;
 mod codec;
 mod connection;
+mod dedupe;
 mod keys;
 mod scripts;
 mod write;
@@ -59,13 +61,14 @@ use std::time::Duration;
 
 use ::redis::{Cmd, RedisError, Value};
 
-use self::codec::{parse_bucket, parse_snapshot};
+use self::codec::{merge_snapshots, parse_bucket};
 use self::connection::Connection;
-use self::keys::{GLOBAL_ID, Keys};
+use self::keys::{GLOBAL_ID, GLOBAL_SHARDS, Keys, tag};
 use self::scripts::Scripts;
 use super::codec::decode_viewer;
 use super::{
-    Applied, CREATOR_BUCKETS, CreatorBucket, InvalidateHook, Operation, Store, StoreError, StoreUrl, decay_signature,
+    Applied, CREATOR_BUCKETS, CreatorBucket, InvalidateHook, Operation, Store, StoreError, StoreUrl, Touched,
+    decay_signature,
 };
 use crate::model::{CreatorAggregate, Decay, Event, IngestParams, ViewerRecord};
 
@@ -73,6 +76,14 @@ use crate::model::{CreatorAggregate, Decay, Event, IngestParams, ViewerRecord};
 const SCAN_CHUNK: usize = 1024;
 /// Longest expiry set on a key (Redis refuses larger ones).
 const MAX_EXPIRY_MS: i64 = 10 * 365 * 24 * 3600 * 1000;
+/// Most keys' worth of work in one script call: a script blocks Redis
+/// while it runs (reads included), so a huge batch is cut into calls of
+/// at most this many viewers or aggregate hashes (~1-3 ms each).
+const MAX_GROUP: usize = 256;
+/// What this backend adds to the store signature: the key layout (2 =
+/// dedupe entries packed in the viewer hash, platform aggregate in
+/// [`GLOBAL_SHARDS`] shards).
+const REDIS_LAYOUT: &str = "redis_layout=2";
 
 /// Where the store lives and how long it may take.
 #[derive(Clone)]
@@ -140,7 +151,7 @@ impl RedisStore {
     }
 
     async fn check_decay(&self) -> Result<(), StoreError> {
-        let wanted = decay_signature(&self.ingest);
+        let wanted = format!("{} {REDIS_LAYOUT}", decay_signature(&self.ingest));
         // The first replica to connect writes it; everyone reads what won.
         let _: Option<String> = within(
             Operation::Connect,
@@ -159,7 +170,7 @@ impl RedisStore {
             return Err(StoreError::Incompatible {
                 stored,
                 wanted,
-                fresh_store: "another Redis database (or this one after FLUSHDB)",
+                fresh_store: "another Redis database (or this one after FLUSHDB), then re-import the events (`creator-boost import FILE --store URL`)",
             });
         }
         Ok(())
@@ -179,6 +190,53 @@ impl RedisStore {
         }
         creators.sort_unstable_by_key(|(id, _)| *id);
         Ok(creators)
+    }
+
+    /// How long after its batch started a step may still land (the fence
+    /// of `apply_deltas.lua`): well past the write timeout, after which
+    /// the batch has failed anyway.
+    fn fence_ms(&self) -> i64 {
+        i64::try_from(self.write_timeout.as_millis()).unwrap_or(i64::MAX / 4) * 2 + 5_000
+    }
+
+    /// How long a settled event's markers stay: past the fence of any
+    /// attempt that could still be in flight (twice, for clock skew between
+    /// Redis nodes), then they go; the event's dedupe entry stays.
+    fn settled_marker_ms(&self) -> i64 {
+        (2 * self.fence_ms()).min(self.window_ms)
+    }
+
+    /// Splits keyed work into script calls: on a cluster one call per hash
+    /// slot (a script may touch one), on a single server as few as
+    /// [`MAX_GROUP`] allows.
+    fn group_by_slot<T>(&self, items: impl IntoIterator<Item = (String, T)>) -> Vec<Vec<T>> {
+        let groups: Vec<Vec<T>> = if self.connection.is_cluster() {
+            let mut by_tag: std::collections::BTreeMap<String, Vec<T>> = std::collections::BTreeMap::new();
+            for (key, item) in items {
+                by_tag.entry(tag(&key).to_owned()).or_default().push(item);
+            }
+            by_tag.into_values().collect()
+        } else {
+            vec![items.into_iter().map(|(_, item)| item).collect()]
+        };
+        let mut calls = Vec::with_capacity(groups.len());
+        for mut group in groups {
+            while group.len() > MAX_GROUP {
+                let rest = group.split_off(MAX_GROUP);
+                calls.push(std::mem::replace(&mut group, rest));
+            }
+            if !group.is_empty() {
+                calls.push(group);
+            }
+        }
+        calls
+    }
+
+    /// After a batch: drops this replica's cached copies of what it touched.
+    async fn written(&self, touched: &Touched) {
+        if let Some(hook) = &self.on_write {
+            hook(touched);
+        }
     }
 
     async fn read_buckets(&self, buckets: &[u32], timeout: Duration) -> Result<Vec<CreatorBucket>, StoreError> {
@@ -205,9 +263,12 @@ impl Store for RedisStore {
     }
 
     async fn global(&self) -> Result<CreatorAggregate, StoreError> {
-        let cmd = ::redis::cmd("HGET").arg(self.keys.global()).arg(GLOBAL_ID).clone();
-        let snapshot: Option<Vec<u8>> = within(Operation::Read, self.read_timeout, self.connection.query(&cmd)).await?;
-        snapshot.map_or_else(|| Ok(CreatorAggregate::default()), |bytes| parse_snapshot(&bytes))
+        let reads: Vec<Cmd> = (0..GLOBAL_SHARDS)
+            .map(|shard| ::redis::cmd("HGET").arg(self.keys.global(shard)).arg(GLOBAL_ID).clone())
+            .collect();
+        let shards: Vec<Option<Vec<u8>>> =
+            within(Operation::Read, self.read_timeout, self.connection.query_all(&reads)).await?;
+        merge_snapshots(&shards)
     }
 
     async fn apply(&self, events: Vec<Event>, now_ms: i64) -> Result<Vec<Applied>, StoreError> {

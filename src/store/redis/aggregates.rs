@@ -1,6 +1,6 @@
 //! Steps 2 and 3 (aggregate hashes) and the settle step of a batch.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use futures_util::future::try_join_all;
 
@@ -54,11 +54,10 @@ impl RedisStore {
                 .collect();
             writes.push(located(self.keys.global(shard), items, vec![None; counted.len()]));
         }
-        let calls = self.group_by_slot(writes).into_iter().map(|group| async move {
-            let (writes, indices): (Vec<AggregateWrite<'_>>, Vec<Vec<Option<usize>>>) = group.into_iter().unzip();
-            let flags = self.scripts.apply_deltas(&self.connection, times, writes).await?;
-            Ok::<_, StoreError>(indices.into_iter().flatten().zip(flags).collect::<Vec<_>>())
-        });
+        let calls = self
+            .group_by_slot(writes)
+            .into_iter()
+            .map(|group| self.apply_group(times, group));
         let mut fresh = HashMap::with_capacity(work.len());
         for (index, flag) in try_join_all(calls).await?.into_iter().flatten() {
             if let Some(index) = index {
@@ -66,6 +65,54 @@ impl RedisStore {
             }
         }
         Ok(fresh)
+    }
+
+    /// One script call's worth of aggregate writes, sent again without the
+    /// events found applied before until every write lands; returns each
+    /// item's batch index with whether it was applied now.
+    async fn apply_group(
+        &self,
+        times: AggregateTimes,
+        mut writes: Vec<Located<'_>>,
+    ) -> Result<Vec<(Option<usize>, bool)>, StoreError> {
+        let mut flags = Vec::new();
+        while !writes.is_empty() {
+            let sent: Vec<&AggregateWrite<'_>> = writes.iter().map(|(write, _)| write).collect();
+            let found = self.scripts.apply_deltas(&self.connection, times, &sent).await?;
+            let mut again = Vec::new();
+            for (position, (write, indices)) in writes.into_iter().enumerate() {
+                let before: HashSet<usize> = found
+                    .iter()
+                    .filter(|(w, _)| *w == position)
+                    .map(|(_, item)| *item)
+                    .collect();
+                if before.is_empty() {
+                    flags.extend(indices.into_iter().map(|index| (index, true)));
+                    continue;
+                }
+                let AggregateWrite { snapshot_key, items } = write;
+                let mut kept = (Vec::new(), Vec::new());
+                for (n, (item, index)) in items.into_iter().zip(indices).enumerate() {
+                    if before.contains(&n) {
+                        flags.push((index, false));
+                    } else {
+                        kept.0.push(item);
+                        kept.1.push(index);
+                    }
+                }
+                if !kept.0.is_empty() {
+                    again.push((
+                        AggregateWrite {
+                            snapshot_key,
+                            items: kept.0,
+                        },
+                        kept.1,
+                    ));
+                }
+            }
+            writes = again;
+        }
+        Ok(flags)
     }
 
     /// The settle step for the events at `indices` (viewer events with an

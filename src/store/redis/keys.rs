@@ -56,11 +56,6 @@ impl Keys {
     }
 }
 
-/// The counter hash beside a snapshot hash (same slot).
-pub(super) fn counters(snapshot: &str) -> String {
-    format!("{snapshot}:n")
-}
-
 /// The marker of one event applied to the aggregates of a snapshot hash.
 pub(super) fn marker(snapshot: &str, hash: u128) -> String {
     format!("{snapshot}:a:{hash:032x}")
@@ -75,9 +70,7 @@ mod tests {
         let keys = Keys::new("cb".to_owned());
         assert_eq!(tag(&keys.viewer(42)), "{v42}");
         assert_eq!(tag(&keys.bucket(9)), "{c9}");
-        assert_eq!(tag(&counters(&keys.bucket(9))), "{c9}");
         assert_eq!(keys.global(3), "cb:{g3}");
-        assert_eq!(counters(&keys.bucket(9)), "cb:{c9}:n");
         assert_eq!(
             marker(&keys.global(3), 0xabc),
             "cb:{g3}:a:00000000000000000000000000000abc"

@@ -6,11 +6,13 @@
 //! whatever it carries, so a call per viewer was the ingest limit).
 //! The KEYS/ARGV layout of each lives here, beside its typed arguments.
 
+use std::collections::BTreeMap;
+
 use ::redis::Script;
 
+use super::codec::{SNAPSHOT_FIELDS, add_delta_text, pack_doubles};
 use super::connection::Connection;
 use super::keys;
-use crate::model::aggregate::SUM_FIELDS;
 use crate::store::StoreError;
 
 /// The scripts, loaded once per store (a node that lacks one gets it on first use).
@@ -34,11 +36,15 @@ pub(super) struct ViewerWrite {
     pub(super) dedupe: Vec<u8>,
     /// Pending lines to append.
     pub(super) pending: String,
+    /// Whether the viewer had no pending lines when read (then, the
+    /// version being unchanged, it still has none: lines are added only
+    /// with a new version, and the settle step only removes them).
+    pub(super) none_pending: bool,
 }
 
 /// Steps 2 and 3 for one aggregate hash (a creator bucket, or a platform shard).
 pub(super) struct AggregateWrite<'a> {
-    /// The snapshot hash; its counters and markers are named after it.
+    /// The snapshot hash; its markers are named after it.
     pub(super) snapshot_key: String,
     /// The events to add.
     pub(super) items: Vec<AggregateItem<'a>>,
@@ -70,7 +76,8 @@ pub(super) struct AggregateTimes {
 impl Scripts {
     /// The scripts, with the sum count filled in.
     pub(super) fn load() -> Scripts {
-        let apply_deltas = include_str!("scripts/apply_deltas.lua").replace("LAST_SUM", &(SUM_FIELDS - 1).to_string());
+        let apply_deltas =
+            include_str!("scripts/apply_deltas.lua").replace("SNAPSHOT_FIELDS", &SNAPSHOT_FIELDS.to_string());
         Scripts {
             apply_deltas: Script::new(&apply_deltas),
             write_viewers: Script::new(include_str!("scripts/write_viewers.lua")),
@@ -88,7 +95,7 @@ impl Scripts {
         writes: &[&ViewerWrite],
     ) -> Result<Vec<bool>, StoreError> {
         let keys: Vec<String> = writes.iter().map(|write| write.record_key.clone()).collect();
-        let mut args = Vec::with_capacity(2 + 4 * writes.len());
+        let mut args = Vec::with_capacity(2 + 5 * writes.len());
         args.push(times.0.to_string().into_bytes());
         args.push(times.1.to_string().into_bytes());
         for write in writes {
@@ -96,6 +103,11 @@ impl Scripts {
             args.push(write.record.clone());
             args.push(write.dedupe.clone());
             args.push(write.pending.as_bytes().to_vec());
+            args.push(if write.none_pending {
+                b"1".to_vec()
+            } else {
+                b"0".to_vec()
+            });
         }
         let flags: Vec<i64> = connection
             .invoke(&self.write_viewers, &keys, &args)
@@ -111,45 +123,58 @@ impl Scripts {
         Ok(flags.into_iter().map(|flag| flag == 0).collect())
     }
 
-    /// Runs steps 2 or 3 on the aggregate hashes of one group; returns, per
-    /// item in order, whether it was applied now (not by an earlier attempt).
+    /// Runs steps 2 or 3 on the aggregate hashes of one group, each
+    /// hash's events summed per aggregate first. Returns the items, as
+    /// `(write, item)` positions, found applied before: a write holding
+    /// one was not applied at all, and is to be sent again without them.
     pub(super) async fn apply_deltas(
         &self,
         connection: &Connection,
         times: AggregateTimes,
-        writes: Vec<AggregateWrite<'_>>,
-    ) -> Result<Vec<bool>, StoreError> {
-        let count: usize = writes.iter().map(|write| write.items.len()).sum();
-        let mut keys = Vec::with_capacity(2 * writes.len() + count);
-        let mut args: Vec<Vec<u8>> = Vec::with_capacity(4 + writes.len() + 3 * count);
+        writes: &[&AggregateWrite<'_>],
+    ) -> Result<Vec<(usize, usize)>, StoreError> {
+        let mut keys = Vec::new();
+        let mut args: Vec<Vec<u8>> = Vec::new();
         for time in [times.now_ms, times.window_ms, times.fence_from_ms, times.fence_ms] {
             args.push(time.to_string().into_bytes());
         }
+        // Per write, the item index of each marker sent.
+        let mut marked: Vec<Vec<usize>> = Vec::with_capacity(writes.len());
         for write in writes {
-            let snapshot = write.snapshot_key;
-            keys.push(snapshot.clone());
-            keys.push(keys::counters(&snapshot));
-            args.push(write.items.len().to_string().into_bytes());
-            for item in write.items {
-                match item.marker {
-                    Some(hash) => {
-                        keys.push(keys::marker(&snapshot, hash));
-                        args.push(b"1".to_vec());
-                    }
-                    None => args.push(b"0".to_vec()),
+            keys.push(write.snapshot_key.clone());
+            let mut sums: BTreeMap<&str, [f64; SNAPSHOT_FIELDS]> = BTreeMap::new();
+            let mut positions = Vec::new();
+            for (position, item) in write.items.iter().enumerate() {
+                if let Some(hash) = item.marker {
+                    keys.push(keys::marker(&write.snapshot_key, hash));
+                    positions.push(position);
                 }
-                args.push(item.aggregate_id.into_bytes());
-                args.push(item.delta.as_bytes().to_vec());
+                let total = sums.entry(item.aggregate_id.as_str()).or_insert([0.0; SNAPSHOT_FIELDS]);
+                add_delta_text(total, item.delta)?;
             }
+            args.push(positions.len().to_string().into_bytes());
+            args.push(sums.len().to_string().into_bytes());
+            for (id, total) in sums {
+                args.push(id.as_bytes().to_vec());
+                args.push(pack_doubles(&total));
+            }
+            marked.push(positions);
         }
-        let flags: Vec<i64> = connection
+        let found: Vec<usize> = connection
             .invoke(&self.apply_deltas, &keys, &args)
             .await
             .map_err(StoreError::Redis)?;
-        if flags.len() != count {
-            return Err(StoreError::Corrupt(format!("{} flags for {count} events", flags.len())));
-        }
-        Ok(flags.into_iter().map(|flag| flag == 1).collect())
+        found
+            .chunks(2)
+            .map(|pair| match pair {
+                [write, marker] => marked
+                    .get(write.wrapping_sub(1))
+                    .and_then(|positions| positions.get(marker.wrapping_sub(1)))
+                    .map(|item| (write - 1, *item))
+                    .ok_or_else(|| StoreError::Corrupt(format!("marker answer {write}/{marker}"))),
+                _ => Err(StoreError::Corrupt("odd marker answer".to_owned())),
+            })
+            .collect()
     }
 
     /// Settle, first half: drops the pending lines of `hashes` (per viewer

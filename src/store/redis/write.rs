@@ -260,6 +260,7 @@ impl RedisStore {
             record: encode_viewer(&record),
             dedupe: window.encode(),
             pending: lines,
+            none_pending: pending.is_none(),
         });
         Ok(ViewerPlan {
             viewer_id,

@@ -34,7 +34,7 @@ impl DedupeWindow {
     /// # Errors
     /// [`StoreError::Corrupt`] when the length is not a whole number of entries.
     pub(super) fn parse(bytes: &[u8], now_ms: i64, window_ms: i64) -> Result<DedupeWindow, StoreError> {
-        if bytes.len() % ENTRY_BYTES != 0 {
+        if !bytes.len().is_multiple_of(ENTRY_BYTES) {
             return Err(StoreError::Corrupt(format!("dedupe entries of {} bytes", bytes.len())));
         }
         let mut entries = Vec::with_capacity(bytes.len() / ENTRY_BYTES);

@@ -50,6 +50,11 @@ impl Keys {
         format!("{}:{{g{shard}}}", self.prefix)
     }
 
+    /// The pub/sub channel of invalidations (channels have no slot).
+    pub(super) fn channel(&self) -> String {
+        format!("{}:invalidate", self.prefix)
+    }
+
     /// The signature the stored sums were written with.
     pub(super) fn meta(&self) -> String {
         format!("{}:{{meta}}", self.prefix)

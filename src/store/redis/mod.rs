@@ -51,6 +51,7 @@ mod aggregates;
 mod codec;
 mod connection;
 mod dedupe;
+mod invalidation;
 mod keys;
 mod scripts;
 mod write;
@@ -63,9 +64,12 @@ use ::redis::{Cmd, RedisError, Value};
 
 use self::codec::{merge_snapshots, parse_bucket};
 use self::connection::Connection;
+pub use self::invalidation::InvalidationHooks;
+use self::invalidation::{Listener, listen};
 use self::keys::{GLOBAL_ID, GLOBAL_SHARDS, Keys, tag};
 use self::scripts::Scripts;
 use super::codec::decode_viewer;
+use super::url::RedisTarget;
 use super::{
     Applied, CREATOR_BUCKETS, CreatorBucket, InvalidateHook, Operation, Store, StoreError, StoreUrl, Touched,
     decay_signature,
@@ -102,6 +106,10 @@ pub struct RedisSettings {
     pub write_timeout: Duration,
     /// Called after each applied batch with what it touched.
     pub on_write: Option<InvalidateHook>,
+    /// Where what other replicas write is reported; `None` = no
+    /// subscription (and nothing published): staleness is then bounded
+    /// by the cache TTL alone.
+    pub invalidation: Option<InvalidationHooks>,
 }
 
 /// The shared store. Cheap to clone.
@@ -116,6 +124,12 @@ pub struct RedisStore {
     write_timeout: Duration,
     on_write: Option<InvalidateHook>,
     scripts: Arc<Scripts>,
+    /// This store's id in invalidation messages (its own are ignored).
+    origin: u64,
+    /// Where batches are published for other replicas (`None` = not published).
+    publisher: Option<Connection>,
+    /// The invalidation subscription, stopped with the last clone.
+    _listener: Option<Arc<Listener>>,
 }
 
 impl RedisStore {
@@ -135,6 +149,20 @@ impl RedisStore {
         }
         let connect_timeout = settings.write_timeout.max(Duration::from_secs(1));
         let connection = Connection::open(settings.url.target(), connect_timeout, settings.write_timeout).await?;
+        let origin = replica_origin();
+        let nodes = match settings.url.target() {
+            RedisTarget::Server(node) => vec![node.clone()],
+            RedisTarget::Cluster(nodes) => nodes.clone(),
+        };
+        let publisher = settings.invalidation.as_ref().map(|_| connection.clone());
+        let listener = settings.invalidation.map(|hooks| {
+            Arc::new(listen(
+                nodes,
+                Keys::new(settings.key_prefix.clone()).channel(),
+                origin,
+                hooks,
+            ))
+        });
         let store = RedisStore {
             connection,
             keys: Keys::new(settings.key_prefix),
@@ -145,6 +173,9 @@ impl RedisStore {
             write_timeout: settings.write_timeout,
             on_write: settings.on_write,
             scripts: Arc::new(Scripts::load()),
+            origin,
+            publisher,
+            _listener: listener,
         };
         store.check_decay().await?;
         Ok(store)
@@ -232,10 +263,23 @@ impl RedisStore {
         calls
     }
 
-    /// After a batch: drops this replica's cached copies of what it touched.
+    /// After a batch: drops this replica's cached copies of what it
+    /// touched, and tells the other replicas to drop theirs.
     async fn written(&self, touched: &Touched) {
         if let Some(hook) = &self.on_write {
             hook(touched);
+        }
+        let Some(publisher) = &self.publisher else {
+            return;
+        };
+        let publish = ::redis::cmd("PUBLISH")
+            .arg(self.keys.channel())
+            .arg(invalidation::message(self.origin, touched))
+            .clone();
+        // The batch is durable whatever happens here; a lost message
+        // leaves the other replicas within their cache TTL.
+        if let Err(error) = within(Operation::Write, self.write_timeout, publisher.query::<i64>(&publish)).await {
+            tracing::warn!(%error, "publishing an invalidation failed");
         }
     }
 
@@ -285,14 +329,27 @@ impl Store for RedisStore {
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        let _: String = within(
+        // A keyed read, so a cluster sends it to one node: a `PING` goes to
+        // every node, and was seen to keep timing out on a cluster
+        // connection after a master came back, holding the read breaker
+        // open while reads themselves worked again.
+        let _: Option<String> = within(
             Operation::Read,
             self.read_timeout,
-            self.connection.query(&::redis::cmd("PING")),
+            self.connection.query(::redis::cmd("GET").arg(self.keys.meta())),
         )
         .await?;
         Ok(())
     }
+}
+
+/// An id for this store in invalidation messages, different per process
+/// and per connect.
+fn replica_origin() -> u64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| since.as_nanos() as u64);
+    super::hash::splitmix64(nanos ^ (u64::from(std::process::id()) << 32))
 }
 
 /// `request`, cut off after `limit`.

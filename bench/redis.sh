@@ -43,10 +43,12 @@ wait_port "$redis_port"
 store="redis://127.0.0.1:$redis_port"
 
 used_memory() { redis-cli -p "$redis_port" info memory | grep -E '^used_memory:' | cut -d: -f2 | tr -d '\r'; }
-# Waits for keys with a short expiry to go, then visits every key (SCAN
-# deletes those past their expiry) so used_memory counts what stays.
+# Waits for keys with a short expiry to go (a settled event's markers live
+# 2 x (2 x redis.write_timeout_ms + 5 s) = 18 s by default), then visits
+# every key (SCAN deletes those past their expiry) so used_memory counts
+# what stays for the dedupe window.
 settled_memory() {
-  sleep "${SETTLE_SECS:-0}"
+  sleep "${SETTLE_SECS:-20}"
   redis-cli -p "$redis_port" --scan > /dev/null
   used_memory
 }

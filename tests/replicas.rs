@@ -750,3 +750,80 @@ async fn killing_a_cluster_master_degrades_and_recovers() {
     let replay = record(&mut client, events).await;
     assert_eq!(replay.duplicates, acked.accepted, "the dedupe window survived too");
 }
+
+/// A feed's mix of events over many creators and viewers, ingested into a
+/// 3-master Cluster: no master does more than 45% of the command time
+/// (INFO commandstats), so no slot written by every batch (the platform
+/// aggregate is spread over shards) makes one master the bottleneck.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ingest_spreads_over_the_masters_of_a_cluster() {
+    use creator_boost::offline::generate::{GenerateOptions, generate};
+    if !common::redis::available() {
+        return;
+    }
+    let _ports = PORTS.lock().await;
+    let cluster = RedisCluster::start();
+    let server = spawn_with(Spawn {
+        backend: Backend::Url(cluster.url.clone()),
+        ..Spawn::default()
+    })
+    .await;
+    let mut client = server.client().await;
+    let cli = |port: u16, args: &[&str]| {
+        let output = std::process::Command::new("redis-cli")
+            .arg("-p")
+            .arg(port.to_string())
+            .args(args)
+            .output()
+            .expect("redis-cli");
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    for port in cluster.ports() {
+        cli(port, &["CONFIG", "RESETSTAT"]);
+    }
+    let generated = generate(&GenerateOptions {
+        seed: 11,
+        creators: 2_000,
+        viewers: 10_000,
+        events: 6_000,
+        end_ms: 1_700_000_000_000,
+        days: 7,
+    });
+    for chunk in generated.chunks(500) {
+        let events = chunk
+            .iter()
+            .map(|e| proto::Event {
+                event_id: e.event_id.clone(),
+                kind: e.kind.map_or(0, |k| proto::EventKind::from(k) as i32),
+                viewer_id: e.viewer_id,
+                creator_id: e.creator_id,
+                // In feed order, stamped by the server's clock.
+                timestamp_ms: 0,
+                amount: e.amount,
+            })
+            .collect();
+        let outcome = record(&mut client, events).await;
+        assert_eq!(outcome.rejected.len(), 0, "rejected: {:?}", outcome.rejected.first());
+    }
+    let busy: Vec<u64> = cluster
+        .ports()
+        .into_iter()
+        .map(|port| {
+            cli(port, &["INFO", "commandstats"])
+                .lines()
+                .filter_map(|line| line.split("usec=").nth(1)?.split(',').next()?.parse::<u64>().ok())
+                .sum()
+        })
+        .collect();
+    let total: u64 = busy.iter().sum();
+    let busiest = busy.iter().copied().max().unwrap_or(0) as f64 / total.max(1) as f64;
+    eprintln!(
+        "command time per master (µs): {busy:?}; busiest {:.0}%",
+        busiest * 100.0
+    );
+    assert!(
+        busiest <= 0.45,
+        "busiest master did {:.0}% of the command time",
+        busiest * 100.0
+    );
+}

@@ -1,50 +1,62 @@
 //! Redis and Redis Cluster backend: one store shared by many replicas.
 //!
-//! Keys, all Cluster-safe (every script touches one hash slot):
+//! Keys, all Cluster-safe (every script call touches one hash slot on a
+//! cluster; on a single server one call carries a whole batch's step):
 //!
 //! | data | key | layout |
 //! |---|---|---|
-//! | creator bucket | `cb:{c<bucket>}` | hash; `<creator>` → snapshot `t,f,m,e,sum 0..22` |
-//! | its counters | `cb:{c<bucket>}:n` | hash; `<creator>:<n>` sum n, `<creator>:f/m/e/t` followers, members, evidence, updated_at |
-//! | marker: event applied to a bucket | `cb:{c<bucket>}:a:<event hash>` | accepting `now_ms`, expires with the dedupe window |
-//! | viewer record | `cb:{v<viewer>}` | hash; `r` the encoded [`ViewerRecord`], `n` its version |
-//! | dedupe entry | `cb:{v<viewer>}:e:<event hash>` | `<now_ms>;<delta>`, expires with the dedupe window |
-//! | platform aggregate | `cb:{g}`, `cb:{g}:n` | as a bucket's, with the id `g` |
-//! | marker: event applied to it | `cb:{g}:a:<event hash>` | as for a bucket |
-//! | half-lives the sums were written with | `cb:{meta}` | string |
+//! | creator bucket | `cb:{c<bucket>}` | hash; `<creator>` → snapshot, 27 big-endian doubles (updated_at, followers, members, evidence, sums 0..22) |
+//! | marker: event applied to a bucket | `cb:{c<bucket>}:a:<event hash>` | accepting `now_ms`; lives the dedupe window until the event is settled, then `2 × fence` (about 18 s by default) |
+//! | viewer record | `cb:{v<viewer>}` | hash; `r` the encoded [`ViewerRecord`], `n` its version, `d` the packed dedupe entries (16 bytes per event), `p` pending deltas (until settled) |
+//! | platform aggregate | `cb:{g<0..15>}` | 16 shards, as a bucket's with the id `g`; merged on read |
+//! | marker: event applied to it | `cb:{g<shard>}:a:<event hash>` | as for a bucket |
+//! | half-lives and layout the sums were written with | `cb:{meta}` | string |
+//! | invalidations | channel `cb:invalidate` | `<origin>;<buckets>;<viewers>` per batch |
 //!
-//! An event is applied in three idempotent steps, one script each:
+//! An event is applied in three idempotent steps, then settled:
 //!
-//! 1. Viewer slot: the relation record is read, the pure model applies the
-//!    viewer's events of the batch in order and computes each event's
-//!    [`AggregateDelta`](crate::model::aggregate::AggregateDelta); a script writes the record back only if its version
-//!    is unchanged (else the step is redone) and only if no event id is in the
-//!    dedupe window, storing each event's delta in its dedupe entry.
-//! 2. Creator slot: per event, a marker `SET` if absent; when new, the delta
-//!    goes in with `HINCRBYFLOAT` / `HINCRBY` and `updated_at` is raised;
-//!    then the snapshot of each creator touched is rebuilt from its counters.
-//! 3. Platform slot: the same with its own markers.
+//! 1. Viewer slot: the hash is read (`r n d p`); the pure model applies the
+//!    viewer's new events of the batch in order and computes each event's
+//!    [`AggregateDelta`](crate::model::aggregate::AggregateDelta); a script
+//!    writes record, dedupe entries and the new events' pending deltas back
+//!    only if the version is unchanged (else the viewer is redone). An event
+//!    found in `d` is a duplicate; if its pending delta is still in `p`, its
+//!    steps 2 and 3 may not have finished and are run again with it.
+//! 2. Creator slot: per bucket, the markers are set if absent; if none was
+//!    set before, the batch's deltas (summed per creator) are added to the
+//!    snapshots; else nothing is written and the bucket is sent again
+//!    without the events found.
+//! 3. Platform slot: the same, on the event's platform shard.
+//! 4. Settle: the events' pending deltas are dropped from their viewers,
+//!    then their markers are given a short expiry. From then on an event
+//!    costs its 16-byte dedupe entry only.
 //!
-//! A batch is acknowledged after all three steps. If a step fails the batch
-//! is not acknowledged; its resend finds the dedupe entries (now answered as
-//! duplicates), takes the stored deltas and completes steps 2 and 3, which
-//! the markers keep from counting anything twice. Anonymous events have no
-//! viewer step; the creator marker is their dedupe entry. Event ids are
-//! deduplicated per viewer (a resend always carries the same viewer).
+//! A batch is acknowledged after steps 1-3. If a step fails the batch is
+//! not acknowledged; its resend finds the dedupe entries with their pending
+//! deltas and completes steps 2 and 3, which the markers keep from counting
+//! anything twice. Markers outlive the pending delta (settle drops the delta
+//! first), and a fence keeps a step delayed in flight from landing once
+//! they are gone: every aggregate script refuses an attempt that started
+//! more than `2 × redis.write_timeout_ms + 5 s` ago (Redis time). Anonymous events
+//! have no viewer step; the creator marker is their dedupe entry and keeps
+//! the whole window. Event ids are deduplicated per viewer (a resend always
+//! carries the same viewer).
 //!
 //! Reads: one `HGETALL` of the snapshots per creator bucket, one `HGET` of the
-//! viewer record and of the platform snapshot, all sent at once (one round
+//! viewer record and of each platform shard, all sent at once (one round
 //! trip; a pipeline on a single server).
 //!
-//! Why scripts: each step checks something (a version, a dedupe entry, a
-//! marker) and writes only if the check holds. Run as one script on one hash
-//! slot, check and write are atomic without `WATCH`/`MULTI` round trips, and
-//! work the same on a single server and on a cluster.
+//! Why scripts: each step checks something (a version, a marker) and writes
+//! only if the check holds. Run as one script, check and write are atomic
+//! without `WATCH`/`MULTI` round trips, and work the same on a single
+//! server and on a cluster.
 //!
 //! # Layout
-//! `keys.rs` names the keys; `scripts.rs` runs the two Lua scripts
-//! (`scripts/*.lua`) with typed arguments; `codec.rs` holds the text forms
-//! of deltas and snapshots; `write.rs` the three steps; `connection.rs` one
+//! `keys.rs` names the keys; `scripts.rs` runs the Lua scripts
+//! (`scripts/*.lua`) with typed arguments; `codec.rs` holds the forms of
+//! deltas and snapshots; `dedupe.rs` the packed dedupe entries and pending
+//! lines; `write.rs` step 1, `aggregates.rs` steps 2-3 and settle;
+//! `invalidation.rs` the channel between replicas; `connection.rs` one
 //! connection type over a server and a cluster.
 
 mod aggregates;

@@ -827,3 +827,84 @@ async fn ingest_spreads_over_the_masters_of_a_cluster() {
         busiest * 100.0
     );
 }
+
+/// A batch whose steps 2 and 3 may not have finished (its pending delta
+/// still in the viewer's hash): a resend completes exactly what is missing.
+/// The half-done states are made by hand: the pending line written back
+/// after settling (a bogus delta that would count one more piece of
+/// evidence if applied), then the creator's marker removed.
+#[tokio::test]
+async fn a_resent_half_done_batch_completes_what_is_missing_and_nothing_twice() {
+    if !common::redis::available() {
+        return;
+    }
+    let _ports = PORTS.lock().await;
+    let redis = RedisProcess::start();
+    let prefix = common::redis::unique_prefix();
+    let store = RedisStore::connect(RedisSettings {
+        url: redis.url().parse().expect("store URL"),
+        key_prefix: prefix.clone(),
+        ingest: IngestParams::default(),
+        dedupe_window_ms: 3_600_000,
+        read_timeout: Duration::from_secs(5),
+        write_timeout: Duration::from_secs(5),
+        on_write: None,
+        invalidation: None,
+    })
+    .await
+    .expect("connect");
+    let now_ms = 1_700_000_000_000;
+    let follow = Event {
+        event_id: "half".to_owned(),
+        kind: EventKind::Follow,
+        viewer_id: 77,
+        creator_id: 4_242,
+        timestamp_ms: now_ms - 1_000,
+        amount: 0.0,
+    };
+    let cli = |args: &[&str]| {
+        let output = std::process::Command::new("redis-cli")
+            .arg("-p")
+            .arg(redis.port.to_string())
+            .args(args)
+            .output()
+            .expect("redis-cli");
+        String::from_utf8_lossy(&output.stdout).trim().to_owned()
+    };
+    let evidence = || async {
+        let bucket = creator_boost::store::creator_bucket(4_242);
+        let buckets = store.creator_buckets(vec![bucket]).await.expect("read");
+        buckets[0]
+            .get(4_242)
+            .map(|creator| (creator.evidence, creator.followers))
+    };
+    let applied = store.apply(vec![follow.clone()], now_ms).await.expect("apply");
+    assert_eq!(applied, vec![creator_boost::store::Applied::Accepted]);
+    assert_eq!(evidence().await, Some((1, 1)));
+
+    // The creator's marker names the event hash.
+    let marker = cli(&["--scan", "--pattern", &format!("{prefix}:{{c*}}:a:*")]);
+    let hash = marker.rsplit(':').next().expect("hash").to_owned();
+    let viewer = format!("{prefix}:{{v77}}");
+    let pending = format!("{hash};{now_ms};0|0|0~0|0|0\n");
+    cli(&["HSET", &viewer, "p", &pending]);
+    let resent = store.apply(vec![follow.clone()], now_ms).await.expect("resend");
+    assert_eq!(resent, vec![creator_boost::store::Applied::Duplicate]);
+    assert_eq!(
+        evidence().await,
+        Some((1, 1)),
+        "both markers there: nothing applied again"
+    );
+
+    cli(&["HSET", &viewer, "p", &pending]);
+    cli(&["DEL", &marker]);
+    store.apply(vec![follow.clone()], now_ms).await.expect("resend");
+    assert_eq!(
+        evidence().await,
+        Some((2, 1)),
+        "the creator step was missing: its stored delta applied once"
+    );
+    assert_eq!(cli(&["HEXISTS", &viewer, "p"]), "0", "settled");
+    store.apply(vec![follow], now_ms).await.expect("resend");
+    assert_eq!(evidence().await, Some((2, 1)), "settled: a plain duplicate");
+}

@@ -341,13 +341,14 @@ impl Store for RedisStore {
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        // A keyed read, so a cluster sends it to one node: a `PING` goes to
-        // every node, and was seen to keep timing out on a cluster
-        // connection after a master came back, holding the read breaker
-        // open while reads themselves worked again.
+        // A keyed read, so a cluster sends it to one node (a `PING` goes to
+        // every node). Given the write timeout, not the read one: the probe
+        // is off the request path, and cut at 100 ms a cluster connection
+        // was seen never to finish reconnecting to a restarted master,
+        // holding the read breaker open for good.
         let _: Option<String> = within(
             Operation::Read,
-            self.read_timeout,
+            self.write_timeout,
             self.connection.query(::redis::cmd("GET").arg(self.keys.meta())),
         )
         .await?;

@@ -341,17 +341,26 @@ impl Store for RedisStore {
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        // A keyed read, so a cluster sends it to one node (a `PING` goes to
-        // every node). Given the write timeout, not the read one: the probe
-        // is off the request path, and cut at 100 ms a cluster connection
-        // was seen never to finish reconnecting to a restarted master,
-        // holding the read breaker open for good.
-        let _: Option<String> = within(
-            Operation::Read,
-            self.write_timeout,
-            self.connection.query(::redis::cmd("GET").arg(self.keys.meta())),
-        )
-        .await?;
+        // Every platform shard: keyed reads that reach every master of a
+        // cluster (a `PING` would too, but one slow node fails it whole).
+        // Given the write timeout, not the read one: the probe is off the
+        // request path. On a cluster a failed probe rebuilds the connection:
+        // the client's own reconnection was seen to leave a restarted master
+        // unreachable for good, holding the read breaker open.
+        let reads: Vec<::redis::Cmd> = (0..GLOBAL_SHARDS)
+            .map(|shard| ::redis::cmd("EXISTS").arg(self.keys.global(shard)).clone())
+            .collect();
+        let probe: Result<Vec<i64>, StoreError> =
+            within(Operation::Read, self.write_timeout, self.connection.query_all(&reads)).await;
+        if let Err(error) = probe {
+            if self.connection.is_cluster() {
+                match self.connection.reconnect().await {
+                    Ok(()) => tracing::warn!(%error, "store probe failed; cluster connection rebuilt"),
+                    Err(again) => tracing::debug!(%again, "cluster connection could not be rebuilt yet"),
+                }
+            }
+            return Err(error);
+        }
         Ok(())
     }
 }

@@ -7,8 +7,9 @@
 cargo build --release --locked --bin creator-boost --examples >&2
 # BIN=PATH benchmarks another build of the server (an earlier release, say)
 # with this tree's load generator and echo baseline.
-bin=${BIN:-target/release/creator-boost}
-loadgen=target/release/examples/loadgen
+target=${CARGO_TARGET_DIR:-target}
+bin=${BIN:-$target/release/creator-boost}
+loadgen=$target/release/examples/loadgen
 work=$(mktemp -d)
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }

@@ -8,9 +8,12 @@
 //! - `check URL FRAME N`: sends the frame's request N times with a real gRPC
 //!   client and fails unless every answer is OK, not degraded, with one
 //!   result per candidate (h2load sees only HTTP status, not grpc-status).
-//! - `ingest URL EVENTS STREAMS BATCH`: durable ingest through StreamEvents of
-//!   EVENTS synthetic events over STREAMS concurrent streams; prints events/s
-//!   and the latency of a batch acknowledgement.
+//! - `ingest URL EVENTS STREAMS BATCH [CREATORS VIEWERS]`: durable ingest
+//!   through StreamEvents of EVENTS synthetic events (default 10,000
+//!   creators, 200,000 viewers) over STREAMS concurrent streams, in time
+//!   order as a feed produces them (a 1,000-event batch holds ~1,000
+//!   distinct viewers); prints events/s and the latency of a batch
+//!   acknowledgement. Ids are new on every run.
 
 use std::time::Instant;
 
@@ -115,12 +118,28 @@ async fn check(url: &str, frame: &str, count: usize) -> Result<(), Error> {
     Ok(())
 }
 
-async fn ingest(url: &str, events: u64, streams: usize, batch: usize) -> Result<(), Error> {
+/// The shape of an ingest run.
+struct IngestRun {
+    events: u64,
+    streams: usize,
+    batch: usize,
+    creators: u64,
+    viewers: u64,
+}
+
+async fn ingest(url: &str, run: IngestRun) -> Result<(), Error> {
+    let IngestRun {
+        events,
+        streams,
+        batch,
+        creators,
+        viewers,
+    } = run;
     let end_ms = creator_boost::service::engine::Clock::system().now_ms();
     let generated = generate(&GenerateOptions {
         seed: 99,
-        creators: 10_000,
-        viewers: 200_000,
+        creators,
+        viewers,
         events,
         end_ms,
         days: 14,
@@ -215,7 +234,16 @@ async fn main() -> Result<(), Error> {
             std::fs::write(arg(1)?, grpc_frame(&request))?;
         }
         "check" => check(&arg(1)?, &arg(2)?, arg(3)?.parse()?).await?,
-        "ingest" => ingest(&arg(1)?, arg(2)?.parse()?, arg(3)?.parse()?, arg(4)?.parse()?).await?,
+        "ingest" => {
+            let run = IngestRun {
+                events: arg(2)?.parse()?,
+                streams: arg(3)?.parse()?,
+                batch: arg(4)?.parse()?,
+                creators: args.get(5).map_or(Ok(10_000), |s| s.parse())?,
+                viewers: args.get(6).map_or(Ok(200_000), |s| s.parse())?,
+            };
+            ingest(&arg(1)?, run).await?
+        }
         other => return Err(format!("unknown mode {other}").into()),
     }
     Ok(())

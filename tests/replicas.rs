@@ -21,6 +21,11 @@ use creator_boost::store::redis::{RedisSettings, RedisStore};
 /// plus the per-thread L1 age (250 ms).
 const TTL_MS: u64 = 1_000;
 
+/// Held by every test here: several restart a Redis on its port, and a
+/// process or listener started meanwhile by another test could take that
+/// port (ephemeral ports are reused), so the server could not come back.
+static PORTS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 fn config_with_ttl() -> String {
     format!("{TEST_CONFIG}\n[cache]\nttl_ms = {TTL_MS}\n")
 }
@@ -36,25 +41,10 @@ async fn a_write_through_one_process_is_seen_by_another_within_the_bound() {
     if !common::redis::available() {
         return;
     }
+    let _ports = PORTS.lock().await;
     let redis = RedisProcess::start();
-    let dir = tempfile::tempdir().expect("dir");
-    let config = dir.path().join("replica.toml");
-    std::fs::write(&config, config_with_ttl()).expect("config");
-    let store = redis.url();
-    let args = [
-        std::ffi::OsStr::new("--store"),
-        store.as_ref(),
-        "--config".as_ref(),
-        config.as_os_str(),
-    ];
-    let (mut a, url_a) = start_binary(&dir.path().join("a"), &args).await;
-    let (mut b, url_b) = start_binary(&dir.path().join("b"), &args).await;
-    let mut client_a = proto::creator_boost_client::CreatorBoostClient::connect(url_a)
-        .await
-        .expect("a");
-    let mut client_b = proto::creator_boost_client::CreatorBoostClient::connect(url_b)
-        .await
-        .expect("b");
+    let mut replicas = Replicas::start(&redis, &config_with_ttl()).await;
+    let (client_a, client_b) = (&mut replicas.a, &mut replicas.b);
 
     // B caches the creator as unknown and the viewer as a stranger.
     let rank = |viewer| proto::RankRequest {
@@ -67,7 +57,7 @@ async fn a_write_through_one_process_is_seen_by_another_within_the_bound() {
 
     let events = real_time(loyal_creator_events("ab", 700, 1..6));
     let written = Instant::now();
-    let outcome = record(&mut client_a, events).await;
+    let outcome = record(client_a, events).await;
     assert_eq!(outcome.accepted, 30);
 
     // Poll B until both the creator's scores and the viewer's relation show.
@@ -102,9 +92,131 @@ async fn a_write_through_one_process_is_seen_by_another_within_the_bound() {
         seen_after <= bound + Duration::from_millis(500),
         "seen after {seen_after:?}"
     );
-    for child in [&mut a, &mut b] {
-        let _ = child.kill();
-        let _ = child.wait();
+}
+
+/// Two replica processes (`serve --store`) on one Redis, and a client of each.
+struct Replicas {
+    a: proto::creator_boost_client::CreatorBoostClient<tonic::transport::Channel>,
+    b: proto::creator_boost_client::CreatorBoostClient<tonic::transport::Channel>,
+    processes: [std::process::Child; 2],
+    _dir: tempfile::TempDir,
+}
+
+impl Replicas {
+    async fn start(redis: &RedisProcess, config_text: &str) -> Replicas {
+        let dir = tempfile::tempdir().expect("dir");
+        let config = dir.path().join("replica.toml");
+        std::fs::write(&config, config_text).expect("config");
+        let store = redis.url();
+        let args = [
+            std::ffi::OsStr::new("--store"),
+            store.as_ref(),
+            "--config".as_ref(),
+            config.as_os_str(),
+        ];
+        let (a, url_a) = start_binary(&dir.path().join("a"), &args).await;
+        let (b, url_b) = start_binary(&dir.path().join("b"), &args).await;
+        let connect = |url: String| async move {
+            proto::creator_boost_client::CreatorBoostClient::connect(url)
+                .await
+                .expect("replica")
+        };
+        Replicas {
+            a: connect(url_a).await,
+            b: connect(url_b).await,
+            processes: [a, b],
+            _dir: dir,
+        }
+    }
+
+    /// How long after a write through A (one new follower of `creator`,
+    /// which B has cached) B's answer shows it, polled every 2 ms.
+    async fn visibility(&mut self, creator: u64, trial: u64, give_up: Duration) -> Duration {
+        let scores = |client: &mut proto::creator_boost_client::CreatorBoostClient<tonic::transport::Channel>| {
+            let mut client = client.clone();
+            async move {
+                let request = proto::GetCreatorScoresRequest {
+                    creator_ids: vec![creator],
+                    variant: String::new(),
+                };
+                client
+                    .get_creator_scores(request)
+                    .await
+                    .expect("scores")
+                    .into_inner()
+                    .scores[0]
+                    .followers
+            }
+        };
+        let before = scores(&mut self.b).await;
+        let follow = real_time(vec![event(&format!("v{trial}"), Follow, 9_000 + trial, creator)]);
+        let outcome = record(&mut self.a, follow).await;
+        assert_eq!(outcome.accepted, 1);
+        let written = Instant::now();
+        while scores(&mut self.b).await == before {
+            assert!(written.elapsed() < give_up, "replica B still stale after {give_up:?}");
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        written.elapsed()
+    }
+}
+
+impl Drop for Replicas {
+    fn drop(&mut self) {
+        for child in &mut self.processes {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// With the default 5 s cache TTL, a write through one replica reaches
+/// another's answers through the invalidation channel: p90 of 20 trials
+/// within 100 ms.
+#[tokio::test]
+async fn invalidations_reach_the_other_replica_long_before_the_ttl() {
+    if !common::redis::available() {
+        return;
+    }
+    let _ports = PORTS.lock().await;
+    let redis = RedisProcess::start();
+    let mut replicas = Replicas::start(&redis, TEST_CONFIG).await;
+    let mut seen = Vec::new();
+    for trial in 0..20 {
+        seen.push(replicas.visibility(800 + trial, trial, Duration::from_secs(10)).await);
+    }
+    seen.sort_unstable();
+    eprintln!("replica B saw A's writes after {seen:?}");
+    assert!(seen[17] <= Duration::from_millis(100), "p90 {:?}", seen[17]);
+}
+
+/// With the invalidation channel cut (pub/sub refused by an ACL) writes
+/// still reach the other replica within the cache TTL bound.
+#[tokio::test]
+async fn without_invalidations_the_ttl_still_bounds_staleness() {
+    if !common::redis::available() {
+        return;
+    }
+    let _ports = PORTS.lock().await;
+    let redis = RedisProcess::start();
+    let mut replicas = Replicas::start(&redis, &config_with_ttl()).await;
+    let cut = std::process::Command::new("redis-cli")
+        .args([
+            "-p",
+            &redis.port.to_string(),
+            "ACL",
+            "SETUSER",
+            "default",
+            "resetchannels",
+        ])
+        .output()
+        .expect("redis-cli");
+    assert!(cut.status.success(), "{cut:?}");
+    let bound = Duration::from_millis(TTL_MS + 250);
+    for trial in 0..3 {
+        let seen = replicas.visibility(900 + trial, trial, bound * 3).await;
+        eprintln!("without invalidations replica B saw A's write after {seen:?} (bound {bound:?})");
+        assert!(seen <= bound + Duration::from_millis(500), "seen after {seen:?}");
     }
 }
 
@@ -132,6 +244,7 @@ contract_tests!(@backend cluster, Cluster, concurrent_writers_through_two_replic
 /// tells what they must end as.
 async fn concurrent_writers_through_two_replicas_match_a_single_node_replay(backend: Backend) {
     const WRITERS: u64 = 6;
+    let _ports = PORTS.lock().await;
     let first = spawn_on(backend.clone()).await;
     let second = spawn_with(Spawn {
         backend: backend.clone(),
@@ -214,6 +327,7 @@ async fn concurrent_writers_through_two_replicas_match_a_single_node_replay(back
         read_timeout: Duration::from_secs(5),
         write_timeout: Duration::from_secs(5),
         on_write: None,
+        invalidation: None,
     })
     .await
     .expect("connect");
@@ -370,6 +484,7 @@ async fn killing_redis_degrades_rank_without_failing_it_and_loses_no_acked_event
     if !common::redis::available() {
         return;
     }
+    let _ports = PORTS.lock().await;
     let mut redis = RedisProcess::start();
     let server = spawn_with(Spawn {
         backend: Backend::Url(redis.url()),
@@ -490,6 +605,7 @@ async fn a_hung_redis_gives_degraded_answers_inside_a_short_deadline() {
     if !common::redis::available() {
         return;
     }
+    let _ports = PORTS.lock().await;
     let redis = RedisProcess::start();
     let server = spawn_with(Spawn {
         backend: Backend::Url(redis.url()),
@@ -557,6 +673,7 @@ async fn killing_a_cluster_master_degrades_and_recovers() {
     if !common::redis::available() {
         return;
     }
+    let _ports = PORTS.lock().await;
     let mut cluster = RedisCluster::start();
     let server = spawn_with(Spawn {
         backend: Backend::Url(cluster.url.clone()),
@@ -632,4 +749,162 @@ async fn killing_a_cluster_master_degrades_and_recovers() {
     assert_eq!(boosts(&recovered), boosts(&healthy), "acked events survived the kill");
     let replay = record(&mut client, events).await;
     assert_eq!(replay.duplicates, acked.accepted, "the dedupe window survived too");
+}
+
+/// A feed's mix of events over many creators and viewers, ingested into a
+/// 3-master Cluster: no master does more than 45% of the command time
+/// (INFO commandstats), so no slot written by every batch (the platform
+/// aggregate is spread over shards) makes one master the bottleneck.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ingest_spreads_over_the_masters_of_a_cluster() {
+    use creator_boost::offline::generate::{GenerateOptions, generate};
+    if !common::redis::available() {
+        return;
+    }
+    let _ports = PORTS.lock().await;
+    let cluster = RedisCluster::start();
+    let server = spawn_with(Spawn {
+        backend: Backend::Url(cluster.url.clone()),
+        ..Spawn::default()
+    })
+    .await;
+    let mut client = server.client().await;
+    let cli = |port: u16, args: &[&str]| {
+        let output = std::process::Command::new("redis-cli")
+            .arg("-p")
+            .arg(port.to_string())
+            .args(args)
+            .output()
+            .expect("redis-cli");
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    for port in cluster.ports() {
+        cli(port, &["CONFIG", "RESETSTAT"]);
+    }
+    let generated = generate(&GenerateOptions {
+        seed: 11,
+        creators: 2_000,
+        viewers: 10_000,
+        events: 6_000,
+        end_ms: 1_700_000_000_000,
+        days: 7,
+    });
+    for chunk in generated.chunks(500) {
+        let events = chunk
+            .iter()
+            .map(|e| proto::Event {
+                event_id: e.event_id.clone(),
+                kind: e.kind.map_or(0, |k| proto::EventKind::from(k) as i32),
+                viewer_id: e.viewer_id,
+                creator_id: e.creator_id,
+                // In feed order, stamped by the server's clock.
+                timestamp_ms: 0,
+                amount: e.amount,
+            })
+            .collect();
+        let outcome = record(&mut client, events).await;
+        assert_eq!(outcome.rejected.len(), 0, "rejected: {:?}", outcome.rejected.first());
+    }
+    let busy: Vec<u64> = cluster
+        .ports()
+        .into_iter()
+        .map(|port| {
+            cli(port, &["INFO", "commandstats"])
+                .lines()
+                .filter_map(|line| line.split("usec=").nth(1)?.split(',').next()?.parse::<u64>().ok())
+                .sum()
+        })
+        .collect();
+    let total: u64 = busy.iter().sum();
+    let busiest = busy.iter().copied().max().unwrap_or(0) as f64 / total.max(1) as f64;
+    eprintln!(
+        "command time per master (µs): {busy:?}; busiest {:.0}%",
+        busiest * 100.0
+    );
+    assert!(
+        busiest <= 0.45,
+        "busiest master did {:.0}% of the command time",
+        busiest * 100.0
+    );
+}
+
+/// A batch whose steps 2 and 3 may not have finished (its pending delta
+/// still in the viewer's hash): a resend completes exactly what is missing.
+/// The half-done states are made by hand: the pending line written back
+/// after settling (a bogus delta that would count one more piece of
+/// evidence if applied), then the creator's marker removed.
+#[tokio::test]
+async fn a_resent_half_done_batch_completes_what_is_missing_and_nothing_twice() {
+    if !common::redis::available() {
+        return;
+    }
+    let _ports = PORTS.lock().await;
+    let redis = RedisProcess::start();
+    let prefix = common::redis::unique_prefix();
+    let store = RedisStore::connect(RedisSettings {
+        url: redis.url().parse().expect("store URL"),
+        key_prefix: prefix.clone(),
+        ingest: IngestParams::default(),
+        dedupe_window_ms: 3_600_000,
+        read_timeout: Duration::from_secs(5),
+        write_timeout: Duration::from_secs(5),
+        on_write: None,
+        invalidation: None,
+    })
+    .await
+    .expect("connect");
+    let now_ms = 1_700_000_000_000;
+    let follow = Event {
+        event_id: "half".to_owned(),
+        kind: EventKind::Follow,
+        viewer_id: 77,
+        creator_id: 4_242,
+        timestamp_ms: now_ms - 1_000,
+        amount: 0.0,
+    };
+    let cli = |args: &[&str]| {
+        let output = std::process::Command::new("redis-cli")
+            .arg("-p")
+            .arg(redis.port.to_string())
+            .args(args)
+            .output()
+            .expect("redis-cli");
+        String::from_utf8_lossy(&output.stdout).trim().to_owned()
+    };
+    let evidence = || async {
+        let bucket = creator_boost::store::creator_bucket(4_242);
+        let buckets = store.creator_buckets(vec![bucket]).await.expect("read");
+        buckets[0]
+            .get(4_242)
+            .map(|creator| (creator.evidence, creator.followers))
+    };
+    let applied = store.apply(vec![follow.clone()], now_ms).await.expect("apply");
+    assert_eq!(applied, vec![creator_boost::store::Applied::Accepted]);
+    assert_eq!(evidence().await, Some((1, 1)));
+
+    // The creator's marker names the event hash.
+    let marker = cli(&["--scan", "--pattern", &format!("{prefix}:{{c*}}:a:*")]);
+    let hash = marker.rsplit(':').next().expect("hash").to_owned();
+    let viewer = format!("{prefix}:{{v77}}");
+    let pending = format!("{hash};{now_ms};0|0|0~0|0|0\n");
+    cli(&["HSET", &viewer, "p", &pending]);
+    let resent = store.apply(vec![follow.clone()], now_ms).await.expect("resend");
+    assert_eq!(resent, vec![creator_boost::store::Applied::Duplicate]);
+    assert_eq!(
+        evidence().await,
+        Some((1, 1)),
+        "both markers there: nothing applied again"
+    );
+
+    cli(&["HSET", &viewer, "p", &pending]);
+    cli(&["DEL", &marker]);
+    store.apply(vec![follow.clone()], now_ms).await.expect("resend");
+    assert_eq!(
+        evidence().await,
+        Some((2, 1)),
+        "the creator step was missing: its stored delta applied once"
+    );
+    assert_eq!(cli(&["HEXISTS", &viewer, "p"]), "0", "settled");
+    store.apply(vec![follow], now_ms).await.expect("resend");
+    assert_eq!(evidence().await, Some((2, 1)), "settled: a plain duplicate");
 }

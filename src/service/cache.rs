@@ -359,6 +359,16 @@ impl Caches {
         *guard = None;
     }
 
+    /// Forgets every cached copy, fresh or stale: for a replica that may
+    /// have missed invalidations (its subscription was down).
+    pub fn invalidate_all(&self) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        self.creators.invalidate_all();
+        self.viewers.invalidate_all();
+        let mut guard = self.global.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+        *guard = None;
+    }
+
     /// Creators and viewers currently cached, after pending maintenance.
     pub fn entry_counts(&self) -> (u64, u64) {
         self.creators.run_pending_tasks();

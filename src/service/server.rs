@@ -25,7 +25,7 @@ use crate::service::transport::auth::WriteTokenLayer;
 use crate::service::transport::listener::{self, ConnectionLimits};
 use crate::service::transport::tls::{self, Certificates, TlsError};
 use crate::store::embedded::{EmbeddedStore, WriterSettings};
-use crate::store::redis::{RedisSettings, RedisStore};
+use crate::store::redis::{InvalidationHooks, RedisSettings, RedisStore};
 use crate::store::{AnyStore, StoreError};
 
 /// Why the server could not start or stopped abnormally.
@@ -121,6 +121,8 @@ impl ServerOptions {
 pub async fn open_engine(config: &Config, clock: Clock, metrics: Arc<Metrics>) -> Result<Arc<Engine>, StoreError> {
     let caches = Arc::new(Caches::new(&config.cache));
     let hook_caches = Arc::clone(&caches);
+    let remote_caches = Arc::clone(&caches);
+    let resync_caches = Arc::clone(&caches);
     let dedupe_window_ms = i64::try_from(config.limits.dedupe_window_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
     let store = match &config.store {
         Some(url) => AnyStore::Redis(Box::new(
@@ -132,6 +134,10 @@ pub async fn open_engine(config: &Config, clock: Clock, metrics: Arc<Metrics>) -
                 read_timeout: Duration::from_millis(config.redis.read_timeout_ms),
                 write_timeout: Duration::from_millis(config.redis.write_timeout_ms),
                 on_write: Some(Arc::new(move |touched| hook_caches.invalidate(touched))),
+                invalidation: Some(InvalidationHooks {
+                    remote_write: Arc::new(move |touched| remote_caches.invalidate(touched)),
+                    resync: Arc::new(move || resync_caches.invalidate_all()),
+                }),
             })
             .await?,
         )),

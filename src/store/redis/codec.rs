@@ -61,39 +61,114 @@ fn encode_delta(delta: &AggregateDelta) -> String {
     out
 }
 
-/// Parses a snapshot: `t,f,m,e,sum 0..22`, an empty value meaning 0.
+/// Values in a snapshot: updated_at, followers, members, evidence, the sums.
+pub(super) const SNAPSHOT_FIELDS: usize = 4 + SUM_FIELDS;
+
+/// Parses a snapshot: [`SNAPSHOT_FIELDS`] big-endian doubles (`apply_deltas.lua`).
 pub(super) fn parse_snapshot(bytes: &[u8]) -> Result<CreatorAggregate, StoreError> {
-    let corrupt = || StoreError::Corrupt(format!("aggregate snapshot {}", String::from_utf8_lossy(bytes)));
-    let text = std::str::from_utf8(bytes).map_err(|_| corrupt())?;
-    let mut values = text.split(',');
-    let mut next = || values.next().ok_or_else(corrupt);
-    let count = |value: &str| -> Result<u64, StoreError> {
-        if value.is_empty() {
-            return Ok(0);
+    Ok(RawSnapshot::parse(bytes)?.into_aggregate())
+}
+
+/// The platform aggregate from its shards' snapshots (absent = empty):
+/// counts are summed signed (a follow in one shard, its unfollow in
+/// another), then read as [`parse_snapshot`] reads one.
+pub(super) fn merge_snapshots(shards: &[Option<Vec<u8>>]) -> Result<CreatorAggregate, StoreError> {
+    let mut total = RawSnapshot::default();
+    for bytes in shards.iter().flatten() {
+        let shard = RawSnapshot::parse(bytes)?;
+        total.updated_at_ms = total.updated_at_ms.max(shard.updated_at_ms);
+        total.followers += shard.followers;
+        total.members += shard.members;
+        total.evidence += shard.evidence;
+        for (sum, add) in total.sums.iter_mut().zip(shard.sums) {
+            *sum += add;
         }
+    }
+    Ok(total.into_aggregate())
+}
+
+/// A snapshot's values as stored, counts signed.
+#[derive(Default)]
+struct RawSnapshot {
+    updated_at_ms: i64,
+    followers: i64,
+    members: i64,
+    evidence: i64,
+    sums: [f64; SUM_FIELDS],
+}
+
+impl RawSnapshot {
+    fn parse(bytes: &[u8]) -> Result<RawSnapshot, StoreError> {
+        if bytes.len() != SNAPSHOT_FIELDS * 8 {
+            return Err(StoreError::Corrupt(format!(
+                "aggregate snapshot of {} bytes",
+                bytes.len()
+            )));
+        }
+        let mut values = bytes
+            .chunks_exact(8)
+            .map(|chunk| f64::from_be_bytes(chunk.try_into().unwrap_or_default()));
+        let mut next = || values.next().unwrap_or_default();
+        // Counts are whole doubles (exact below 2^53); `as` saturates.
+        let mut raw = RawSnapshot {
+            updated_at_ms: next() as i64,
+            followers: next() as i64,
+            members: next() as i64,
+            evidence: next() as i64,
+            sums: [0.0; SUM_FIELDS],
+        };
+        for sum in &mut raw.sums {
+            *sum = next();
+        }
+        Ok(raw)
+    }
+
+    fn into_aggregate(self) -> CreatorAggregate {
         // A count below zero means records were lost; it reads as zero.
-        Ok(value.parse::<i64>().map_err(|_| corrupt())?.max(0).unsigned_abs())
-    };
-    let mut aggregate = CreatorAggregate::default();
-    let updated = next()?;
-    aggregate.updated_at_ms = if updated.is_empty() {
-        0
-    } else {
-        updated.parse().map_err(|_| corrupt())?
-    };
-    aggregate.followers = count(next()?)?;
-    aggregate.fan_group_members = count(next()?)?;
-    aggregate.evidence = count(next()?)?;
-    for index in 0..SUM_FIELDS {
-        let value = next()?;
-        if !value.is_empty() {
-            *aggregate.sum_mut(index) = value.parse().map_err(|_| corrupt())?;
+        let count = |value: i64| value.max(0).unsigned_abs();
+        let mut aggregate = CreatorAggregate {
+            updated_at_ms: self.updated_at_ms,
+            followers: count(self.followers),
+            fan_group_members: count(self.members),
+            evidence: count(self.evidence),
+            ..CreatorAggregate::default()
+        };
+        for (index, value) in self.sums.into_iter().enumerate() {
+            *aggregate.sum_mut(index) = value;
         }
+        aggregate
     }
-    if values.next().is_some() {
-        return Err(corrupt());
+}
+
+/// Adds one delta text (`timestamp|followers|members|index=value...`) to
+/// a packed sum of deltas laid out as a snapshot: the timestamp raised,
+/// the counts and sums added, evidence counted once.
+///
+/// # Errors
+/// [`StoreError::Corrupt`] when the text is not a delta.
+pub(super) fn add_delta_text(total: &mut [f64; SNAPSHOT_FIELDS], text: &str) -> Result<(), StoreError> {
+    let corrupt = || StoreError::Corrupt(format!("delta {text}"));
+    let mut tokens = text.split('|');
+    let mut int = || -> Result<f64, StoreError> {
+        let token = tokens.next().ok_or_else(corrupt)?;
+        Ok(token.parse::<i64>().map_err(|_| corrupt())? as f64)
+    };
+    total[0] = total[0].max(int()?);
+    total[1] += int()?;
+    total[2] += int()?;
+    total[3] += 1.0;
+    for token in tokens {
+        let (index, value) = token.split_once('=').ok_or_else(corrupt)?;
+        let index: usize = index.parse().map_err(|_| corrupt())?;
+        let value: f64 = value.parse().map_err(|_| corrupt())?;
+        *total.get_mut(4 + index).ok_or_else(corrupt)? += value;
     }
-    Ok(aggregate)
+    Ok(())
+}
+
+/// The packed form of a snapshot or a summed delta: big-endian doubles.
+pub(super) fn pack_doubles(values: &[f64]) -> Vec<u8> {
+    values.iter().flat_map(|value| value.to_be_bytes()).collect()
 }
 
 /// Parses a bucket's `HGETALL` reply: creator id → snapshot.
@@ -154,13 +229,32 @@ mod tests {
     }
 
     #[test]
+    fn delta_texts_sum_like_snapshots() {
+        let mut delta = AggregateDelta {
+            timestamp_ms: 9,
+            followers: -1,
+            ..AggregateDelta::default()
+        };
+        delta.sums[2] = 0.25;
+        let mut total = [0.0; SNAPSHOT_FIELDS];
+        add_delta_text(&mut total, &encode_delta(&delta)).expect("valid");
+        delta.timestamp_ms = 4;
+        add_delta_text(&mut total, &encode_delta(&delta)).expect("valid");
+        assert_eq!(total[..4], [9.0, -2.0, 0.0, 2.0]);
+        assert_eq!(total[4 + 2], 0.5);
+        assert!(add_delta_text(&mut total, "1|2").is_err());
+        assert!(add_delta_text(&mut total, "1|2|3|99=1").is_err());
+    }
+
+    #[test]
     fn snapshots_parse_and_refuse_garbage() {
-        let mut fields = vec!["1700000000123", "3", "-1", "7"];
-        fields.extend(std::iter::repeat_n("", SUM_FIELDS));
-        fields[4] = "2.5";
-        fields[4 + SUM_FIELDS - 1] = "43559896473.36862000077962875";
-        let text = fields.join(",");
-        let aggregate = parse_snapshot(text.as_bytes()).expect("valid");
+        let mut values = [0.0; SNAPSHOT_FIELDS];
+        values[..4].copy_from_slice(&[1_700_000_000_123.0, 3.0, -1.0, 7.0]);
+        values[4] = 2.5;
+        values[SNAPSHOT_FIELDS - 1] = 43_559_896_473.368_62;
+        let pack = pack_doubles;
+        let text = pack(&values);
+        let aggregate = parse_snapshot(&text).expect("valid");
         assert_eq!(
             (
                 aggregate.updated_at_ms,
@@ -171,21 +265,24 @@ mod tests {
             (1_700_000_000_123, 3, 0, 7)
         );
         assert_eq!((aggregate.fan[0], aggregate.shown), (2.5, 43_559_896_473.368_62));
-        assert!(
-            parse_snapshot(format!("{text},1").as_bytes()).is_err(),
-            "too many values"
+        assert!(parse_snapshot(&text[1..]).is_err(), "too short");
+        let mut other = values;
+        other[2] = 2.0;
+        let merged = merge_snapshots(&[Some(text.clone()), None, Some(pack(&other))]).expect("valid");
+        assert_eq!(
+            (merged.followers, merged.fan_group_members, merged.evidence),
+            (6, 1, 14)
         );
-        assert!(parse_snapshot(b"1,2,3").is_err(), "too few values");
-        assert!(parse_snapshot(text.replace("2.5", "many").as_bytes()).is_err());
+        assert_eq!(merged.fan[0], 5.0);
 
-        let bulk = |s: &str| Value::BulkString(s.as_bytes().to_vec());
-        let reply = Value::Array(vec![bulk("9"), bulk(&text), bulk("5"), bulk(&text)]);
+        let bulk = |s: &[u8]| Value::BulkString(s.to_vec());
+        let reply = Value::Array(vec![bulk(b"9"), bulk(&text), bulk(b"5"), bulk(&text)]);
         let bucket = parse_bucket(&reply).expect("valid bucket");
         assert_eq!(
             bucket.creators.iter().map(|(id, _)| *id).collect::<Vec<_>>(),
             vec![5, 9]
         );
-        assert!(parse_bucket(&Value::Array(vec![bulk("x"), bulk(&text)])).is_err());
+        assert!(parse_bucket(&Value::Array(vec![bulk(b"x"), bulk(&text)])).is_err());
         assert_eq!(
             parse_bucket(&Value::Array(Vec::new())).expect("empty").creators.len(),
             0

@@ -1,9 +1,10 @@
 //! One connection type over a single server and a cluster.
 
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use ::redis::cluster::ClusterClientBuilder;
+use ::redis::cluster::{ClusterClient, ClusterClientBuilder};
 use ::redis::cluster_async::ClusterConnection;
 use ::redis::{Cmd, FromRedisValue, RedisError, Script};
 use futures_util::future::try_join_all;
@@ -17,7 +18,35 @@ pub(super) enum Connection {
     /// One server, reconnecting on failure.
     Single(ConnectionManager),
     /// A cluster, each command sent to the node of its slot.
-    Cluster(ClusterConnection),
+    Cluster(Arc<Cluster>),
+}
+
+/// A cluster connection that can be rebuilt whole: the client library's own
+/// reconnection was seen to leave a restarted master unreachable for good,
+/// so a failed probe replaces the connection ([`Connection::reconnect`]).
+pub(super) struct Cluster {
+    client: ClusterClient,
+    connect_timeout: Duration,
+    current: RwLock<ClusterConnection>,
+}
+
+impl Cluster {
+    async fn connect(client: &ClusterClient, connect_timeout: Duration) -> Result<ClusterConnection, StoreError> {
+        tokio::time::timeout(connect_timeout, client.get_async_connection())
+            .await
+            .map_err(|_| StoreError::Timeout {
+                operation: Operation::Connect,
+                limit: connect_timeout,
+            })?
+            .map_err(StoreError::Redis)
+    }
+
+    fn current(&self) -> ClusterConnection {
+        self.current
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
 }
 
 impl Connection {
@@ -39,14 +68,12 @@ impl Connection {
                     .retries(2)
                     .build()
                     .map_err(StoreError::Redis)?;
-                let connection = tokio::time::timeout(connect_timeout, client.get_async_connection())
-                    .await
-                    .map_err(|_| StoreError::Timeout {
-                        operation: Operation::Connect,
-                        limit: connect_timeout,
-                    })?
-                    .map_err(StoreError::Redis)?;
-                Ok(Connection::Cluster(connection))
+                let connection = Cluster::connect(&client, connect_timeout).await?;
+                Ok(Connection::Cluster(Arc::new(Cluster {
+                    client,
+                    connect_timeout,
+                    current: RwLock::new(connection),
+                })))
             }
             RedisTarget::Server(server) => {
                 let client = ::redis::Client::open(server.clone()).map_err(StoreError::Redis)?;
@@ -63,11 +90,32 @@ impl Connection {
         }
     }
 
+    /// Replaces a cluster connection with a fresh one to every node (a
+    /// single server's connection manager reconnects by itself).
+    ///
+    /// # Errors
+    /// [`StoreError`] when the cluster cannot be reached; the old connection stays.
+    pub(super) async fn reconnect(&self) -> Result<(), StoreError> {
+        if let Connection::Cluster(cluster) = self {
+            let fresh = Cluster::connect(&cluster.client, cluster.connect_timeout).await?;
+            *cluster
+                .current
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = fresh;
+        }
+        Ok(())
+    }
+
+    /// Whether this is a cluster (a script may then touch one hash slot only).
+    pub(super) fn is_cluster(&self) -> bool {
+        matches!(self, Connection::Cluster(_))
+    }
+
     /// Sends one command.
     pub(super) async fn query<T: FromRedisValue>(&self, cmd: &Cmd) -> Result<T, RedisError> {
         match self {
             Connection::Single(connection) => cmd.query_async(&mut connection.clone()).await,
-            Connection::Cluster(connection) => cmd.query_async(&mut connection.clone()).await,
+            Connection::Cluster(cluster) => cmd.query_async(&mut cluster.current()).await,
         }
     }
 
@@ -82,7 +130,8 @@ impl Connection {
                 }
                 pipeline.query_async(&mut connection.clone()).await
             }
-            Connection::Cluster(connection) => {
+            Connection::Cluster(cluster) => {
+                let connection = cluster.current();
                 try_join_all(cmds.iter().map(|cmd| {
                     let mut connection = connection.clone();
                     async move { cmd.query_async(&mut connection).await }
@@ -110,7 +159,7 @@ impl Connection {
         }
         match self {
             Connection::Single(connection) => invocation.invoke_async(&mut connection.clone()).await,
-            Connection::Cluster(connection) => invocation.invoke_async(&mut connection.clone()).await,
+            Connection::Cluster(cluster) => invocation.invoke_async(&mut cluster.current()).await,
         }
     }
 }

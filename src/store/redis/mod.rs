@@ -1,54 +1,69 @@
 //! Redis and Redis Cluster backend: one store shared by many replicas.
 //!
-//! Keys, all Cluster-safe (every script touches one hash slot):
+//! Keys, all Cluster-safe (every script call touches one hash slot on a
+//! cluster; on a single server one call carries a whole batch's step):
 //!
 //! | data | key | layout |
 //! |---|---|---|
-//! | creator bucket | `cb:{c<bucket>}` | hash; `<creator>` → snapshot `t,f,m,e,sum 0..22` |
-//! | its counters | `cb:{c<bucket>}:n` | hash; `<creator>:<n>` sum n, `<creator>:f/m/e/t` followers, members, evidence, updated_at |
-//! | marker: event applied to a bucket | `cb:{c<bucket>}:a:<event hash>` | accepting `now_ms`, expires with the dedupe window |
-//! | viewer record | `cb:{v<viewer>}` | hash; `r` the encoded [`ViewerRecord`], `n` its version |
-//! | dedupe entry | `cb:{v<viewer>}:e:<event hash>` | `<now_ms>;<delta>`, expires with the dedupe window |
-//! | platform aggregate | `cb:{g}`, `cb:{g}:n` | as a bucket's, with the id `g` |
-//! | marker: event applied to it | `cb:{g}:a:<event hash>` | as for a bucket |
-//! | half-lives the sums were written with | `cb:{meta}` | string |
+//! | creator bucket | `cb:{c<bucket>}` | hash; `<creator>` → snapshot, 27 big-endian doubles (updated_at, followers, members, evidence, sums 0..22) |
+//! | marker: event applied to a bucket | `cb:{c<bucket>}:a:<event hash>` | accepting `now_ms`; lives the dedupe window until the event is settled, then `2 × fence` (about 18 s by default) |
+//! | viewer record | `cb:{v<viewer>}` | hash; `r` the encoded [`ViewerRecord`], `n` its version, `d` the packed dedupe entries (16 bytes per event), `p` pending deltas (until settled) |
+//! | platform aggregate | `cb:{g<0..15>}` | 16 shards, as a bucket's with the id `g`; merged on read |
+//! | marker: event applied to it | `cb:{g<shard>}:a:<event hash>` | as for a bucket |
+//! | half-lives and layout the sums were written with | `cb:{meta}` | string |
+//! | invalidations | channel `cb:invalidate` | `<origin>;<buckets>;<viewers>` per batch |
 //!
-//! An event is applied in three idempotent steps, one script each:
+//! An event is applied in three idempotent steps, then settled:
 //!
-//! 1. Viewer slot: the relation record is read, the pure model applies the
-//!    viewer's events of the batch in order and computes each event's
-//!    [`AggregateDelta`](crate::model::aggregate::AggregateDelta); a script writes the record back only if its version
-//!    is unchanged (else the step is redone) and only if no event id is in the
-//!    dedupe window, storing each event's delta in its dedupe entry.
-//! 2. Creator slot: per event, a marker `SET` if absent; when new, the delta
-//!    goes in with `HINCRBYFLOAT` / `HINCRBY` and `updated_at` is raised;
-//!    then the snapshot of each creator touched is rebuilt from its counters.
-//! 3. Platform slot: the same with its own markers.
+//! 1. Viewer slot: the hash is read (`r n d p`); the pure model applies the
+//!    viewer's new events of the batch in order and computes each event's
+//!    [`AggregateDelta`](crate::model::aggregate::AggregateDelta); a script
+//!    writes record, dedupe entries and the new events' pending deltas back
+//!    only if the version is unchanged (else the viewer is redone). An event
+//!    found in `d` is a duplicate; if its pending delta is still in `p`, its
+//!    steps 2 and 3 may not have finished and are run again with it.
+//! 2. Creator slot: per bucket, the markers are set if absent; if none was
+//!    set before, the batch's deltas (summed per creator) are added to the
+//!    snapshots; else nothing is written and the bucket is sent again
+//!    without the events found.
+//! 3. Platform slot: the same, on the event's platform shard.
+//! 4. Settle: the events' pending deltas are dropped from their viewers,
+//!    then their markers are given a short expiry. From then on an event
+//!    costs its 16-byte dedupe entry only.
 //!
-//! A batch is acknowledged after all three steps. If a step fails the batch
-//! is not acknowledged; its resend finds the dedupe entries (now answered as
-//! duplicates), takes the stored deltas and completes steps 2 and 3, which
-//! the markers keep from counting anything twice. Anonymous events have no
-//! viewer step; the creator marker is their dedupe entry. Event ids are
-//! deduplicated per viewer (a resend always carries the same viewer).
+//! A batch is acknowledged after steps 1-3. If a step fails the batch is
+//! not acknowledged; its resend finds the dedupe entries with their pending
+//! deltas and completes steps 2 and 3, which the markers keep from counting
+//! anything twice. Markers outlive the pending delta (settle drops the delta
+//! first), and a fence keeps a step delayed in flight from landing once
+//! they are gone: every aggregate script refuses an attempt that started
+//! more than `2 × redis.write_timeout_ms + 5 s` ago (Redis time). Anonymous events
+//! have no viewer step; the creator marker is their dedupe entry and keeps
+//! the whole window. Event ids are deduplicated per viewer (a resend always
+//! carries the same viewer).
 //!
 //! Reads: one `HGETALL` of the snapshots per creator bucket, one `HGET` of the
-//! viewer record and of the platform snapshot, all sent at once (one round
+//! viewer record and of each platform shard, all sent at once (one round
 //! trip; a pipeline on a single server).
 //!
-//! Why scripts: each step checks something (a version, a dedupe entry, a
-//! marker) and writes only if the check holds. Run as one script on one hash
-//! slot, check and write are atomic without `WATCH`/`MULTI` round trips, and
-//! work the same on a single server and on a cluster.
+//! Why scripts: each step checks something (a version, a marker) and writes
+//! only if the check holds. Run as one script, check and write are atomic
+//! without `WATCH`/`MULTI` round trips, and work the same on a single
+//! server and on a cluster.
 //!
 //! # Layout
-//! `keys.rs` names the keys; `scripts.rs` runs the two Lua scripts
-//! (`scripts/*.lua`) with typed arguments; `codec.rs` holds the text forms
-//! of deltas and snapshots; `write.rs` the three steps; `connection.rs` one
+//! `keys.rs` names the keys; `scripts.rs` runs the Lua scripts
+//! (`scripts/*.lua`) with typed arguments; `codec.rs` holds the forms of
+//! deltas and snapshots; `dedupe.rs` the packed dedupe entries and pending
+//! lines; `write.rs` step 1, `aggregates.rs` steps 2-3 and settle;
+//! `invalidation.rs` the channel between replicas; `connection.rs` one
 //! connection type over a server and a cluster.
 
+mod aggregates;
 mod codec;
 mod connection;
+mod dedupe;
+mod invalidation;
 mod keys;
 mod scripts;
 mod write;
@@ -59,13 +74,17 @@ use std::time::Duration;
 
 use ::redis::{Cmd, RedisError, Value};
 
-use self::codec::{parse_bucket, parse_snapshot};
+use self::codec::{merge_snapshots, parse_bucket};
 use self::connection::Connection;
-use self::keys::{GLOBAL_ID, Keys};
+pub use self::invalidation::InvalidationHooks;
+use self::invalidation::{Listener, listen};
+use self::keys::{GLOBAL_ID, GLOBAL_SHARDS, Keys, tag};
 use self::scripts::Scripts;
 use super::codec::decode_viewer;
+use super::url::RedisTarget;
 use super::{
-    Applied, CREATOR_BUCKETS, CreatorBucket, InvalidateHook, Operation, Store, StoreError, StoreUrl, decay_signature,
+    Applied, CREATOR_BUCKETS, CreatorBucket, InvalidateHook, Operation, Store, StoreError, StoreUrl, Touched,
+    decay_signature,
 };
 use crate::model::{CreatorAggregate, Decay, Event, IngestParams, ViewerRecord};
 
@@ -73,6 +92,14 @@ use crate::model::{CreatorAggregate, Decay, Event, IngestParams, ViewerRecord};
 const SCAN_CHUNK: usize = 1024;
 /// Longest expiry set on a key (Redis refuses larger ones).
 const MAX_EXPIRY_MS: i64 = 10 * 365 * 24 * 3600 * 1000;
+/// Most keys' worth of work in one script call: a script blocks Redis
+/// while it runs (reads included), so a huge batch is cut into calls of
+/// at most this many viewers or aggregate hashes (~1-3 ms each).
+const MAX_GROUP: usize = 256;
+/// What this backend adds to the store signature: the key layout (2 =
+/// dedupe entries packed in the viewer hash, platform aggregate in
+/// [`GLOBAL_SHARDS`] shards).
+const REDIS_LAYOUT: &str = "redis_layout=2";
 
 /// Where the store lives and how long it may take.
 #[derive(Clone)]
@@ -91,6 +118,10 @@ pub struct RedisSettings {
     pub write_timeout: Duration,
     /// Called after each applied batch with what it touched.
     pub on_write: Option<InvalidateHook>,
+    /// Where what other replicas write is reported; `None` = no
+    /// subscription (and nothing published): staleness is then bounded
+    /// by the cache TTL alone.
+    pub invalidation: Option<InvalidationHooks>,
 }
 
 /// The shared store. Cheap to clone.
@@ -105,6 +136,12 @@ pub struct RedisStore {
     write_timeout: Duration,
     on_write: Option<InvalidateHook>,
     scripts: Arc<Scripts>,
+    /// This store's id in invalidation messages (its own are ignored).
+    origin: u64,
+    /// Where batches are published for other replicas (`None` = not published).
+    publisher: Option<Connection>,
+    /// The invalidation subscription, stopped with the last clone.
+    _listener: Option<Arc<Listener>>,
 }
 
 impl RedisStore {
@@ -124,6 +161,20 @@ impl RedisStore {
         }
         let connect_timeout = settings.write_timeout.max(Duration::from_secs(1));
         let connection = Connection::open(settings.url.target(), connect_timeout, settings.write_timeout).await?;
+        let origin = replica_origin();
+        let nodes = match settings.url.target() {
+            RedisTarget::Server(node) => vec![node.clone()],
+            RedisTarget::Cluster(nodes) => nodes.clone(),
+        };
+        let publisher = settings.invalidation.as_ref().map(|_| connection.clone());
+        let listener = settings.invalidation.map(|hooks| {
+            Arc::new(listen(
+                nodes,
+                Keys::new(settings.key_prefix.clone()).channel(),
+                origin,
+                hooks,
+            ))
+        });
         let store = RedisStore {
             connection,
             keys: Keys::new(settings.key_prefix),
@@ -134,13 +185,16 @@ impl RedisStore {
             write_timeout: settings.write_timeout,
             on_write: settings.on_write,
             scripts: Arc::new(Scripts::load()),
+            origin,
+            publisher,
+            _listener: listener,
         };
         store.check_decay().await?;
         Ok(store)
     }
 
     async fn check_decay(&self) -> Result<(), StoreError> {
-        let wanted = decay_signature(&self.ingest);
+        let wanted = format!("{} {REDIS_LAYOUT}", decay_signature(&self.ingest));
         // The first replica to connect writes it; everyone reads what won.
         let _: Option<String> = within(
             Operation::Connect,
@@ -159,7 +213,7 @@ impl RedisStore {
             return Err(StoreError::Incompatible {
                 stored,
                 wanted,
-                fresh_store: "another Redis database (or this one after FLUSHDB)",
+                fresh_store: "another Redis database (or this one after FLUSHDB), then re-import the events (`creator-boost import FILE --store URL`)",
             });
         }
         Ok(())
@@ -179,6 +233,66 @@ impl RedisStore {
         }
         creators.sort_unstable_by_key(|(id, _)| *id);
         Ok(creators)
+    }
+
+    /// How long after its batch started a step may still land (the fence
+    /// of `apply_deltas.lua`): well past the write timeout, after which
+    /// the batch has failed anyway.
+    fn fence_ms(&self) -> i64 {
+        i64::try_from(self.write_timeout.as_millis()).unwrap_or(i64::MAX / 4) * 2 + 5_000
+    }
+
+    /// How long a settled event's markers stay: past the fence of any
+    /// attempt that could still be in flight (twice, for clock skew between
+    /// Redis nodes), then they go; the event's dedupe entry stays.
+    fn settled_marker_ms(&self) -> i64 {
+        (2 * self.fence_ms()).min(self.window_ms)
+    }
+
+    /// Splits keyed work into script calls: on a cluster one call per hash
+    /// slot (a script may touch one), on a single server as few as
+    /// [`MAX_GROUP`] allows.
+    fn group_by_slot<T>(&self, items: impl IntoIterator<Item = (String, T)>) -> Vec<Vec<T>> {
+        let groups: Vec<Vec<T>> = if self.connection.is_cluster() {
+            let mut by_tag: std::collections::BTreeMap<String, Vec<T>> = std::collections::BTreeMap::new();
+            for (key, item) in items {
+                by_tag.entry(tag(&key).to_owned()).or_default().push(item);
+            }
+            by_tag.into_values().collect()
+        } else {
+            vec![items.into_iter().map(|(_, item)| item).collect()]
+        };
+        let mut calls = Vec::with_capacity(groups.len());
+        for mut group in groups {
+            while group.len() > MAX_GROUP {
+                let rest = group.split_off(MAX_GROUP);
+                calls.push(std::mem::replace(&mut group, rest));
+            }
+            if !group.is_empty() {
+                calls.push(group);
+            }
+        }
+        calls
+    }
+
+    /// After a batch: drops this replica's cached copies of what it
+    /// touched, and tells the other replicas to drop theirs.
+    async fn written(&self, touched: &Touched) {
+        if let Some(hook) = &self.on_write {
+            hook(touched);
+        }
+        let Some(publisher) = &self.publisher else {
+            return;
+        };
+        let publish = ::redis::cmd("PUBLISH")
+            .arg(self.keys.channel())
+            .arg(invalidation::message(self.origin, touched))
+            .clone();
+        // The batch is durable whatever happens here; a lost message
+        // leaves the other replicas within their cache TTL.
+        if let Err(error) = within(Operation::Write, self.write_timeout, publisher.query::<i64>(&publish)).await {
+            tracing::warn!(%error, "publishing an invalidation failed");
+        }
     }
 
     async fn read_buckets(&self, buckets: &[u32], timeout: Duration) -> Result<Vec<CreatorBucket>, StoreError> {
@@ -205,9 +319,12 @@ impl Store for RedisStore {
     }
 
     async fn global(&self) -> Result<CreatorAggregate, StoreError> {
-        let cmd = ::redis::cmd("HGET").arg(self.keys.global()).arg(GLOBAL_ID).clone();
-        let snapshot: Option<Vec<u8>> = within(Operation::Read, self.read_timeout, self.connection.query(&cmd)).await?;
-        snapshot.map_or_else(|| Ok(CreatorAggregate::default()), |bytes| parse_snapshot(&bytes))
+        let reads: Vec<Cmd> = (0..GLOBAL_SHARDS)
+            .map(|shard| ::redis::cmd("HGET").arg(self.keys.global(shard)).arg(GLOBAL_ID).clone())
+            .collect();
+        let shards: Vec<Option<Vec<u8>>> =
+            within(Operation::Read, self.read_timeout, self.connection.query_all(&reads)).await?;
+        merge_snapshots(&shards)
     }
 
     async fn apply(&self, events: Vec<Event>, now_ms: i64) -> Result<Vec<Applied>, StoreError> {
@@ -224,14 +341,37 @@ impl Store for RedisStore {
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        let _: String = within(
-            Operation::Read,
-            self.read_timeout,
-            self.connection.query(&::redis::cmd("PING")),
-        )
-        .await?;
+        // Every platform shard: keyed reads that reach every master of a
+        // cluster (a `PING` would too, but one slow node fails it whole).
+        // Given the write timeout, not the read one: the probe is off the
+        // request path. On a cluster a failed probe rebuilds the connection:
+        // the client's own reconnection was seen to leave a restarted master
+        // unreachable for good, holding the read breaker open.
+        let reads: Vec<::redis::Cmd> = (0..GLOBAL_SHARDS)
+            .map(|shard| ::redis::cmd("EXISTS").arg(self.keys.global(shard)).clone())
+            .collect();
+        let probe: Result<Vec<i64>, StoreError> =
+            within(Operation::Read, self.write_timeout, self.connection.query_all(&reads)).await;
+        if let Err(error) = probe {
+            if self.connection.is_cluster() {
+                match self.connection.reconnect().await {
+                    Ok(()) => tracing::warn!(%error, "store probe failed; cluster connection rebuilt"),
+                    Err(again) => tracing::debug!(%again, "cluster connection could not be rebuilt yet"),
+                }
+            }
+            return Err(error);
+        }
         Ok(())
     }
+}
+
+/// An id for this store in invalidation messages, different per process
+/// and per connect.
+fn replica_origin() -> u64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| since.as_nanos() as u64);
+    super::hash::splitmix64(nanos ^ (u64::from(std::process::id()) << 32))
 }
 
 /// `request`, cut off after `limit`.

@@ -1,72 +1,51 @@
-//! The two scripts (`scripts/*.lua`) and their calls. A script makes a
-//! check and the writes it guards one atomic step on one hash slot: no other
-//! writer can slip between "this event id is new" and "count it".
+//! The scripts (`scripts/*.lua`) and their calls. A script makes a check
+//! and the writes it guards one atomic step: no other writer can slip
+//! between "this record is unchanged" or "this event is new" and the write.
+//! Each call touches one hash slot on a cluster; on a single server one
+//! call carries a whole batch's step (one script call costs Redis ~20 µs
+//! whatever it carries, so a call per viewer was the ingest limit).
 //! The KEYS/ARGV layout of each lives here, beside its typed arguments.
 
-use ::redis::{Script, Value};
+use std::collections::BTreeMap;
 
-use super::codec::EventDeltaText;
+use ::redis::Script;
+
+use super::codec::{SNAPSHOT_FIELDS, add_delta_text, pack_doubles};
 use super::connection::Connection;
 use super::keys;
-use crate::model::aggregate::SUM_FIELDS;
 use crate::store::StoreError;
 
 /// The scripts, loaded once per store (a node that lacks one gets it on first use).
 pub(super) struct Scripts {
     apply_deltas: Script,
-    write_viewer: Script,
+    write_viewers: Script,
+    settle: Script,
+    shorten: Script,
 }
 
-/// Step 1 for one viewer: the new record and one dedupe entry per event with an id.
-pub(super) struct ViewerWrite<'a> {
+/// Step 1 for one viewer: its new record and dedupe entries, and the
+/// pending lines of its new events.
+pub(super) struct ViewerWrite {
     /// The viewer's hash.
-    pub(super) record_key: &'a str,
+    pub(super) record_key: String,
     /// The version the record was read at (`0` = absent).
-    pub(super) expected_version: &'a str,
-    /// Stamp of the dedupe entries.
-    pub(super) now_ms: i64,
-    /// How long dedupe entries live.
-    pub(super) window_ms: i64,
+    pub(super) expected_version: String,
     /// The encoded record after the viewer's events.
     pub(super) record: Vec<u8>,
-    /// The dedupe entries, in the order of the viewer's events.
-    pub(super) entries: Vec<DedupeEntry<'a>>,
+    /// The packed dedupe entries, pruned, with the new events.
+    pub(super) dedupe: Vec<u8>,
+    /// Pending lines to append.
+    pub(super) pending: String,
+    /// Whether the viewer had no pending lines when read (then, the
+    /// version being unchanged, it still has none: lines are added only
+    /// with a new version, and the settle step only removes them).
+    pub(super) none_pending: bool,
 }
 
-/// One event's dedupe entry: where, and the deltas it keeps.
-pub(super) struct DedupeEntry<'a> {
-    /// Its key.
-    pub(super) key: String,
-    /// The deltas counted for the event.
-    pub(super) delta: &'a EventDeltaText,
-}
-
-/// What the viewer script did.
-pub(super) enum ViewerAnswer {
-    /// Record and entries written.
-    Written,
-    /// The record changed since it was read; nothing written.
-    Conflict,
-    /// Some events were seen before; nothing written.
-    Duplicates(Vec<StoredDuplicate>),
-}
-
-/// An event found in the dedupe window by the viewer script.
-pub(super) struct StoredDuplicate {
-    /// 1-based position among the entries of the [`ViewerWrite`].
-    pub(super) position: usize,
-    /// The deltas stored when it was first applied.
-    pub(super) delta: EventDeltaText,
-}
-
-/// Steps 2 and 3 for one aggregate hash (a creator bucket, or the platform's).
+/// Steps 2 and 3 for one aggregate hash (a creator bucket, or a platform shard).
 pub(super) struct AggregateWrite<'a> {
-    /// The snapshot hash; its counters and markers are named after it.
+    /// The snapshot hash; its markers are named after it.
     pub(super) snapshot_key: String,
-    /// Stamp of the markers.
-    pub(super) now_ms: i64,
-    /// How long markers live.
-    pub(super) window_ms: i64,
     /// The events to add.
     pub(super) items: Vec<AggregateItem<'a>>,
 }
@@ -81,99 +60,156 @@ pub(super) struct AggregateItem<'a> {
     pub(super) delta: &'a str,
 }
 
+/// Times shared by the aggregate writes of one batch attempt.
+#[derive(Clone, Copy)]
+pub(super) struct AggregateTimes {
+    /// Stamp of the markers (service clock).
+    pub(super) now_ms: i64,
+    /// How long markers live until settled.
+    pub(super) window_ms: i64,
+    /// Redis time when the attempt started.
+    pub(super) fence_from_ms: i64,
+    /// How long after that its steps may still land.
+    pub(super) fence_ms: i64,
+}
+
 impl Scripts {
-    /// Both scripts, with the sum count filled in.
+    /// The scripts, with the sum count filled in.
     pub(super) fn load() -> Scripts {
-        let apply_deltas = include_str!("scripts/apply_deltas.lua").replace("LAST_SUM", &(SUM_FIELDS - 1).to_string());
+        let apply_deltas =
+            include_str!("scripts/apply_deltas.lua").replace("SNAPSHOT_FIELDS", &SNAPSHOT_FIELDS.to_string());
         Scripts {
             apply_deltas: Script::new(&apply_deltas),
-            write_viewer: Script::new(include_str!("scripts/write_viewer.lua")),
+            write_viewers: Script::new(include_str!("scripts/write_viewers.lua")),
+            settle: Script::new(include_str!("scripts/settle.lua")),
+            shorten: Script::new(include_str!("scripts/shorten.lua")),
         }
     }
 
-    /// Runs step 1 for one viewer.
-    pub(super) async fn write_viewer(
+    /// Runs step 1 for viewers of one group; returns, per viewer, whether
+    /// it was written (`false`: its version changed, redo it).
+    pub(super) async fn write_viewers(
         &self,
         connection: &Connection,
-        write: &ViewerWrite<'_>,
-    ) -> Result<ViewerAnswer, StoreError> {
-        let mut keys = Vec::with_capacity(1 + write.entries.len());
-        keys.push(write.record_key.to_owned());
-        keys.extend(write.entries.iter().map(|entry| entry.key.clone()));
-        let mut args = Vec::with_capacity(4 + write.entries.len());
-        args.push(write.expected_version.as_bytes().to_vec());
-        args.push(write.now_ms.to_string().into_bytes());
-        args.push(write.window_ms.to_string().into_bytes());
-        args.push(write.record.clone());
-        args.extend(
-            write
-                .entries
-                .iter()
-                .map(|entry| entry.delta.as_str().as_bytes().to_vec()),
-        );
-        let answer: Value = connection
-            .invoke(&self.write_viewer, &keys, &args)
+        times: (i64, i64),
+        writes: &[&ViewerWrite],
+    ) -> Result<Vec<bool>, StoreError> {
+        let keys: Vec<String> = writes.iter().map(|write| write.record_key.clone()).collect();
+        let mut args = Vec::with_capacity(2 + 5 * writes.len());
+        args.push(times.0.to_string().into_bytes());
+        args.push(times.1.to_string().into_bytes());
+        for write in writes {
+            args.push(write.expected_version.as_bytes().to_vec());
+            args.push(write.record.clone());
+            args.push(write.dedupe.clone());
+            args.push(write.pending.as_bytes().to_vec());
+            args.push(if write.none_pending {
+                b"1".to_vec()
+            } else {
+                b"0".to_vec()
+            });
+        }
+        let flags: Vec<i64> = connection
+            .invoke(&self.write_viewers, &keys, &args)
             .await
             .map_err(StoreError::Redis)?;
-        parse_viewer_answer(answer)
+        if flags.len() != writes.len() {
+            return Err(StoreError::Corrupt(format!(
+                "{} flags for {} viewers",
+                flags.len(),
+                writes.len()
+            )));
+        }
+        Ok(flags.into_iter().map(|flag| flag == 0).collect())
     }
 
-    /// Runs steps 2 or 3 on one aggregate hash; returns, per item, whether
-    /// it was applied now (not by an earlier attempt).
+    /// Runs steps 2 or 3 on the aggregate hashes of one group, each
+    /// hash's events summed per aggregate first. Returns the items, as
+    /// `(write, item)` positions, found applied before: a write holding
+    /// one was not applied at all, and is to be sent again without them.
     pub(super) async fn apply_deltas(
         &self,
         connection: &Connection,
-        write: AggregateWrite<'_>,
-    ) -> Result<Vec<bool>, StoreError> {
-        let count = write.items.len();
-        let snapshot = write.snapshot_key;
-        let mut keys = vec![snapshot.clone(), keys::counters(&snapshot)];
-        let mut args: Vec<Vec<u8>> = Vec::with_capacity(2 + 3 * count);
-        args.push(write.now_ms.to_string().into_bytes());
-        args.push(write.window_ms.to_string().into_bytes());
-        for item in write.items {
-            match item.marker {
-                Some(hash) => {
-                    keys.push(keys::marker(&snapshot, hash));
-                    args.push(b"1".to_vec());
-                }
-                None => args.push(b"0".to_vec()),
-            }
-            args.push(item.aggregate_id.into_bytes());
-            args.push(item.delta.as_bytes().to_vec());
+        times: AggregateTimes,
+        writes: &[&AggregateWrite<'_>],
+    ) -> Result<Vec<(usize, usize)>, StoreError> {
+        let mut keys = Vec::new();
+        let mut args: Vec<Vec<u8>> = Vec::new();
+        for time in [times.now_ms, times.window_ms, times.fence_from_ms, times.fence_ms] {
+            args.push(time.to_string().into_bytes());
         }
-        let flags: Vec<i64> = connection
+        // Per write, the item index of each marker sent.
+        let mut marked: Vec<Vec<usize>> = Vec::with_capacity(writes.len());
+        for write in writes {
+            keys.push(write.snapshot_key.clone());
+            let mut sums: BTreeMap<&str, [f64; SNAPSHOT_FIELDS]> = BTreeMap::new();
+            let mut positions = Vec::new();
+            for (position, item) in write.items.iter().enumerate() {
+                if let Some(hash) = item.marker {
+                    keys.push(keys::marker(&write.snapshot_key, hash));
+                    positions.push(position);
+                }
+                let total = sums.entry(item.aggregate_id.as_str()).or_insert([0.0; SNAPSHOT_FIELDS]);
+                add_delta_text(total, item.delta)?;
+            }
+            args.push(positions.len().to_string().into_bytes());
+            args.push(sums.len().to_string().into_bytes());
+            for (id, total) in sums {
+                args.push(id.as_bytes().to_vec());
+                args.push(pack_doubles(&total));
+            }
+            marked.push(positions);
+        }
+        let found: Vec<usize> = connection
             .invoke(&self.apply_deltas, &keys, &args)
             .await
             .map_err(StoreError::Redis)?;
-        if flags.len() != count {
-            return Err(StoreError::Corrupt(format!("{} flags for {count} events", flags.len())));
-        }
-        Ok(flags.into_iter().map(|flag| flag == 1).collect())
-    }
-}
-
-fn parse_viewer_answer(answer: Value) -> Result<ViewerAnswer, StoreError> {
-    let corrupt = |what: &str| StoreError::Corrupt(format!("viewer script answered {what}"));
-    let Value::Array(items) = answer else {
-        return Err(corrupt("a non-array"));
-    };
-    match items.as_slice() {
-        [Value::Int(0)] => Ok(ViewerAnswer::Written),
-        [Value::Int(1)] => Ok(ViewerAnswer::Conflict),
-        [Value::Int(2), Value::Array(found)] => found
+        found
             .chunks(2)
             .map(|pair| match pair {
-                [Value::Int(position), Value::BulkString(delta)] => Ok(StoredDuplicate {
-                    position: usize::try_from(*position).map_err(|_| corrupt("a negative position"))?,
-                    delta: EventDeltaText::stored(
-                        String::from_utf8(delta.clone()).map_err(|_| corrupt("a non-UTF-8 delta"))?,
-                    ),
-                }),
-                _ => Err(corrupt("a malformed duplicate")),
+                [write, marker] => marked
+                    .get(write.wrapping_sub(1))
+                    .and_then(|positions| positions.get(marker.wrapping_sub(1)))
+                    .map(|item| (write - 1, *item))
+                    .ok_or_else(|| StoreError::Corrupt(format!("marker answer {write}/{marker}"))),
+                _ => Err(StoreError::Corrupt("odd marker answer".to_owned())),
             })
-            .collect::<Result<_, _>>()
-            .map(ViewerAnswer::Duplicates),
-        _ => Err(corrupt("an unknown shape")),
+            .collect()
+    }
+
+    /// Settle, first half: drops the pending lines of `hashes` (per viewer
+    /// key, the event hashes) from viewers of one group.
+    pub(super) async fn settle(
+        &self,
+        connection: &Connection,
+        viewers: &[(String, Vec<u128>)],
+    ) -> Result<(), StoreError> {
+        let keys: Vec<String> = viewers.iter().map(|(key, _)| key.clone()).collect();
+        let args: Vec<Vec<u8>> = viewers
+            .iter()
+            .map(|(_, hashes)| {
+                let names: Vec<String> = hashes.iter().map(|hash| format!("{hash:032x}")).collect();
+                names.join(" ").into_bytes()
+            })
+            .collect();
+        let _: i64 = connection
+            .invoke(&self.settle, &keys, &args)
+            .await
+            .map_err(StoreError::Redis)?;
+        Ok(())
+    }
+
+    /// Settle, second half: markers of one group expire `after_ms` from now.
+    pub(super) async fn shorten(
+        &self,
+        connection: &Connection,
+        markers: &[String],
+        after_ms: i64,
+    ) -> Result<(), StoreError> {
+        let _: i64 = connection
+            .invoke(&self.shorten, markers, &[after_ms.to_string().into_bytes()])
+            .await
+            .map_err(StoreError::Redis)?;
+        Ok(())
     }
 }

@@ -1,70 +1,74 @@
-//! Applying a batch: step 1 per viewer, then steps 2 and 3 per aggregate
-//! hash (see the module doc of [`super`]).
+//! Applying a batch: step 1 for its viewers, steps 2 and 3 for its
+//! aggregate hashes, then the settle step (see the module doc of [`super`]).
+//! Each step is one script call per group: the whole batch on a single
+//! server, one hash slot on a cluster.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 
+use ::redis::{Cmd, Value};
 use futures_util::future::try_join_all;
 
 use super::RedisStore;
 use super::codec::EventDeltaText;
-use super::keys::GLOBAL_ID;
-use super::scripts::{AggregateItem, AggregateWrite, DedupeEntry, StoredDuplicate, ViewerAnswer, ViewerWrite};
+use super::dedupe::{DedupeWindow, find_pending, pending_line};
+use super::scripts::{AggregateTimes, ViewerWrite};
 use crate::model::aggregate::event_delta;
 use crate::model::{Event, ViewerRecord};
 use crate::store::codec::{decode_viewer, encode_viewer};
 use crate::store::{Applied, StoreError, Touched, creator_bucket, event_key};
 
-/// How often a viewer step is redone when other writers keep changing the
-/// same viewer record before this one lands.
+/// How often step 1 is redone for viewers whose records other writers keep
+/// changing before this one lands.
 const MAX_VIEWER_ATTEMPTS: usize = 64;
 
-/// An event on its way to steps 2 and 3.
-struct Counted {
-    /// Its index in the batch.
-    index: usize,
-    /// Its deltas.
-    delta: EventDeltaText,
-}
-
 /// What step 1 decided for one event.
-struct ViewerStep {
-    /// The event's index in the batch.
-    index: usize,
-    /// Its deltas: computed now, or stored when it was first applied.
-    delta: EventDeltaText,
-    /// Whether it was applied before (a resend).
-    applied_before: bool,
+enum Outcome {
+    /// New: counted now with these deltas.
+    Fresh(EventDeltaText),
+    /// Accepted before, but its steps 2 and 3 may not have finished: done
+    /// again with the deltas stored then (the markers keep them exact).
+    Recovered(EventDeltaText),
+    /// Accepted and completed before.
+    Duplicate,
 }
 
-/// A viewer's record with a batch's events applied, as step 1 will write it.
-struct Replayed {
-    /// The version the record was read at (`None` = absent).
-    version: Option<String>,
-    /// The record after the events.
-    record: ViewerRecord,
-    /// Each event's deltas, in order.
-    deltas: Vec<EventDeltaText>,
+/// An event on its way to steps 2 and 3.
+pub(super) struct Counted {
+    /// Its index in the batch.
+    pub(super) index: usize,
+    /// Its deltas.
+    pub(super) delta: EventDeltaText,
 }
 
-/// One viewer's events of a batch, for step 1.
-struct ViewerEvents<'a> {
+/// One viewer's part of step 1: what it will write, what it decided.
+struct ViewerPlan {
     viewer_id: u64,
-    /// The whole batch.
-    events: &'a [Event],
-    /// Each event's dedupe hash, when it has an id.
-    hashes: &'a [Option<u128>],
-    /// Indices of this viewer's events, in order.
-    indices: Vec<usize>,
+    /// `None` when nothing is new (only duplicates).
+    write: Option<ViewerWrite>,
+    outcomes: Vec<(usize, Outcome)>,
+}
+
+/// The batch, with each event's dedupe hash when it has an id.
+pub(super) struct Batch<'a> {
+    pub(super) events: &'a [Event],
+    pub(super) hashes: &'a [Option<u128>],
+    pub(super) now_ms: i64,
 }
 
 impl RedisStore {
-    /// Deduplicates the batch, then applies it in three steps (module doc).
+    /// Deduplicates the batch, then applies it in three steps and settles it (module doc).
     pub(super) async fn apply_batch(&self, events: Vec<Event>, now_ms: i64) -> Result<Vec<Applied>, StoreError> {
+        let fence_from_ms = self.redis_time_ms().await?;
         let mut statuses = vec![Applied::Accepted; events.len()];
         let hashes: Vec<Option<u128>> = events
             .iter()
             .map(|event| (!event.event_id.is_empty()).then(|| event_key(event)))
             .collect();
+        let batch = Batch {
+            events: &events,
+            hashes: &hashes,
+            now_ms,
+        };
         let mut seen = HashSet::new();
         let mut by_viewer: BTreeMap<u64, Vec<usize>> = BTreeMap::new();
         let mut work: Vec<Counted> = Vec::with_capacity(events.len());
@@ -73,9 +77,7 @@ impl RedisStore {
                 && !seen.insert(hash)
             {
                 statuses[index] = Applied::Duplicate;
-                continue;
-            }
-            if event.viewer_id == 0 {
+            } else if event.viewer_id == 0 {
                 let delta = EventDeltaText::encode(&event_delta(event, &self.ingest, &self.decay, None));
                 work.push(Counted { index, delta });
             } else {
@@ -83,203 +85,204 @@ impl RedisStore {
             }
         }
         let viewers: Vec<u64> = by_viewer.keys().copied().collect();
-        let viewer_steps = by_viewer.into_iter().map(|(viewer_id, indices)| {
-            let batch = ViewerEvents {
-                viewer_id,
-                events: &events,
-                hashes: &hashes,
-                indices,
+        let mut settle: Vec<usize> = Vec::new();
+        for (index, outcome) in self.apply_viewers(&batch, by_viewer).await? {
+            let delta = match outcome {
+                Outcome::Fresh(delta) => delta,
+                Outcome::Recovered(delta) => {
+                    statuses[index] = Applied::Duplicate;
+                    delta
+                }
+                Outcome::Duplicate => {
+                    statuses[index] = Applied::Duplicate;
+                    continue;
+                }
             };
-            self.apply_viewer(batch, now_ms)
-        });
-        for step in try_join_all(viewer_steps).await?.into_iter().flatten() {
-            if step.applied_before {
-                // Counted before; completing steps 2-3 again is a no-op
-                // unless an earlier attempt stopped half-way.
-                statuses[step.index] = Applied::Duplicate;
+            if hashes[index].is_some() {
+                settle.push(index);
             }
-            work.push(Counted {
-                index: step.index,
-                delta: step.delta,
-            });
+            work.push(Counted { index, delta });
         }
-        let fresh = self.apply_aggregates(&events, &hashes, &work, now_ms).await?;
+        let times = AggregateTimes {
+            now_ms,
+            window_ms: self.window_ms,
+            fence_from_ms,
+            fence_ms: self.fence_ms(),
+        };
+        let fresh = self.apply_aggregates(&batch, &work, times).await?;
         for counted in &work {
             if events[counted.index].viewer_id == 0 && fresh.get(&counted.index) == Some(&false) {
                 statuses[counted.index] = Applied::Duplicate;
             }
         }
-        if let Some(hook) = &self.on_write {
-            let mut buckets: Vec<u32> = work
-                .iter()
-                .map(|counted| creator_bucket(events[counted.index].creator_id))
-                .collect();
-            buckets.sort_unstable();
-            buckets.dedup();
-            hook(&Touched { buckets, viewers });
+        if let Err(error) = self.settle(&batch, &settle).await {
+            // Durable already; what stays unsettled expires with the window.
+            tracing::warn!(%error, events = settle.len(), "settling a batch failed");
         }
+        let mut buckets: Vec<u32> = work
+            .iter()
+            .map(|counted| creator_bucket(events[counted.index].creator_id))
+            .collect();
+        buckets.sort_unstable();
+        buckets.dedup();
+        self.written(&Touched { buckets, viewers }).await;
         Ok(statuses)
     }
 
-    /// Step 1 for one viewer's events: read the record, apply the events,
-    /// write it back unless it changed meanwhile (then again) or an event
-    /// is a duplicate (then without it).
-    async fn apply_viewer(&self, batch: ViewerEvents<'_>, now_ms: i64) -> Result<Vec<ViewerStep>, StoreError> {
-        let record_key = self.keys.viewer(batch.viewer_id);
-        let mut pending = batch.indices;
-        let mut done = Vec::with_capacity(pending.len());
+    /// Redis's clock, in ms: where the fence of this attempt starts.
+    async fn redis_time_ms(&self) -> Result<i64, StoreError> {
+        let (seconds, micros): (i64, i64) = self
+            .connection
+            .query(&::redis::cmd("TIME"))
+            .await
+            .map_err(StoreError::Redis)?;
+        Ok(seconds * 1000 + micros / 1000)
+    }
+
+    /// Step 1 for every viewer of the batch: read all records, plan each,
+    /// write them in one call per group; viewers whose record changed
+    /// meanwhile are read and planned again.
+    async fn apply_viewers(
+        &self,
+        batch: &Batch<'_>,
+        mut pending: BTreeMap<u64, Vec<usize>>,
+    ) -> Result<Vec<(usize, Outcome)>, StoreError> {
+        let mut decided = Vec::with_capacity(batch.events.len());
         for _ in 0..MAX_VIEWER_ATTEMPTS {
             if pending.is_empty() {
-                return Ok(done);
+                return Ok(decided);
             }
-            let Replayed {
-                version,
-                record,
-                deltas,
-            } = self.replay_viewer(&record_key, batch.events, &pending).await?;
-            // Positions in `pending` of the events with an id (one dedupe entry each).
-            let keyed: Vec<(usize, u128)> = pending
-                .iter()
-                .enumerate()
-                .filter_map(|(position, index)| batch.hashes[*index].map(|hash| (position, hash)))
+            let reads: Vec<Cmd> = pending
+                .keys()
+                .map(|viewer| {
+                    let mut cmd = ::redis::cmd("HMGET");
+                    cmd.arg(self.keys.viewer(*viewer)).arg("r").arg("n").arg("d").arg("p");
+                    cmd
+                })
                 .collect();
-            let write = ViewerWrite {
-                record_key: &record_key,
-                expected_version: version.as_deref().unwrap_or("0"),
-                now_ms,
-                window_ms: self.window_ms,
-                record: encode_viewer(&record),
-                entries: keyed
-                    .iter()
-                    .map(|(position, hash)| DedupeEntry {
-                        key: self.keys.dedupe(batch.viewer_id, *hash),
-                        delta: &deltas[*position],
-                    })
-                    .collect(),
-            };
-            match self.scripts.write_viewer(&self.connection, &write).await? {
-                ViewerAnswer::Written => {
-                    let steps = pending.into_iter().zip(deltas).map(|(index, delta)| ViewerStep {
-                        index,
-                        delta,
-                        applied_before: false,
-                    });
-                    done.extend(steps);
-                    return Ok(done);
-                }
-                ViewerAnswer::Conflict => {}
-                ViewerAnswer::Duplicates(found) => {
-                    let mut duplicate = HashSet::new();
-                    for StoredDuplicate { position, delta } in found {
-                        let (p, _) = *keyed
-                            .get(position.wrapping_sub(1))
-                            .ok_or_else(|| StoreError::Corrupt(format!("dedupe answer position {position}")))?;
-                        duplicate.insert(pending[p]);
-                        done.push(ViewerStep {
-                            index: pending[p],
-                            delta,
-                            applied_before: true,
-                        });
-                    }
-                    pending.retain(|i| !duplicate.contains(i));
+            let stored: Vec<Value> = self.connection.query_all(&reads).await.map_err(StoreError::Redis)?;
+            let mut plans = Vec::with_capacity(pending.len());
+            for ((viewer_id, indices), stored) in pending.iter().zip(stored) {
+                plans.push(self.plan_viewer(batch, *viewer_id, indices, stored)?);
+            }
+            let (writing, done): (Vec<ViewerPlan>, Vec<ViewerPlan>) =
+                plans.into_iter().partition(|plan| plan.write.is_some());
+            for plan in done {
+                pending.remove(&plan.viewer_id);
+                decided.extend(plan.outcomes);
+            }
+            for (plan, written) in self.write_viewers(batch, writing).await? {
+                if written {
+                    pending.remove(&plan.viewer_id);
+                    decided.extend(plan.outcomes);
                 }
             }
         }
         Err(StoreError::Backend(format!(
-            "viewer {}: record changed by other writers {MAX_VIEWER_ATTEMPTS} times in a row",
-            batch.viewer_id
+            "{} viewers: records changed by other writers {MAX_VIEWER_ATTEMPTS} times in a row",
+            pending.len()
         )))
     }
 
-    /// Reads a viewer's record and applies the events `pending` (indices
-    /// into `events`) to it, in order.
-    async fn replay_viewer(
+    /// Writes the planned viewers, one script call per group; returns each
+    /// plan with whether it was written.
+    async fn write_viewers(
         &self,
-        record_key: &str,
-        events: &[Event],
-        pending: &[usize],
-    ) -> Result<Replayed, StoreError> {
-        let (stored, version): (Option<Vec<u8>>, Option<String>) = self
-            .connection
-            .query(::redis::cmd("HMGET").arg(record_key).arg("r").arg("n"))
-            .await
-            .map_err(StoreError::Redis)?;
-        let mut record = match stored {
+        batch: &Batch<'_>,
+        plans: Vec<ViewerPlan>,
+    ) -> Result<Vec<(ViewerPlan, bool)>, StoreError> {
+        let groups = self.group_by_slot(plans.into_iter().map(|plan| {
+            let key = plan
+                .write
+                .as_ref()
+                .map_or_else(String::new, |write| write.record_key.clone());
+            (key, plan)
+        }));
+        let times = (batch.now_ms, self.window_ms);
+        let calls = groups.into_iter().map(|group| async move {
+            let writes: Vec<&ViewerWrite> = group.iter().filter_map(|plan| plan.write.as_ref()).collect();
+            let flags = self.scripts.write_viewers(&self.connection, times, &writes).await?;
+            Ok::<_, StoreError>(group.into_iter().zip(flags).collect::<Vec<_>>())
+        });
+        Ok(try_join_all(calls).await?.into_iter().flatten().collect())
+    }
+
+    /// Decides one viewer's events from its stored hash (`HMGET r n d p`):
+    /// duplicates (recovered when their deltas are still pending), and the
+    /// new ones applied to the record in order.
+    fn plan_viewer(
+        &self,
+        batch: &Batch<'_>,
+        viewer_id: u64,
+        indices: &[usize],
+        stored: Value,
+    ) -> Result<ViewerPlan, StoreError> {
+        let [record, version, dedupe, pending] = hash_fields(stored)?;
+        let mut record = match record {
             Some(bytes) => decode_viewer(&bytes, &self.ingest.intimacy_weights)?,
             None => ViewerRecord::default(),
         };
-        let deltas = pending
-            .iter()
-            .map(|i| EventDeltaText::encode(&event_delta(&events[*i], &self.ingest, &self.decay, Some(&mut record))))
-            .collect();
-        Ok(Replayed {
-            version,
-            record,
-            deltas,
+        let version = version
+            .map_or_else(|| Ok("0".to_owned()), String::from_utf8)
+            .map_err(|_| StoreError::Corrupt(format!("viewer {viewer_id}: version")))?;
+        let mut window = DedupeWindow::parse(dedupe.as_deref().unwrap_or_default(), batch.now_ms, self.window_ms)?;
+        let mut outcomes = Vec::with_capacity(indices.len());
+        let mut lines = String::new();
+        let mut changed = false;
+        for &index in indices {
+            let hash = batch.hashes[index];
+            if let Some(hash) = hash
+                && window.contains(hash)
+            {
+                let outcome = match find_pending(pending.as_deref().unwrap_or_default(), hash) {
+                    Some(delta) => Outcome::Recovered(delta),
+                    None => Outcome::Duplicate,
+                };
+                outcomes.push((index, outcome));
+                continue;
+            }
+            let delta = EventDeltaText::encode(&event_delta(
+                &batch.events[index],
+                &self.ingest,
+                &self.decay,
+                Some(&mut record),
+            ));
+            if let Some(hash) = hash {
+                window.push(hash, batch.now_ms);
+                lines.push_str(&pending_line(hash, batch.now_ms, &delta));
+            }
+            changed = true;
+            outcomes.push((index, Outcome::Fresh(delta)));
+        }
+        let write = changed.then(|| ViewerWrite {
+            record_key: self.keys.viewer(viewer_id),
+            expected_version: version,
+            record: encode_viewer(&record),
+            dedupe: window.encode(),
+            pending: lines,
+            none_pending: pending.is_none(),
+        });
+        Ok(ViewerPlan {
+            viewer_id,
+            write,
+            outcomes,
         })
     }
+}
 
-    /// Steps 2 and 3 for the events in `work`; returns, per event index,
-    /// whether its creator's script applied it now.
-    async fn apply_aggregates(
-        &self,
-        events: &[Event],
-        hashes: &[Option<u128>],
-        work: &[Counted],
-        now_ms: i64,
-    ) -> Result<HashMap<usize, bool>, StoreError> {
-        let mut by_bucket: BTreeMap<u32, Vec<&Counted>> = BTreeMap::new();
-        for counted in work {
-            by_bucket
-                .entry(creator_bucket(events[counted.index].creator_id))
-                .or_default()
-                .push(counted);
-        }
-        let creator_calls = by_bucket.iter().map(|(bucket, counted)| {
-            let items = counted
-                .iter()
-                .map(|counted| AggregateItem {
-                    marker: hashes[counted.index],
-                    aggregate_id: events[counted.index].creator_id.to_string(),
-                    delta: counted.delta.creator(),
-                })
-                .collect();
-            let write = self.aggregate_write(self.keys.bucket(*bucket), items, now_ms);
-            self.scripts.apply_deltas(&self.connection, write)
-        });
-        let global_items = work
-            .iter()
-            .map(|counted| AggregateItem {
-                marker: hashes[counted.index],
-                aggregate_id: GLOBAL_ID.to_owned(),
-                delta: counted.delta.platform(),
-            })
-            .collect();
-        let global_call = self.scripts.apply_deltas(
-            &self.connection,
-            self.aggregate_write(self.keys.global(), global_items, now_ms),
-        );
-        let (creators, _) = tokio::try_join!(try_join_all(creator_calls), global_call)?;
-        let mut fresh = HashMap::with_capacity(work.len());
-        for (counted, flags) in by_bucket.values().zip(creators) {
-            for (counted, flag) in counted.iter().zip(flags) {
-                fresh.insert(counted.index, flag);
-            }
-        }
-        Ok(fresh)
-    }
-
-    fn aggregate_write<'a>(
-        &self,
-        snapshot_key: String,
-        items: Vec<AggregateItem<'a>>,
-        now_ms: i64,
-    ) -> AggregateWrite<'a> {
-        AggregateWrite {
-            snapshot_key,
-            now_ms,
-            window_ms: self.window_ms,
-            items,
-        }
-    }
+/// The four fields of an `HMGET r n d p` reply.
+fn hash_fields(reply: Value) -> Result<[Option<Vec<u8>>; 4], StoreError> {
+    let corrupt = || StoreError::Corrupt("viewer hash: unexpected reply".to_owned());
+    let Value::Array(items) = reply else {
+        return Err(corrupt());
+    };
+    let fields: Vec<Option<Vec<u8>>> = items
+        .into_iter()
+        .map(|item| match item {
+            Value::Nil => Ok(None),
+            Value::BulkString(bytes) => Ok(Some(bytes)),
+            _ => Err(corrupt()),
+        })
+        .collect::<Result<_, _>>()?;
+    fields.try_into().map_err(|_| corrupt())
 }

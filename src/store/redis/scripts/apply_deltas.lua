@@ -1,79 +1,89 @@
--- Steps 2 and 3: apply deltas to one aggregate hash, once per event
--- (markers): the new events' deltas are summed per aggregate first (in
--- doubles, like the embedded store), then added with one increment per
--- field, and the snapshot of every aggregate touched is rebuilt.
+-- Steps 2 and 3: apply deltas to aggregate hashes (creator buckets and
+-- platform shards: all of a batch in one call on a single server, one call
+-- per hash slot on a cluster), once per event (markers): the new events'
+-- deltas are summed per aggregate first (in doubles, like the embedded
+-- store), then added with one increment per field, and the snapshot of
+-- every aggregate touched is rebuilt.
 --
--- KEYS: the snapshot hash, the counter hash, then one marker per event that has one.
--- ARGV: now_ms, window_ms, then per event: has-marker (1/0), aggregate id, delta.
--- Returns one flag per event: 1 applied now, 0 applied before (marker found).
+-- KEYS: per group: its snapshot hash, then its markers.
+-- ARGV: now_ms, window_ms, fence_from_ms, fence_ms, then per group: its
+--       marker count, its aggregate count, then per aggregate: its id and
+--       its events' deltas summed (packed like a snapshot, evidence = the
+--       number of events).
+-- Returns {group, marker} pairs (1-based) of markers found set: such a
+-- group is not applied (its markers set by this call are removed again);
+-- the caller sums it again without those events and resends it.
 --
--- Counters are fields `<id>:t/f/m/e/<n>`; the snapshot field `<id>` holds
--- them as one comma-separated string (t,f,m,e,sum 0..22), so a read
--- parses two strings per creator instead of ~46. The last sum index in the
--- loop below is filled in when the script is loaded.
+-- The fence: an attempt whose batch started (Redis time, fence_from_ms)
+-- more than fence_ms ago is refused, so that a step delayed in flight
+-- cannot land after a resend has completed the batch and the settle step
+-- has shortened the markers that would have stopped it (aggregates.rs).
+--
+-- An aggregate is one field of its snapshot hash: SNAPSHOT_FIELDS
+-- big-endian doubles (updated_at, followers, members, evidence, the sums;
+-- exact as integers up to 2^53), read, added to and written back: two
+-- commands per aggregate, and a read parses one binary string per creator.
 local now = tonumber(ARGV[1])
 local window = tonumber(ARGV[2])
-local out = {}
-local acc = {}
-local order = {}
-local k = 3
-for i = 3, #ARGV, 3 do
-  local fresh = 1
-  if ARGV[i] == '1' then
-    local seen = redis.call('GET', KEYS[k])
-    if seen and now - tonumber(seen) < window then
-      fresh = 0
-    else
-      redis.call('SET', KEYS[k], ARGV[1], 'PX', ARGV[2])
-    end
-    k = k + 1
+local fence_from = tonumber(ARGV[3])
+if fence_from > 0 then
+  local time = redis.call('TIME')
+  local redis_ms = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+  if redis_ms - fence_from > tonumber(ARGV[4]) then
+    return redis.error_reply('FENCED attempt started ' .. (redis_ms - fence_from) .. ' ms ago')
   end
-  if fresh == 1 then
-    local id = ARGV[i + 1]
-    local a = acc[id]
-    if not a then
-      a = {t = 0, f = 0, m = 0, e = 0, s = {}}
-      acc[id] = a
-      order[#order + 1] = id
-    end
-    local j = 0
-    for token in string.gmatch(ARGV[i + 2], '[^|]+') do
-      if j == 0 then
-        local t = tonumber(token)
-        if t > a.t then a.t = t end
-      elseif j == 1 then
-        a.f = a.f + tonumber(token)
-      elseif j == 2 then
-        a.m = a.m + tonumber(token)
-      else
-        local field, value = string.match(token, '^(%d+)=(.+)$')
-        a.s[field] = (a.s[field] or 0) + tonumber(value)
-      end
-      j = j + 1
-    end
-    a.e = a.e + 1
-  end
-  out[#out + 1] = fresh
 end
-for _, id in ipairs(order) do
-  local a = acc[id]
-  local p = id .. ':'
-  local old = redis.call('HGET', KEYS[2], p .. 't')
-  if not old or a.t > tonumber(old) then
-    redis.call('HSET', KEYS[2], p .. 't', string.format('%.0f', a.t))
+local layout = '>' .. string.rep('d', SNAPSHOT_FIELDS)
+
+-- Sets the group's markers if absent; answers the positions found set.
+local function claim(first, count)
+  local found, set = {}, {}
+  for m = 1, count do
+    local key = KEYS[first + m - 1]
+    local seen = redis.call('SET', key, ARGV[1], 'PX', ARGV[2], 'NX', 'GET')
+    if not seen then
+      set[#set + 1] = key
+    elseif now - tonumber(seen) < window then
+      found[#found + 1] = m
+    else
+      redis.call('SET', key, ARGV[1], 'PX', ARGV[2])
+      set[#set + 1] = key
+    end
   end
-  if a.f ~= 0 then redis.call('HINCRBY', KEYS[2], p .. 'f', string.format('%.0f', a.f)) end
-  if a.m ~= 0 then redis.call('HINCRBY', KEYS[2], p .. 'm', string.format('%.0f', a.m)) end
-  redis.call('HINCRBY', KEYS[2], p .. 'e', string.format('%.0f', a.e))
-  for field, value in pairs(a.s) do
-    redis.call('HINCRBYFLOAT', KEYS[2], p .. field, string.format('%.17g', value))
+  if #found > 0 then
+    for _, key in ipairs(set) do redis.call('DEL', key) end
   end
-  local names = {p .. 't', p .. 'f', p .. 'm', p .. 'e'}
-  for n = 0, LAST_SUM do names[#names + 1] = p .. n end
-  local values = redis.call('HMGET', KEYS[2], unpack(names))
-  for n = 1, #values do
-    if not values[n] then values[n] = '' end
+  return found
+end
+
+local function add(snapshot, id, delta)
+  local d = {struct.unpack(layout, delta)}
+  local old = redis.call('HGET', snapshot, id)
+  local v = d
+  if old then
+    v = {struct.unpack(layout, old)}
+    if d[1] > v[1] then v[1] = d[1] end
+    for n = 2, SNAPSHOT_FIELDS do v[n] = v[n] + d[n] end
   end
-  redis.call('HSET', KEYS[1], id, table.concat(values, ','))
+  redis.call('HSET', snapshot, id, struct.pack(layout, unpack(v, 1, SNAPSHOT_FIELDS)))
+end
+
+local out = {}
+local k = 1
+local i = 5
+local group = 0
+while i <= #ARGV do
+  group = group + 1
+  local snapshot, markers, aggregates = KEYS[k], tonumber(ARGV[i]), tonumber(ARGV[i + 1])
+  local found = claim(k + 1, markers)
+  if #found == 0 then
+    for a = i + 2, i + 2 * aggregates, 2 do add(snapshot, ARGV[a], ARGV[a + 1]) end
+  end
+  for _, m in ipairs(found) do
+    out[#out + 1] = group
+    out[#out + 1] = m
+  end
+  k = k + 1 + markers
+  i = i + 2 + 2 * aggregates
 end
 return out

@@ -16,7 +16,7 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
-use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
 /// The broker binary, if there is one.
@@ -107,32 +107,30 @@ impl Broker {
     }
 
     /// Produces `(key, payload)` messages in order with an idempotent
-    /// producer (a retried send is not written twice) and waits until all
-    /// are acknowledged.
-    pub async fn produce(&self, topic: &str, messages: Vec<(Vec<u8>, Vec<u8>)>) {
+    /// producer (a retried send is not written twice), waits until all are
+    /// acknowledged, then reads the topic back and returns, per partition,
+    /// the offset after its last message (what a consumer that applied
+    /// everything commits; taken from the fetched messages, which is what
+    /// consumers see).
+    pub async fn produce(&self, topic: &str, partitions: i32, messages: Vec<(Vec<u8>, Vec<u8>)>) -> Vec<i64> {
         let mut config = self.config();
         config.set("enable.idempotence", "true").set("linger.ms", "5");
-        let topic = topic.to_owned();
-        tokio::task::spawn_blocking(move || {
-            let producer: BaseProducer = config.create().expect("producer");
-            for (key, payload) in &messages {
-                let mut record = BaseRecord::to(&topic).key(key).payload(payload);
-                loop {
-                    match producer.send(record) {
-                        Ok(()) => break,
-                        Err((_, unsent)) => {
-                            record = unsent;
-                            producer.poll(Duration::from_millis(10));
-                        }
-                    }
-                }
-            }
-            producer
-                .flush(Duration::from_secs(60))
-                .expect("all messages acknowledged");
-        })
-        .await
-        .expect("produce task");
+        let producer: FutureProducer = config.create().expect("producer");
+        let sends = messages.iter().map(|(key, payload)| {
+            producer.send(
+                FutureRecord::to(topic).key(key).payload(payload),
+                Duration::from_secs(60),
+            )
+        });
+        for delivery in futures_util::future::join_all(sends).await {
+            delivery.map_err(|(error, _)| error).expect("message acknowledged");
+        }
+        let mut ends = vec![0_i64; partitions as usize];
+        for message in self.read_from_start(topic, partitions, usize::MAX).await {
+            let end = &mut ends[message.partition as usize];
+            *end = (*end).max(message.offset + 1);
+        }
+        ends
     }
 
     /// `group`'s committed offset of each partition of the topic (0 when none).
@@ -162,29 +160,11 @@ impl Broker {
         .expect("committed task")
     }
 
-    /// The high watermark (next offset) of each partition of the topic.
-    pub async fn ends(&self, topic: &str, partitions: i32) -> Vec<i64> {
-        let config = self.config();
-        let topic = topic.to_owned();
-        tokio::task::spawn_blocking(move || {
-            let consumer: BaseConsumer = config.create().expect("consumer");
-            (0..partitions)
-                .map(|partition| {
-                    let (_, high) = consumer
-                        .fetch_watermarks(&topic, partition, Duration::from_secs(10))
-                        .expect("watermarks");
-                    high
-                })
-                .collect()
-        })
-        .await
-        .expect("watermarks task")
-    }
-
-    /// Reads `count` messages from the start of `topic` (all partitions):
-    /// each message's payload and headers.
-    pub async fn read(&self, topic: &str, partitions: i32, count: usize) -> Vec<(Vec<u8>, Vec<(String, String)>)> {
-        let config = self.config();
+    /// Reads the topic from the start (all partitions) until `count`
+    /// messages, or until nothing more arrives for a second.
+    pub async fn read_from_start(&self, topic: &str, partitions: i32, count: usize) -> Vec<Fetched> {
+        let mut config = self.config();
+        config.set("group.id", "test-reader").set("enable.auto.commit", "false");
         let topic = topic.to_owned();
         tokio::task::spawn_blocking(move || {
             let consumer: BaseConsumer = config.create().expect("reader");
@@ -195,39 +175,55 @@ impl Broker {
                     .expect("assignment");
             }
             consumer.assign(&assignment).expect("assign");
-            let deadline = Instant::now() + Duration::from_secs(30);
+            let deadline = Instant::now() + Duration::from_secs(60);
+            let mut quiet_since = Instant::now();
             let mut read = Vec::new();
-            while read.len() < count {
-                assert!(
-                    Instant::now() < deadline,
-                    "read {} of {count} messages of {topic}",
-                    read.len()
-                );
+            while read.len() < count && quiet_since.elapsed() < Duration::from_secs(1) {
+                assert!(Instant::now() < deadline, "read {} messages of {topic}", read.len());
                 let Some(message) = consumer.poll(Duration::from_millis(100)) else {
                     continue;
                 };
-                let message = message.expect("message");
-                let headers = message
-                    .headers()
-                    .map(|headers| {
-                        headers
-                            .iter()
-                            .map(|h| {
-                                let value = h
-                                    .value
-                                    .map(|v| String::from_utf8_lossy(v).into_owned())
-                                    .unwrap_or_default();
-                                (h.key.to_owned(), value)
-                            })
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                read.push((message.payload().unwrap_or_default().to_vec(), headers));
+                quiet_since = Instant::now();
+                read.push(Fetched::from(&message.expect("message")));
             }
             read
         })
         .await
         .expect("read task")
+    }
+}
+
+/// A message read back.
+pub struct Fetched {
+    pub partition: i32,
+    pub offset: i64,
+    pub payload: Vec<u8>,
+    pub headers: Vec<(String, String)>,
+}
+
+impl From<&rdkafka::message::BorrowedMessage<'_>> for Fetched {
+    fn from(message: &rdkafka::message::BorrowedMessage<'_>) -> Fetched {
+        let headers = message
+            .headers()
+            .map(|headers| {
+                headers
+                    .iter()
+                    .map(|h| {
+                        let value = h
+                            .value
+                            .map(|v| String::from_utf8_lossy(v).into_owned())
+                            .unwrap_or_default();
+                        (h.key.to_owned(), value)
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        Fetched {
+            partition: message.partition(),
+            offset: message.offset(),
+            payload: message.payload().unwrap_or_default().to_vec(),
+            headers,
+        }
     }
 }
 

@@ -252,7 +252,13 @@ impl KafkaIngest {
         for (partition, offset) in next {
             let durable = self.durable.entry(partition).or_insert(offset);
             *durable = (*durable).max(offset);
-            if let Err(error) = self.consumer.store_offset(&self.config.topic, partition, *durable) {
+            // `store_offsets` takes the next offset to consume, as committed;
+            // `store_offset` would add one to it (it takes the last message's).
+            let mut offsets = TopicPartitionList::new();
+            let stored = offsets
+                .add_partition_offset(&self.config.topic, partition, Offset::Offset(*durable))
+                .and_then(|()| self.consumer.store_offsets(&offsets));
+            if let Err(error) = stored {
                 // The partition moved to another replica meanwhile; it
                 // replays from the last commit and dedupes.
                 tracing::debug!(%error, partition, "offset not stored: partition no longer assigned");
@@ -261,40 +267,62 @@ impl KafkaIngest {
     }
 
     /// Commits what is durable, then closes the consumer (leaving the
-    /// group) off the runtime: librdkafka's close blocks.
+    /// group) off the runtime: librdkafka's commit and close block.
     async fn close(self) {
         let KafkaIngest {
             consumer,
             dead_letters,
             durable,
             config,
-            ..
+            engine,
+            state: _,
         } = self;
-        let closing = tokio::task::spawn_blocking(move || {
-            // Only partitions still assigned: one that moved is the new
-            // owner's to commit.
-            let assigned = consumer.assignment().unwrap_or_default();
-            let mut offsets = TopicPartitionList::new();
-            for (partition, offset) in &durable {
-                if assigned.find_partition(&config.topic, *partition).is_some() {
-                    let _ = offsets.add_partition_offset(&config.topic, *partition, Offset::Offset(*offset));
-                }
-            }
-            if offsets.count() > 0 {
-                match consumer.commit(&offsets, CommitMode::Sync) {
-                    Ok(()) => tracing::info!(partitions = offsets.count(), "kafka offsets committed at shutdown"),
-                    Err(error) => {
-                        tracing::warn!(%error, "final kafka commit failed; the next owner replays and dedupes")
-                    }
-                }
-            }
-            drop(consumer);
-            drop(dead_letters);
-        });
-        if let Err(error) = closing.await {
-            tracing::warn!(%error, "kafka consumer close did not finish");
+        // Everything applied is durable: the store may close now, whatever
+        // the broker does with the goodbye.
+        drop(engine);
+        let (closed, closing) = tokio::sync::oneshot::channel();
+        // A thread of its own rather than the runtime's blocking pool: a
+        // broker that never answers the goodbye must not hold the runtime's
+        // shutdown; the group then drops this member at its session timeout.
+        let spawned = std::thread::Builder::new()
+            .name("kafka-close".to_owned())
+            .spawn(move || {
+                commit_durable(&consumer, &config.topic, &durable);
+                consumer.unsubscribe();
+                drop(consumer);
+                drop(dead_letters);
+                let _ = closed.send(());
+            });
+        if let Err(error) = spawned {
+            tracing::warn!(%error, "cannot start the kafka close thread");
+            return;
         }
-        tracing::info!("kafka consumer closed");
+        match tokio::time::timeout(CLOSE_TIMEOUT, closing).await {
+            Ok(_) => tracing::info!("kafka consumer closed"),
+            Err(_) => tracing::warn!("kafka consumer close unfinished; the group drops it at its session timeout"),
+        }
+    }
+}
+
+/// Longest shutdown waits for the consumer to leave its group.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Commits `durable` for the partitions still assigned (one that moved is
+/// the new owner's to commit), synchronously.
+fn commit_durable(consumer: &StreamConsumer<IngestContext>, topic: &str, durable: &BTreeMap<i32, i64>) {
+    let assigned = consumer.assignment().unwrap_or_default();
+    let mut offsets = TopicPartitionList::new();
+    for (partition, offset) in durable {
+        if assigned.find_partition(topic, *partition).is_some() {
+            let _ = offsets.add_partition_offset(topic, *partition, Offset::Offset(*offset));
+        }
+    }
+    if offsets.count() == 0 {
+        return;
+    }
+    match consumer.commit(&offsets, CommitMode::Sync) {
+        Ok(()) => tracing::info!(partitions = offsets.count(), "kafka offsets committed at shutdown"),
+        Err(error) => tracing::warn!(%error, "final kafka commit failed; the next owner replays and dedupes"),
     }
 }
 

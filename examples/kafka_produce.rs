@@ -32,6 +32,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     config.set("enable.idempotence", "true").set("linger.ms", "5");
     let producer: FutureProducer = config.create()?;
+    let producer = &producer;
     let started = Instant::now();
     let mut pending = Vec::new();
     let mut sent = 0_u64;

@@ -15,6 +15,7 @@ EVENTS=${EVENTS:-200000}
 DURATION=${DURATION:-10}; WARMUP=${WARMUP:-2}; SERVER_CORE=${SERVER_CORE:-0}; CLIENT_CORE=${CLIENT_CORE:-1}
 tansu=${TANSU:-../shared/tools/tansu/tansu}
 [ -x "$tansu" ] || tansu=$(command -v tansu) || { echo "no tansu broker (../shared/tools/tansu or PATH)" >&2; exit 1; }
+tansu=$(realpath "$tansu")
 command -v redis-server >/dev/null || { echo "redis-server missing: apt-get install -y redis-server" >&2; exit 1; }
 
 # shellcheck source=bench/lib.sh

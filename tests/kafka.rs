@@ -23,7 +23,7 @@ use creator_boost::service::kafka::INGEST_HEALTH_SERVICE;
 const END_MS: i64 = 1_793_491_200_000;
 const AS_OF: &str = "2026-11-01T00:00:00Z";
 /// How long a topic may take to be consumed in a debug build.
-const CONSUMED_WITHIN: Duration = Duration::from_secs(60);
+const CONSUMED_WITHIN: Duration = Duration::from_secs(180);
 
 fn generated(seed: u64, events: u64) -> Vec<RawEvent> {
     generate(&GenerateOptions {
@@ -360,11 +360,16 @@ async fn two_replicas_on_one_redis_split_the_partitions_and_match_a_single_node(
         replicas.push(kafka_server(&broker, "events", "replicas", Backend::Redis, Some(prefix.clone())).await);
     }
     let assigned = |server: &TestServer| metric(&server.metrics.render(), "creator_boost_kafka_assigned_partitions");
-    eventually("the partitions split", CONSUMED_WITHIN, async || {
+    let mut seen = Vec::new();
+    let split = eventually("the partitions split", CONSUMED_WITHIN, async || {
         let (a, b) = (assigned(&replicas[0]), assigned(&replicas[1]));
+        if seen.last() != Some(&(a, b)) {
+            seen.push((a, b));
+        }
         (a > 0.0 && b > 0.0 && a + b == 4.0).then_some(())
     })
     .await;
+    println!("kafka two replicas: assignments seen while joining {seen:?} {split:?}");
     let ends = broker.produce("events", 4, messages(&events)).await;
     all_committed(&broker, "replicas", "events", &ends).await;
     let consumed: Vec<f64> = replicas

@@ -299,6 +299,110 @@ fn tls_files(
     }
 }
 
+/// Payload format of the Kafka topic.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum KafkaFormat {
+    /// One JSON object per message, as a line of the JSON Lines import format.
+    #[default]
+    Json,
+    /// One protobuf `creatorboost.v1.Event` per message.
+    Protobuf,
+}
+
+/// The `[kafka]` table as written; `brokers` and `topic` turn ingest on.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawKafka {
+    brokers: Option<String>,
+    topic: Option<String>,
+    group: Option<String>,
+    format: Option<KafkaFormat>,
+    dead_letter_topic: Option<String>,
+    max_batch: Option<usize>,
+    session_timeout_ms: Option<u64>,
+    commit_interval_ms: Option<u64>,
+    retry_backoff_max_ms: Option<u64>,
+}
+
+/// Kafka ingest: `serve` consumes `topic` in consumer group `group`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KafkaConfig {
+    /// Bootstrap brokers, `HOST:PORT[,HOST:PORT…]`.
+    pub brokers: String,
+    /// The topic of events.
+    pub topic: String,
+    /// Consumer group: replicas on one shared store use the same one.
+    pub group: String,
+    /// Message payload format.
+    pub format: KafkaFormat,
+    /// Where malformed and rejected messages go (default `<topic>.dlq`).
+    pub dead_letter_topic: String,
+    /// Most messages applied to the store in one batch (capped by
+    /// `limits.max_events_per_batch`).
+    pub max_batch: usize,
+    /// A replica silent for this long leaves the group and its partitions move.
+    pub session_timeout_ms: u64,
+    /// How often durable offsets are committed to the broker.
+    pub commit_interval_ms: u64,
+    /// Longest wait between two retries while the store or the broker fails.
+    pub retry_backoff_max_ms: u64,
+}
+
+/// Default consumer group.
+pub const DEFAULT_KAFKA_GROUP: &str = "creator-boost";
+
+/// The `--kafka-*` flags, which win over the `[kafka]` table.
+struct KafkaOverrides {
+    brokers: Option<String>,
+    topic: Option<String>,
+    group: Option<String>,
+}
+
+fn kafka_config(raw: RawKafka, overrides: KafkaOverrides, limits: &Limits) -> Result<Option<KafkaConfig>, ConfigError> {
+    let non_empty = |value: Option<String>| value.filter(|v| !v.is_empty());
+    let brokers = non_empty(overrides.brokers.or(raw.brokers));
+    let topic = non_empty(overrides.topic.or(raw.topic));
+    let (brokers, topic) = match (brokers, topic) {
+        (Some(brokers), Some(topic)) => (brokers, topic),
+        (None, None) => return Ok(None),
+        _ => {
+            return Err(ConfigError::Invalid(
+                "kafka: brokers and topic must be given together".into(),
+            ));
+        }
+    };
+    let max_batch = raw.max_batch.unwrap_or(1_000);
+    if max_batch == 0 || max_batch > limits.max_events_per_batch {
+        return Err(ConfigError::Invalid(format!(
+            "kafka.max_batch must be in 1..={} (limits.max_events_per_batch)",
+            limits.max_events_per_batch
+        )));
+    }
+    let config = KafkaConfig {
+        dead_letter_topic: non_empty(raw.dead_letter_topic).unwrap_or_else(|| format!("{topic}.dlq")),
+        group: non_empty(overrides.group.or(raw.group)).unwrap_or_else(|| DEFAULT_KAFKA_GROUP.to_owned()),
+        format: raw.format.unwrap_or_default(),
+        max_batch,
+        session_timeout_ms: raw.session_timeout_ms.unwrap_or(10_000),
+        commit_interval_ms: raw.commit_interval_ms.unwrap_or(500),
+        retry_backoff_max_ms: raw.retry_backoff_max_ms.unwrap_or(5_000),
+        brokers,
+        topic,
+    };
+    if config.dead_letter_topic == config.topic {
+        return Err(ConfigError::Invalid(
+            "kafka.dead_letter_topic must differ from kafka.topic".into(),
+        ));
+    }
+    if config.commit_interval_ms == 0 || config.retry_backoff_max_ms < 10 || config.session_timeout_ms < 1_000 {
+        return Err(ConfigError::Invalid(
+            "kafka: commit_interval_ms must be > 0, retry_backoff_max_ms >= 10, session_timeout_ms >= 1000".into(),
+        ));
+    }
+    Ok(Some(config))
+}
+
 /// Everything `serve` needs.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -341,6 +445,8 @@ pub struct Config {
     pub ingest: IngestParams,
     /// Scoring parameter sets.
     pub variants: Variants,
+    /// Kafka ingest; `None` = events arrive over gRPC only.
+    pub kafka: Option<KafkaConfig>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -370,6 +476,8 @@ struct RawConfig {
     redis: RedisConfig,
     #[serde(default)]
     ingest: IngestParams,
+    #[serde(default)]
+    kafka: RawKafka,
     #[serde(default)]
     model: toml::Table,
     #[serde(default)]
@@ -405,6 +513,12 @@ pub struct Overrides {
     pub log_format: Option<LogFormat>,
     /// `--worker-threads`.
     pub worker_threads: Option<usize>,
+    /// `--kafka-brokers`.
+    pub kafka_brokers: Option<String>,
+    /// `--kafka-topic`.
+    pub kafka_topic: Option<String>,
+    /// `--kafka-group`.
+    pub kafka_group: Option<String>,
 }
 
 /// Names the settings of `old` that differ in `new` among those listed as
@@ -432,7 +546,7 @@ impl Config {
             live: variants;
             restart: listen, data_dir, store, redis, max_in_flight, max_writes_in_flight, allow_open_writes,
                 transport, metrics_listen, write_token_file, tls, shutdown_grace, worker_threads, log_format,
-                limits, cache, ingest,
+                limits, cache, ingest, kafka,
         )
     }
 
@@ -479,6 +593,12 @@ impl Config {
         )?;
         let limits = raw.limits;
         validate_limits(&limits)?;
+        let kafka_overrides = KafkaOverrides {
+            brokers: overrides.kafka_brokers,
+            topic: overrides.kafka_topic,
+            group: overrides.kafka_group,
+        };
+        let kafka = kafka_config(raw.kafka, kafka_overrides, &limits)?;
         validate_transport(&raw.transport)?;
         let write_token_file = overrides.write_token_file.or(raw.write_token_file);
         let allow_open_writes = overrides.allow_open_writes.or(raw.allow_open_writes).unwrap_or(false);
@@ -529,6 +649,7 @@ impl Config {
             cache: raw.cache,
             ingest: raw.ingest,
             variants,
+            kafka,
         })
     }
 }

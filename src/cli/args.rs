@@ -90,6 +90,16 @@ pub struct ServeArgs {
     /// Runtime worker threads; 0 = one per available core [default: 0].
     #[arg(long, env = "CREATOR_BOOST_WORKER_THREADS")]
     pub worker_threads: Option<usize>,
+    /// Consume events from Kafka: bootstrap brokers HOST:PORT[,HOST:PORT...]
+    /// (needs --kafka-topic) [default: off].
+    #[arg(long, env = "CREATOR_BOOST_KAFKA_BROKERS")]
+    pub kafka_brokers: Option<String>,
+    /// The Kafka topic of events.
+    #[arg(long, env = "CREATOR_BOOST_KAFKA_TOPIC")]
+    pub kafka_topic: Option<String>,
+    /// Kafka consumer group; replicas on one shared store share it [default: creator-boost].
+    #[arg(long, env = "CREATOR_BOOST_KAFKA_GROUP")]
+    pub kafka_group: Option<String>,
 }
 
 impl ServeArgs {
@@ -109,6 +119,9 @@ impl ServeArgs {
             write_token_file: self.write_token_file.clone(),
             log_format: self.log_format,
             worker_threads: self.worker_threads,
+            kafka_brokers: self.kafka_brokers.clone(),
+            kafka_topic: self.kafka_topic.clone(),
+            kafka_group: self.kafka_group.clone(),
         }
     }
 }

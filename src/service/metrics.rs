@@ -332,6 +332,70 @@ impl Reloads {
     }
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PartitionLabel {
+    partition: i32,
+}
+
+/// Kafka ingest: messages consumed, committed and dead-lettered, lag.
+#[derive(Debug)]
+struct Kafka {
+    consumed: Counter,
+    committed: Counter,
+    dead_lettered: Family<ReasonLabel, Counter>,
+    lag: Family<PartitionLabel, Gauge>,
+    paused: Gauge,
+    connected: Gauge,
+    assigned: Gauge,
+}
+
+impl Kafka {
+    fn register(r: &mut Registry) -> Kafka {
+        let kafka = Kafka {
+            consumed: counter(r, "creator_boost_kafka_consumed", "Kafka messages received."),
+            committed: counter(
+                r,
+                "creator_boost_kafka_committed",
+                "Kafka messages whose offsets were committed (applied durably or dead-lettered first).",
+            ),
+            dead_lettered: register(
+                r,
+                "creator_boost_kafka_dead_lettered",
+                "Kafka messages sent to the dead-letter topic, by reason.",
+                Family::default(),
+            ),
+            lag: register(
+                r,
+                "creator_boost_kafka_lag",
+                "Messages between the committed offset and the end of each assigned partition.",
+                Family::default(),
+            ),
+            paused: register(
+                r,
+                "creator_boost_kafka_paused",
+                "Whether consumption is paused (1) because the store cannot make events durable.",
+                Gauge::default(),
+            ),
+            connected: register(
+                r,
+                "creator_boost_kafka_connected",
+                "Whether the consumer reaches a broker (1) or not (0).",
+                Gauge::default(),
+            ),
+            assigned: register(
+                r,
+                "creator_boost_kafka_assigned_partitions",
+                "Partitions of the topic assigned to this replica by its consumer group.",
+                Gauge::default(),
+            ),
+        };
+        for reason in crate::service::kafka::dead_letter_reasons() {
+            let _ = kafka.dead_lettered.get_or_create(&ReasonLabel { reason });
+        }
+        kafka
+    }
+}
+
 /// Every metric of one server, and the registry that exposes them.
 #[derive(Debug)]
 pub struct Metrics {
@@ -342,6 +406,7 @@ pub struct Metrics {
     ingest: Ingest,
     edge: Edge,
     reloads: Reloads,
+    kafka: Kafka,
 }
 
 impl Metrics {
@@ -351,6 +416,7 @@ impl Metrics {
         let r = &mut registry;
         let (calls, caches, store) = (Calls::register(r), Caches::register(r), StoreMetrics::register(r));
         let (ingest, edge, reloads) = (Ingest::register(r), Edge::register(r), Reloads::register(r));
+        let kafka = Kafka::register(r);
         Arc::new(Metrics {
             registry,
             calls,
@@ -359,6 +425,7 @@ impl Metrics {
             ingest,
             edge,
             reloads,
+            kafka,
         })
     }
 
@@ -472,6 +539,44 @@ impl Metrics {
         self.reloads
             .restart_pending
             .set(i64::try_from(settings.len()).unwrap_or(i64::MAX));
+    }
+
+    /// Kafka messages received.
+    pub fn kafka_consumed(&self, messages: usize) {
+        self.kafka.consumed.inc_by(messages as u64);
+    }
+
+    /// Kafka messages covered by a successful offset commit.
+    pub fn kafka_committed(&self, messages: u64) {
+        self.kafka.committed.inc_by(messages);
+    }
+
+    /// One Kafka message sent to the dead-letter topic; `reason` is one of
+    /// [`crate::service::kafka::dead_letter_reasons`].
+    pub fn kafka_dead_lettered(&self, reason: &'static str) {
+        self.kafka.dead_lettered.get_or_create(&ReasonLabel { reason }).inc();
+    }
+
+    /// Consumer lag of one assigned partition.
+    pub fn kafka_lag(&self, partition: i32, lag: i64) {
+        self.kafka.lag.get_or_create(&PartitionLabel { partition }).set(lag);
+    }
+
+    /// Forgets the lag series and notes how many partitions are assigned
+    /// now (before those report their lag).
+    pub fn kafka_assigned(&self, partitions: usize) {
+        self.kafka.lag.clear();
+        self.kafka.assigned.set(i64::try_from(partitions).unwrap_or(i64::MAX));
+    }
+
+    /// Whether consumption is paused for the store.
+    pub fn kafka_paused(&self, paused: bool) {
+        self.kafka.paused.set(i64::from(paused));
+    }
+
+    /// Whether the consumer reaches a broker.
+    pub fn kafka_connected(&self, connected: bool) {
+        self.kafka.connected.set(i64::from(connected));
     }
 
     /// The OpenMetrics text exposition.

@@ -11,6 +11,7 @@
 //! - [`engine`]: the domain service — rank, scores, record — over store and
 //!   cache.
 //! - [`ingest`]: event validation, shared with the offline import.
+//! - [`kafka`]: consumes a Kafka topic of events into the engine (optional).
 //! - [`cache`]: moka caches of creator aggregates and viewer records.
 //! - [`metrics`]: the Prometheus registry and its `/metrics` endpoint.
 //! - [`server`]: wiring: health (with a store probe), reflection, limits,
@@ -22,6 +23,7 @@ pub mod deadline;
 pub mod engine;
 pub mod grpc;
 pub mod ingest;
+pub mod kafka;
 pub mod metrics;
 pub mod reload;
 pub mod server;

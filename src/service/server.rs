@@ -10,10 +10,11 @@ use futures_util::future::Either;
 use tokio::net::TcpListener;
 use tonic::transport::Server;
 
-use crate::config::{Config, MessageLimits, Overrides, TransportConfig};
+use crate::config::{Config, KafkaConfig, MessageLimits, Overrides, TransportConfig};
 use crate::service::cache::Caches;
 use crate::service::engine::{Clock, Engine, EngineSettings};
 use crate::service::grpc::GrpcService;
+use crate::service::kafka::{KafkaIngest, KafkaIngestError};
 use crate::service::metrics::Metrics;
 
 use crate::proto;
@@ -54,6 +55,9 @@ pub enum ServeError {
     /// Reflection could not be built from the descriptor set.
     #[error("reflection: {0}")]
     Reflection(String),
+    /// The Kafka consumer could not be created.
+    #[error(transparent)]
+    Kafka(#[from] KafkaIngestError),
 }
 
 /// Settings of the gRPC server itself.
@@ -75,6 +79,8 @@ pub struct ServerOptions {
     pub transport: TransportConfig,
     /// The certificate in force; `None` = plaintext.
     pub tls: Option<Arc<Certificates>>,
+    /// The Kafka topic to consume; `None` = gRPC ingest only.
+    pub kafka: Option<KafkaConfig>,
 }
 
 impl ServerOptions {
@@ -108,6 +114,7 @@ impl ServerOptions {
             max_message_bytes: config.limits.max_message_bytes,
             message_limits: config.limits.message_limits(),
             transport: config.transport.clone(),
+            kafka: config.kafka.clone(),
         })
     }
 }
@@ -252,6 +259,14 @@ pub async fn run(
     let budgets = Budgets::new(options.max_in_flight, options.max_writes_in_flight);
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     let _store_probe = AbortOnDrop(tokio::spawn(probe_store(Arc::clone(&engine), health_reporter.clone())));
+    let (stop_ingest, ingest_stopped) = tokio::sync::watch::channel(false);
+    let stop_ingest = Arc::new(stop_ingest);
+    let ingest = start_ingest(options.kafka.as_ref(), &engine, &health_reporter, ingest_stopped)?;
+    let stop_on_shutdown = Arc::clone(&stop_ingest);
+    let shutdown = async move {
+        shutdown.await;
+        let _ = stop_on_shutdown.send(true);
+    };
     let service = creator_boost_service(engine, &options.message_limits, options.max_message_bytes);
     health_reporter.set_serving::<CreatorBoostServer<GrpcService>>().await;
     let _read_budget_watch = AbortOnDrop(tokio::spawn(watch_read_budget(
@@ -279,7 +294,51 @@ pub async fn run(
         .add_service(reflection_v1alpha)
         .add_service(service)
         .serve_with_incoming_shutdown(incoming(listener, &options, registry), signal);
-    drain(server, drain_started, options.shutdown_grace).await
+    let served = drain(server, drain_started, options.shutdown_grace).await;
+    let _ = stop_ingest.send(true);
+    finish_ingest(ingest, options.shutdown_grace).await;
+    served
+}
+
+/// A running Kafka consumer and its health watcher.
+struct Ingest {
+    consumer: tokio::task::JoinHandle<()>,
+    _health: AbortOnDrop,
+}
+
+/// Starts consuming `kafka` (when configured) until `stopped` turns true.
+fn start_ingest(
+    kafka: Option<&KafkaConfig>,
+    engine: &Arc<Engine>,
+    reporter: &tonic_health::server::HealthReporter,
+    stopped: tokio::sync::watch::Receiver<bool>,
+) -> Result<Option<Ingest>, ServeError> {
+    let Some(kafka) = kafka else {
+        return Ok(None);
+    };
+    let consumer = KafkaIngest::start(kafka, Arc::clone(engine))?;
+    let health = AbortOnDrop(tokio::spawn(crate::service::kafka::state::report_health(
+        consumer.state(),
+        reporter.clone(),
+    )));
+    tracing::info!(brokers = %kafka.brokers, topic = %kafka.topic, group = %kafka.group, "consuming kafka");
+    Ok(Some(Ingest {
+        consumer: tokio::spawn(consumer.run(stopped)),
+        _health: health,
+    }))
+}
+
+/// Waits, at most `grace`, for the consumer to commit what is durable and
+/// leave its group.
+async fn finish_ingest(ingest: Option<Ingest>, grace: Duration) {
+    let Some(ingest) = ingest else {
+        return;
+    };
+    match tokio::time::timeout(grace, ingest.consumer).await {
+        Ok(Ok(())) => {}
+        Ok(Err(error)) => tracing::warn!(%error, "kafka consumer task failed"),
+        Err(_) => tracing::warn!("kafka consumer did not close within the grace period"),
+    }
 }
 
 /// The CreatorBoost service with its codec limits. The admission layer

@@ -6,6 +6,7 @@
 #![allow(dead_code, unreachable_pub)]
 
 pub mod attacks;
+pub mod kafka;
 pub mod redis;
 
 use std::net::SocketAddr;

@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# Kafka ingest throughput beside StreamEvents ingest, same run, same events:
+# a topic of 4 partitions on a local broker (tansu) is consumed by one
+# server into the embedded store, then into Redis; StreamEvents ingest of the
+# same events into a fresh embedded store for comparison.
+#
+#   bench/kafka.sh               # 200,000 events
+#   EVENTS=50000 bench/kafka.sh  # shorter
+#
+# events/s = events / (time from server start until every event is counted
+# accepted); the broker and the server share the machine's 2 cores.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+EVENTS=${EVENTS:-200000}
+DURATION=${DURATION:-10}; WARMUP=${WARMUP:-2}; SERVER_CORE=${SERVER_CORE:-0}; CLIENT_CORE=${CLIENT_CORE:-1}
+tansu=${TANSU:-../shared/tools/tansu/tansu}
+[ -x "$tansu" ] || tansu=$(command -v tansu) || { echo "no tansu broker (../shared/tools/tansu or PATH)" >&2; exit 1; }
+tansu=$(realpath "$tansu")
+command -v redis-server >/dev/null || { echo "redis-server missing: apt-get install -y redis-server" >&2; exit 1; }
+
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
+cargo build --release --locked --example kafka_produce >&2
+produce=target/release/examples/kafka_produce
+
+kafka_port=$(free_port)
+mkdir -p "$work/tansu"
+(cd "$work/tansu" && exec "$tansu" broker --listener-url "tcp://127.0.0.1:$kafka_port" \
+  --advertised-listener-url "tcp://127.0.0.1:$kafka_port" --storage-engine sqlite://tansu.db) > "$work/tansu.log" 2>&1 &
+pids+=($!)
+wait_port "$kafka_port"
+redis_port=$(free_port)
+redis-server --port "$redis_port" --bind 127.0.0.1 --save '' --appendonly no --dir "$work" > "$work/redis.log" 2>&1 &
+pids+=($!)
+wait_port "$redis_port"
+
+echo "== data: $EVENTS synthetic events to a 4-partition topic" >&2
+"$bin" generate --seed 42 --creators 10000 --viewers 200000 --events "$EVENTS" --end now > "$work/events.jsonl"
+"$produce" "127.0.0.1:$kafka_port" events 4 "$work/events.jsonl"
+
+consume() { # label args...
+  local label=$1; shift
+  local port metrics_port start accepted
+  port=$(free_port); metrics_port=$(free_port)
+  start=$(date +%s.%N)
+  serve "$label" "$port" "$bin" serve --listen "127.0.0.1:$port" --metrics-listen "127.0.0.1:$metrics_port" \
+    --kafka-brokers "127.0.0.1:$kafka_port" --kafka-topic events --kafka-group "$label" "$@"
+  accepted=0
+  while [ "${accepted%.*}" -lt "$EVENTS" ]; do
+    sleep 0.2
+    accepted=$(curl -s "http://127.0.0.1:$metrics_port/metrics" \
+      | awk '/^creator_boost_ingest_(accepted|duplicates)_total/ {s += $2} END {print s + 0}')
+  done
+  python3 -c "import sys,time; s=time.time()-float(sys.argv[2]); print(f'{sys.argv[1]:<34} {int(sys.argv[3])/s:12.0f} events/s  ({sys.argv[3]} events in {s:.1f} s)')" \
+    "$label" "$start" "$EVENTS" >&2
+  kill "${pids[-1]}"; wait "${pids[-1]}" 2>/dev/null || true
+}
+
+echo "== Kafka ingest (one replica, all 4 partitions)" >&2
+consume "kafka -> embedded" --data-dir "$work/kafka-embedded"
+consume "kafka -> redis" --data-dir "$work/unused" --store "redis://127.0.0.1:$redis_port"
+
+echo "== StreamEvents ingest, same run (4 streams x 1000-event batches)" >&2
+ingest_port=$(free_port)
+serve ingest "$ingest_port" "$bin" serve --listen "127.0.0.1:$ingest_port" --data-dir "$work/stream-embedded"
+taskset -c "$CLIENT_CORE" "$loadgen" ingest "http://127.0.0.1:$ingest_port" "$EVENTS" 4 1000 >&2

@@ -1,0 +1,340 @@
+//! The consumer loop: take a batch of messages, make its events durable
+//! through the engine (the same path as RecordEvents, with its per-event
+//! dedupe), dead-letter what cannot be applied, and only then store the
+//! batch's offsets for the next commit.
+//!
+//! Offsets are committed by librdkafka's auto-commit, which commits only
+//! offsets stored by this loop (`enable.auto.offset.store=false`), on its
+//! interval, on a rebalance and on close. A message is therefore committed
+//! only after its event is durable (or its dead letter delivered); a crash
+//! or a rebalance replays from the last commit, and the replay is
+//! deduplicated by event id.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{Message, OwnedMessage};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use tokio::sync::watch;
+
+use crate::config::KafkaConfig;
+use crate::service::engine::{Engine, RecordOutcome};
+use crate::service::kafka::dead_letter::{DeadLetter, DeadLetters};
+use crate::service::kafka::decode::{Position, decode};
+use crate::service::kafka::state::{IngestContext, IngestState};
+use crate::service::kafka::{Backoff, KafkaIngestError};
+
+/// How long a batch waits for more messages once its first one is in.
+const LINGER: Duration = Duration::from_millis(5);
+
+/// A consumer in its group, the dead-letter producer, and the engine.
+pub struct KafkaIngest {
+    consumer: StreamConsumer<IngestContext>,
+    dead_letters: DeadLetters,
+    engine: Arc<Engine>,
+    config: KafkaConfig,
+    state: Arc<IngestState>,
+    /// Next offset to commit, per partition: what this process made durable.
+    durable: BTreeMap<i32, i64>,
+}
+
+impl KafkaIngest {
+    /// Creates the clients and joins the group (asynchronously: a broker
+    /// that is down now is retried with back-off).
+    ///
+    /// # Errors
+    /// [`KafkaIngestError::Client`] when librdkafka refuses the configuration.
+    pub fn start(config: &KafkaConfig, engine: Arc<Engine>) -> Result<KafkaIngest, KafkaIngestError> {
+        let state = Arc::new(IngestState::new(Arc::clone(engine.metrics())));
+        let consumer: StreamConsumer<IngestContext> = ClientConfig::new()
+            .set("bootstrap.servers", &config.brokers)
+            .set("group.id", &config.group)
+            .set("client.id", "creator-boost")
+            .set("enable.auto.commit", "true")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.commit.interval.ms", config.commit_interval_ms.to_string())
+            .set("auto.offset.reset", "earliest")
+            .set("enable.partition.eof", "false")
+            .set("session.timeout.ms", config.session_timeout_ms.to_string())
+            .set(
+                "heartbeat.interval.ms",
+                (config.session_timeout_ms / 3).max(100).to_string(),
+            )
+            .set("reconnect.backoff.max.ms", config.retry_backoff_max_ms.to_string())
+            .set("statistics.interval.ms", "1000")
+            .create_with_context(IngestContext::new(Arc::clone(&state)))
+            .map_err(KafkaIngestError::Client)?;
+        consumer.subscribe(&[&config.topic]).map_err(KafkaIngestError::Client)?;
+        let dead_letters =
+            DeadLetters::new(&config.brokers, &config.dead_letter_topic).map_err(KafkaIngestError::Client)?;
+        Ok(KafkaIngest {
+            consumer,
+            dead_letters,
+            engine,
+            config: config.clone(),
+            state,
+            durable: BTreeMap::new(),
+        })
+    }
+
+    /// What the health watcher reads.
+    pub fn state(&self) -> Arc<IngestState> {
+        Arc::clone(&self.state)
+    }
+
+    /// Consumes until `stop` turns true, then commits what is durable and
+    /// leaves the group.
+    pub async fn run(mut self, mut stop: watch::Receiver<bool>) {
+        let mut backoff = Backoff::new(Duration::from_millis(self.config.retry_backoff_max_ms));
+        loop {
+            let batch = tokio::select! {
+                biased;
+                () = stopped(&mut stop) => break,
+                batch = self.next_batch() => batch,
+            };
+            match batch {
+                Ok(batch) => {
+                    backoff.reset();
+                    if !self.apply(batch, &mut stop).await {
+                        break;
+                    }
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "kafka consume failed; retrying with back-off");
+                    if sleep_or_stop(backoff.next_delay(), &mut stop).await {
+                        break;
+                    }
+                }
+            }
+        }
+        self.close().await;
+    }
+
+    /// The next messages: waits for one, then takes what else arrives
+    /// within [`LINGER`], up to `max_batch`.
+    async fn next_batch(&self) -> Result<Vec<OwnedMessage>, KafkaError> {
+        let mut batch = vec![self.consumer.recv().await?.detach()];
+        let deadline = tokio::time::Instant::now() + LINGER;
+        while batch.len() < self.config.max_batch {
+            match tokio::time::timeout_at(deadline, self.consumer.recv()).await {
+                Ok(Ok(message)) => batch.push(message.detach()),
+                Ok(Err(error)) => {
+                    tracing::warn!(%error, "kafka consume failed mid-batch; applying what arrived");
+                    break;
+                }
+                Err(_) => break,
+            }
+        }
+        Ok(batch)
+    }
+
+    /// Applies one batch; false when `stop` came first (nothing of the
+    /// batch is then committed, and it is replayed by the next owner).
+    async fn apply(&mut self, batch: Vec<OwnedMessage>, stop: &mut watch::Receiver<bool>) -> bool {
+        self.state.metrics().kafka_consumed(batch.len());
+        let mut events = Vec::with_capacity(batch.len());
+        let mut origins = Vec::with_capacity(batch.len());
+        let mut dead = Vec::new();
+        for (index, message) in batch.iter().enumerate() {
+            self.state.seen(message.partition(), message.offset());
+            let position = Position {
+                topic: message.topic(),
+                partition: message.partition(),
+                offset: message.offset(),
+            };
+            match decode(self.config.format, message.payload(), position) {
+                Ok(event) => {
+                    events.push(event);
+                    origins.push(index);
+                }
+                Err(error) => dead.push(DeadLetter {
+                    index,
+                    reason: error.code(),
+                    detail: error.to_string(),
+                }),
+            }
+        }
+        let Some(outcome) = self.record_until_durable(events, stop).await else {
+            return false;
+        };
+        dead.extend(outcome.rejected.into_iter().map(|(index, reason)| DeadLetter {
+            index: origins[index as usize],
+            reason: reason.code(),
+            detail: reason.to_string(),
+        }));
+        if !self.dead_letter_all(&batch, &dead, stop).await {
+            return false;
+        }
+        self.store_offsets(&batch);
+        true
+    }
+
+    /// Records `events`, retrying while the store fails; consumption is
+    /// paused meanwhile. `None` when `stop` came first.
+    async fn record_until_durable(
+        &self,
+        events: Vec<crate::service::ingest::RawEvent>,
+        stop: &mut watch::Receiver<bool>,
+    ) -> Option<RecordOutcome> {
+        let mut backoff = Backoff::new(Duration::from_millis(self.config.retry_backoff_max_ms));
+        let mut paused = false;
+        loop {
+            match self.engine.record(events.clone()).await {
+                Ok(outcome) => {
+                    if paused {
+                        self.pause(false);
+                        tracing::info!("store durable again: kafka consumption resumed");
+                    }
+                    return Some(outcome);
+                }
+                Err(error) => {
+                    if !paused {
+                        paused = true;
+                        self.pause(true);
+                        tracing::error!(%error, "store cannot make events durable: kafka consumption paused, nothing committed");
+                    }
+                    if sleep_or_stop(backoff.next_delay(), stop).await {
+                        return None;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Pauses (or resumes) fetching on every assigned partition.
+    fn pause(&self, pause: bool) {
+        self.state.set_paused(pause);
+        let result = self.consumer.assignment().and_then(|assigned| {
+            if pause {
+                self.consumer.pause(&assigned)
+            } else {
+                self.consumer.resume(&assigned)
+            }
+        });
+        if let Err(error) = result {
+            tracing::warn!(%error, pause, "cannot pause or resume the assigned partitions");
+        }
+    }
+
+    /// Delivers every dead letter, retrying while the broker fails. False
+    /// when `stop` came first.
+    async fn dead_letter_all(
+        &self,
+        batch: &[OwnedMessage],
+        dead: &[DeadLetter],
+        stop: &mut watch::Receiver<bool>,
+    ) -> bool {
+        for letter in dead {
+            let mut backoff = Backoff::new(Duration::from_millis(self.config.retry_backoff_max_ms));
+            while let Err(error) = self.dead_letters.send(&batch[letter.index], letter).await {
+                tracing::warn!(%error, topic = %self.config.dead_letter_topic, "dead letter not delivered; retrying");
+                if sleep_or_stop(backoff.next_delay(), stop).await {
+                    return false;
+                }
+            }
+            self.state.metrics().kafka_dead_lettered(letter.reason);
+            tracing::debug!(reason = letter.reason, detail = %letter.detail, "message dead-lettered");
+        }
+        true
+    }
+
+    /// Stores, per partition, the offset after the batch's last message:
+    /// the next auto-commit commits it.
+    fn store_offsets(&mut self, batch: &[OwnedMessage]) {
+        let mut next: BTreeMap<i32, i64> = BTreeMap::new();
+        for message in batch {
+            let offset = next.entry(message.partition()).or_insert(0);
+            *offset = (*offset).max(message.offset() + 1);
+        }
+        for (partition, offset) in next {
+            let durable = self.durable.entry(partition).or_insert(offset);
+            *durable = (*durable).max(offset);
+            // `store_offsets` takes the next offset to consume, as committed;
+            // `store_offset` would add one to it (it takes the last message's).
+            let mut offsets = TopicPartitionList::new();
+            let stored = offsets
+                .add_partition_offset(&self.config.topic, partition, Offset::Offset(*durable))
+                .and_then(|()| self.consumer.store_offsets(&offsets));
+            if let Err(error) = stored {
+                // The partition moved to another replica meanwhile; it
+                // replays from the last commit and dedupes.
+                tracing::debug!(%error, partition, "offset not stored: partition no longer assigned");
+            }
+        }
+    }
+
+    /// Commits what is durable, then closes the consumer (leaving the
+    /// group) off the runtime: librdkafka's commit and close block.
+    async fn close(self) {
+        let KafkaIngest {
+            consumer,
+            dead_letters,
+            durable,
+            config,
+            engine,
+            state: _,
+        } = self;
+        // Everything applied is durable: the store may close now, whatever
+        // the broker does with the goodbye.
+        drop(engine);
+        let (closed, closing) = tokio::sync::oneshot::channel();
+        // A thread of its own rather than the runtime's blocking pool: a
+        // broker that never answers the goodbye must not hold the runtime's
+        // shutdown; the group then drops this member at its session timeout.
+        let spawned = std::thread::Builder::new()
+            .name("kafka-close".to_owned())
+            .spawn(move || {
+                commit_durable(&consumer, &config.topic, &durable);
+                consumer.unsubscribe();
+                drop(consumer);
+                drop(dead_letters);
+                let _ = closed.send(());
+            });
+        if let Err(error) = spawned {
+            tracing::warn!(%error, "cannot start the kafka close thread");
+            return;
+        }
+        match tokio::time::timeout(CLOSE_TIMEOUT, closing).await {
+            Ok(_) => tracing::info!("kafka consumer closed"),
+            Err(_) => tracing::warn!("kafka consumer close unfinished; the group drops it at its session timeout"),
+        }
+    }
+}
+
+/// Longest shutdown waits for the consumer to leave its group.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Commits `durable` for the partitions still assigned (one that moved is
+/// the new owner's to commit), synchronously.
+fn commit_durable(consumer: &StreamConsumer<IngestContext>, topic: &str, durable: &BTreeMap<i32, i64>) {
+    let assigned = consumer.assignment().unwrap_or_default();
+    let mut offsets = TopicPartitionList::new();
+    for (partition, offset) in durable {
+        if assigned.find_partition(topic, *partition).is_some() {
+            let _ = offsets.add_partition_offset(topic, *partition, Offset::Offset(*offset));
+        }
+    }
+    if offsets.count() == 0 {
+        return;
+    }
+    match consumer.commit(&offsets, CommitMode::Sync) {
+        Ok(()) => tracing::info!(partitions = offsets.count(), "kafka offsets committed at shutdown"),
+        Err(error) => tracing::warn!(%error, "final kafka commit failed; the next owner replays and dedupes"),
+    }
+}
+
+/// Resolves once `stop` is true (or its sender is gone).
+async fn stopped(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|stop| *stop).await;
+}
+
+/// Sleeps `delay`; true if `stop` came first.
+async fn sleep_or_stop(delay: Duration, stop: &mut watch::Receiver<bool>) -> bool {
+    tokio::select! {
+        () = stopped(stop) => true,
+        () = tokio::time::sleep(delay) => false,
+    }
+}

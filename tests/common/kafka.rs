@@ -1,0 +1,255 @@
+//! A real Kafka-protocol broker (tansu, sqlite storage) per test on a
+//! loopback port of its own, in a temporary directory, stopped on drop; and
+//! the client calls the tests need (create topics, produce, read a topic,
+//! a group's committed offsets) through the same rdkafka crate.
+//!
+//! The broker binary is `$CREATOR_BOOST_TANSU`, else `../shared/tools/tansu/tansu`
+//! beside the checkout, else `tansu` on the PATH. Without one the Kafka tests
+//! print a NOTICE and pass, unless `CREATOR_BOOST_REQUIRE_KAFKA=1` (CI sets
+//! it), which turns the absence into a failure.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Headers, Message};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+
+/// The broker binary, if there is one.
+fn tansu() -> Option<PathBuf> {
+    let candidates = [
+        std::env::var_os("CREATOR_BOOST_TANSU").map(PathBuf::from),
+        Some(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/tools/tansu/tansu")),
+    ];
+    let found = candidates
+        .into_iter()
+        .flatten()
+        .find(|path| path.is_file())
+        .or_else(|| {
+            let on_path = Command::new("tansu")
+                .arg("--help")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+            on_path.is_ok_and(|s| s.success()).then(|| PathBuf::from("tansu"))
+        });
+    if found.is_none() {
+        assert!(
+            std::env::var("CREATOR_BOOST_REQUIRE_KAFKA").as_deref() != Ok("1"),
+            "a Kafka broker is required (CREATOR_BOOST_REQUIRE_KAFKA=1) but tansu was not found \
+             (CREATOR_BOOST_TANSU, ../shared/tools/tansu/tansu or PATH)"
+        );
+        eprintln!("NOTICE: no tansu Kafka broker (../shared/tools/tansu/tansu or PATH); Kafka test skipped");
+    }
+    found
+}
+
+/// One broker process.
+pub struct Broker {
+    pub port: u16,
+    child: Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Broker {
+    /// Starts a broker, or `None` (after a NOTICE) when there is none to run.
+    pub fn start() -> Option<Broker> {
+        let binary = tansu()?;
+        let dir = tempfile::tempdir().expect("broker dir");
+        let port = super::free_port();
+        let url = format!("tcp://127.0.0.1:{port}");
+        let child = Command::new(binary)
+            .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
+            .args(["--storage-engine", "sqlite://tansu.db"])
+            .current_dir(dir.path())
+            .env("RUST_LOG", "error")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start tansu");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "tansu did not listen on {port}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Some(Broker { port, child, _dir: dir })
+    }
+
+    /// `HOST:PORT` for `--kafka-brokers`.
+    pub fn address(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    fn config(&self) -> ClientConfig {
+        let mut config = ClientConfig::new();
+        config.set("bootstrap.servers", self.address());
+        config
+    }
+
+    /// Creates `topic` with `partitions` partitions (tansu cannot add partitions later).
+    pub async fn create_topic(&self, topic: &str, partitions: i32) {
+        let admin: AdminClient<DefaultClientContext> = self.config().create().expect("admin client");
+        let new = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
+        let results = admin
+            .create_topics(
+                [&new],
+                &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
+            )
+            .await
+            .expect("create topics");
+        for result in results {
+            result.expect("topic created");
+        }
+    }
+
+    /// Produces `(key, payload)` messages in order with an idempotent
+    /// producer (a retried send is not written twice), waits until all are
+    /// acknowledged, then reads the topic back and returns, per partition,
+    /// the offset after its last message (what a consumer that applied
+    /// everything commits; taken from the fetched messages, which is what
+    /// consumers see).
+    pub async fn produce(&self, topic: &str, partitions: i32, messages: Vec<(Vec<u8>, Vec<u8>)>) -> Vec<i64> {
+        let mut config = self.config();
+        config.set("enable.idempotence", "true").set("linger.ms", "5");
+        let producer: FutureProducer = config.create().expect("producer");
+        let sends = messages.iter().map(|(key, payload)| {
+            producer.send(
+                FutureRecord::to(topic).key(key).payload(payload),
+                Duration::from_secs(60),
+            )
+        });
+        for delivery in futures_util::future::join_all(sends).await {
+            delivery.map_err(|(error, _)| error).expect("message acknowledged");
+        }
+        let mut ends = vec![0_i64; partitions as usize];
+        for message in self.read_from_start(topic, partitions, usize::MAX).await {
+            let end = &mut ends[message.partition as usize];
+            *end = (*end).max(message.offset + 1);
+        }
+        ends
+    }
+
+    /// `group`'s committed offset of each partition of the topic (0 when none).
+    pub async fn committed(&self, group: &str, topic: &str, partitions: i32) -> Vec<i64> {
+        let mut config = self.config();
+        config.set("group.id", group);
+        let topic = topic.to_owned();
+        tokio::task::spawn_blocking(move || {
+            let consumer: BaseConsumer = config.create().expect("consumer");
+            let mut wanted = TopicPartitionList::new();
+            for partition in 0..partitions {
+                wanted.add_partition(&topic, partition);
+            }
+            let committed = consumer
+                .committed_offsets(wanted, Duration::from_secs(10))
+                .expect("committed offsets");
+            (0..partitions)
+                .map(
+                    |partition| match committed.find_partition(&topic, partition).map(|e| e.offset()) {
+                        Some(Offset::Offset(offset)) => offset,
+                        _ => 0,
+                    },
+                )
+                .collect()
+        })
+        .await
+        .expect("committed task")
+    }
+
+    /// Reads the topic from the start (all partitions) until `count`
+    /// messages, or until nothing more arrives for a second.
+    pub async fn read_from_start(&self, topic: &str, partitions: i32, count: usize) -> Vec<Fetched> {
+        let mut config = self.config();
+        config.set("group.id", "test-reader").set("enable.auto.commit", "false");
+        let topic = topic.to_owned();
+        tokio::task::spawn_blocking(move || {
+            let consumer: BaseConsumer = config.create().expect("reader");
+            let mut assignment = TopicPartitionList::new();
+            for partition in 0..partitions {
+                assignment
+                    .add_partition_offset(&topic, partition, Offset::Beginning)
+                    .expect("assignment");
+            }
+            consumer.assign(&assignment).expect("assign");
+            let deadline = Instant::now() + Duration::from_secs(60);
+            let mut quiet_since = Instant::now();
+            let mut read = Vec::new();
+            while read.len() < count && quiet_since.elapsed() < Duration::from_secs(1) {
+                assert!(Instant::now() < deadline, "read {} messages of {topic}", read.len());
+                let Some(message) = consumer.poll(Duration::from_millis(100)) else {
+                    continue;
+                };
+                quiet_since = Instant::now();
+                read.push(Fetched::from(&message.expect("message")));
+            }
+            read
+        })
+        .await
+        .expect("read task")
+    }
+}
+
+/// A message read back.
+pub struct Fetched {
+    pub partition: i32,
+    pub offset: i64,
+    pub payload: Vec<u8>,
+    pub headers: Vec<(String, String)>,
+}
+
+impl From<&rdkafka::message::BorrowedMessage<'_>> for Fetched {
+    fn from(message: &rdkafka::message::BorrowedMessage<'_>) -> Fetched {
+        let headers = message
+            .headers()
+            .map(|headers| {
+                headers
+                    .iter()
+                    .map(|h| {
+                        let value = h
+                            .value
+                            .map(|v| String::from_utf8_lossy(v).into_owned())
+                            .unwrap_or_default();
+                        (h.key.to_owned(), value)
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        Fetched {
+            partition: message.partition(),
+            offset: message.offset(),
+            payload: message.payload().unwrap_or_default().to_vec(),
+            headers,
+        }
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Waits, polling, until `check` returns `Some`, or panics with `what` after `limit`.
+pub async fn eventually<T>(what: &str, limit: Duration, mut check: impl AsyncFnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The value of a metric series (name with labels, as rendered), or 0.
+pub fn metric(rendered: &str, series: &str) -> f64 {
+    rendered
+        .lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
+        .unwrap_or(0.0)
+}

@@ -1,0 +1,480 @@
+//! Kafka ingest against a real broker (tansu, a Kafka-protocol broker, one
+//! per test on a loopback port): what a topic's events leave in the store is
+//! what `import` of the same events leaves, across a `kill -9`, with bad
+//! messages dead-lettered, with two replicas splitting the partitions on one
+//! Redis, and with Redis down under consumption.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use common::kafka::{Broker, eventually, metric};
+use common::*;
+use creator_boost::cli::args::{ImportArgs, ScoresArgs};
+use creator_boost::cli::commands;
+use creator_boost::offline::generate::{GenerateOptions, generate};
+use creator_boost::offline::import::jsonl::to_line;
+use creator_boost::offline::scores::ScoresFormat;
+use creator_boost::service::ingest::RawEvent;
+use creator_boost::service::kafka::INGEST_HEALTH_SERVICE;
+
+/// The generated events end at 2026-11-01T00:00:00Z; servers score as of then.
+const END_MS: i64 = 1_793_491_200_000;
+const AS_OF: &str = "2026-11-01T00:00:00Z";
+/// How long a topic may take to be consumed in a debug build.
+const CONSUMED_WITHIN: Duration = Duration::from_secs(180);
+
+fn generated(seed: u64, events: u64) -> Vec<RawEvent> {
+    generate(&GenerateOptions {
+        seed,
+        creators: 60,
+        viewers: 500,
+        events,
+        end_ms: END_MS,
+        days: 14,
+    })
+}
+
+/// The events as Kafka messages keyed by viewer id; every third without an
+/// event id, which the consumer derives from the message's position.
+fn messages(events: &[RawEvent]) -> Vec<(Vec<u8>, Vec<u8>)> {
+    events
+        .iter()
+        .enumerate()
+        .map(|(i, event)| {
+            let mut event = event.clone();
+            if i % 3 == 0 {
+                event.event_id.clear();
+            }
+            (event.viewer_id.to_string().into_bytes(), to_line(&event).into_bytes())
+        })
+        .collect()
+}
+
+fn kafka_toml(broker: &Broker, topic: &str, group: &str) -> String {
+    format!(
+        "{TEST_CONFIG}\n[kafka]\nbrokers = \"{}\"\ntopic = \"{topic}\"\ngroup = \"{group}\"\n\
+         session_timeout_ms = 6000\ncommit_interval_ms = 200\nretry_backoff_max_ms = 500\n",
+        broker.address()
+    )
+}
+
+async fn kafka_server(
+    broker: &Broker,
+    topic: &str,
+    group: &str,
+    backend: Backend,
+    prefix: Option<String>,
+) -> TestServer {
+    spawn_with(Spawn {
+        config: Some(kafka_toml(broker, topic, group)),
+        now_ms: Some(END_MS),
+        backend,
+        key_prefix: prefix,
+        ..Spawn::default()
+    })
+    .await
+}
+
+/// Scores (CSV) after `import` of `events` into a fresh embedded store.
+async fn import_scores(dir: &Path, events: &[RawEvent]) -> String {
+    let file = dir.join("events.jsonl");
+    let text: String = events.iter().map(|e| to_line(e) + "\n").collect();
+    std::fs::write(&file, text).expect("write events");
+    let data = dir.join("imported");
+    let args = ImportArgs {
+        files: vec![file],
+        data_dir: Some(data.clone()),
+        store: None,
+        server: None,
+        token_file: None,
+        format: None,
+        until: None,
+        config: None,
+        batch_size: 1000,
+    };
+    commands::import(args).await.expect("import");
+    scores(Some(&data), None).await
+}
+
+/// Scores (CSV) of an embedded store, or of a Redis store under a key prefix.
+async fn scores(data_dir: Option<&Path>, redis: Option<(&str, &str)>) -> String {
+    let config: Option<PathBuf> = redis.map(|(_, prefix)| {
+        let path = std::env::temp_dir().join(format!("kafka-scores-{prefix}.toml"));
+        std::fs::write(&path, format!("[redis]\nkey_prefix = \"{prefix}\"\n")).expect("config");
+        path
+    });
+    let args = || ScoresArgs {
+        data_dir: data_dir.map(Path::to_owned),
+        store: redis.map(|(url, _)| url.to_owned()),
+        config: config.clone(),
+        as_of: AS_OF.to_owned(),
+        format: ScoresFormat::Csv,
+        variant: String::new(),
+        creators: Vec::new(),
+        few_accounts: false,
+    };
+    // A stopped server's last tasks may still hold the embedded store for a
+    // moment after `stop` returns.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let mut out = Vec::new();
+        match commands::scores(args(), &mut out).await {
+            Ok(()) => return String::from_utf8(out).expect("utf8"),
+            Err(error) if std::time::Instant::now() < deadline && format!("{error:?}").contains("already open") => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(error) => panic!("scores: {error:?}"),
+        }
+    }
+}
+
+/// Same creators, same values up to float summation order.
+fn assert_same_scores(got: &str, want: &str) {
+    assert_eq!(got.lines().count(), want.lines().count(), "creators scored");
+    assert!(want.lines().count() > 10, "a meaningful comparison");
+    for (got, want) in got.lines().zip(want.lines()).skip(1) {
+        let fields = |line: &str| -> Vec<f64> { line.split(',').map(|v| v.parse().unwrap_or(f64::NAN)).collect() };
+        for (g, w) in fields(got).iter().zip(&fields(want)) {
+            assert!(
+                (g.is_nan() && w.is_nan()) || (g - w).abs() <= 1e-6 * w.abs().max(1.0),
+                "{got} vs {want}"
+            );
+        }
+    }
+}
+
+/// Waits until `group` has committed each partition of the topic up to
+/// `ends` (the offsets after the last messages produced).
+async fn all_committed(broker: &Broker, group: &str, topic: &str, ends: &[i64]) -> Vec<i64> {
+    let partitions = ends.len() as i32;
+    let mut last = Vec::new();
+    let deadline = std::time::Instant::now() + CONSUMED_WITHIN;
+    loop {
+        let committed = broker.committed(group, topic, partitions).await;
+        if committed == ends {
+            return committed;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "offsets {ends:?} not committed: {committed:?} (before: {last:?})"
+        );
+        last = committed;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn ingest_health(server: &TestServer) -> i32 {
+    use tonic_health::pb::HealthCheckRequest;
+    use tonic_health::pb::health_client::HealthClient;
+    let mut client = HealthClient::new(server.channel().await);
+    let request = HealthCheckRequest {
+        service: INGEST_HEALTH_SERVICE.to_owned(),
+    };
+    client.check(request).await.map_or(-1, |r| r.into_inner().status)
+}
+
+/// 4 partitions, 6,000 events (a third without event id): the store ends as
+/// `import` of the same events leaves it, every offset is committed, and
+/// the Ingest health service reports SERVING.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_four_partition_topic_scores_as_an_import_of_the_same_events() {
+    let Some(broker) = Broker::start() else { return };
+    broker.create_topic("events", 4).await;
+    broker.create_topic("events.dlq", 1).await;
+    let events = generated(1, 6_000);
+    let temp = tempfile::tempdir().expect("temp");
+    let want = import_scores(temp.path(), &events).await;
+    let mut server = kafka_server(&broker, "events", "scores", Backend::Embedded, None).await;
+    let ends = broker.produce("events", 4, messages(&events)).await;
+    all_committed(&broker, "scores", "events", &ends).await;
+    let rendered = server.metrics.render();
+    let accepted = metric(&rendered, "creator_boost_ingest_accepted_total");
+    let health = eventually("ingest SERVING", Duration::from_secs(10), async || {
+        let status = ingest_health(&server).await;
+        (status == 1).then_some(status)
+    })
+    .await;
+    println!(
+        "kafka 4 partitions: {} events produced, consumed {}, accepted {accepted}, committed {}, ingest health {health}",
+        events.len(),
+        metric(&rendered, "creator_boost_kafka_consumed_total"),
+        metric(&rendered, "creator_boost_kafka_committed_total"),
+    );
+    assert_eq!(accepted, events.len() as f64);
+    server.stop().await;
+    assert_same_scores(&scores(Some(&server.data_dir), None).await, &want);
+}
+
+/// `kill -9` of the real binary in the middle of a topic, then a restart on
+/// the same data dir: every offset ends committed, and the store holds what
+/// `import` of the events leaves — nothing lost, nothing counted twice (the
+/// replay of what was applied but not yet committed is deduplicated).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_mid_topic_then_restart_loses_nothing_and_counts_nothing_twice() {
+    let Some(broker) = Broker::start() else { return };
+    broker.create_topic("events", 4).await;
+    broker.create_topic("events.dlq", 1).await;
+    let events = generated(2, 20_000);
+    let temp = tempfile::tempdir().expect("temp");
+    let want = import_scores(temp.path(), &events).await;
+    let ends = broker.produce("events", 4, messages(&events)).await;
+    let config = temp.path().join("kafka.toml");
+    std::fs::write(
+        &config,
+        "[kafka]\nsession_timeout_ms = 6000\ncommit_interval_ms = 200\nretry_backoff_max_ms = 500\n",
+    )
+    .expect("config");
+    let data = temp.path().join("data");
+    let (mut first, metrics) = start_crash_server(&data, &config, &broker).await;
+    let accepted_at_kill = eventually("some events applied", CONSUMED_WITHIN, async || {
+        let accepted = metric(&scrape(metrics).await, "creator_boost_ingest_accepted_total");
+        (accepted >= 2_000.0).then_some(accepted)
+    })
+    .await;
+    first.kill().expect("kill -9");
+    first.wait().expect("reaped");
+    let committed_at_kill = broker.committed("crash", "events", 4).await;
+    let (mut second, metrics) = start_crash_server(&data, &config, &broker).await;
+    all_committed(&broker, "crash", "events", &ends).await;
+    let rendered = scrape(metrics).await;
+    let (accepted, duplicates) = (
+        metric(&rendered, "creator_boost_ingest_accepted_total"),
+        metric(&rendered, "creator_boost_ingest_duplicates_total"),
+    );
+    println!(
+        "kafka kill -9: {} events; first run applied {accepted_at_kill} before SIGKILL, committed offsets then \
+         {committed_at_kill:?} of {ends:?}; the restart consumed {} (accepted {accepted}, duplicates {duplicates})",
+        events.len(),
+        metric(&rendered, "creator_boost_kafka_consumed_total"),
+    );
+    assert!(accepted_at_kill < events.len() as f64, "killed mid-topic");
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &second.id().to_string()])
+        .status()
+        .expect("kill -TERM");
+    assert!(status.success());
+    assert!(second.wait().expect("server exit").success());
+    assert_same_scores(&scores(Some(&data), None).await, &want);
+}
+
+/// The ten kinds of bad message among 10,000: each lands in the dead-letter
+/// topic with its reason in a header and is counted by reason; the other
+/// 9,990 are applied and every offset is committed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_messages_are_dead_lettered_with_their_reason_and_the_rest_applied() {
+    let Some(broker) = Broker::start() else { return };
+    broker.create_topic("events", 4).await;
+    broker.create_topic("events.dlq", 1).await;
+    let events = generated(3, 9_990);
+    let mut messages = messages(&events);
+    let bad: [(&[u8], &str); 10] = [
+        (b"this is not json", "invalid_json"),
+        (b"\xff\xfe{}", "not_utf8"),
+        (b"", "empty"),
+        (
+            br#"{"kind":"SMILE","viewer_id":1,"creator_id":1000001}"#,
+            "unknown_kind",
+        ),
+        (br#"{"kind":"LIKE","viewer_id":1}"#, "invalid_json"),
+        (
+            br#"{"event_id":"bad-6","kind":"LIKE","viewer_id":9,"creator_id":9}"#,
+            "self_interaction",
+        ),
+        (
+            br#"{"event_id":"bad-7","kind":"TIP","viewer_id":1,"creator_id":1000001,"amount":-3}"#,
+            "negative_amount",
+        ),
+        (
+            br#"{"event_id":"bad-8","kind":0,"viewer_id":1,"creator_id":1000001}"#,
+            "unspecified_kind",
+        ),
+        (
+            br#"{"event_id":"bad-9","kind":"LIKE","viewer_id":1,"creator_id":0}"#,
+            "missing_creator",
+        ),
+        (
+            br#"{"event_id":"bad-10","kind":"LIKE","viewer_id":1,"creator_id":1000001,"timestamp_ms":1893456000000}"#,
+            "future_timestamp",
+        ),
+    ];
+    for (i, (payload, _)) in bad.iter().enumerate() {
+        messages.insert(i * 997, (format!("{i}").into_bytes(), payload.to_vec()));
+    }
+    let server = kafka_server(&broker, "events", "dlq", Backend::Embedded, None).await;
+    let ends = broker.produce("events", 4, messages).await;
+    all_committed(&broker, "dlq", "events", &ends).await;
+    let letters = broker.read_from_start("events.dlq", 1, 10).await;
+    let mut reasons: Vec<String> = letters
+        .iter()
+        .map(|letter| {
+            let header = |name: &str| letter.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+            let reason = header("creator-boost-reason").expect("reason header");
+            println!(
+                "dead letter: reason {reason}, detail {:?}, source {:?}",
+                header("creator-boost-detail").unwrap_or_default(),
+                header("creator-boost-source").unwrap_or_default()
+            );
+            reason
+        })
+        .collect();
+    reasons.sort();
+    let mut want: Vec<String> = bad.iter().map(|(_, reason)| (*reason).to_owned()).collect();
+    want.sort();
+    assert_eq!(reasons, want);
+    let rendered = server.metrics.render();
+    let mut distinct = want.clone();
+    distinct.dedup();
+    let counted: f64 = distinct
+        .iter()
+        .map(|reason| {
+            metric(
+                &rendered,
+                &format!("creator_boost_kafka_dead_lettered_total{{reason=\"{reason}\"}}"),
+            )
+        })
+        .sum::<f64>();
+    let accepted = metric(&rendered, "creator_boost_ingest_accepted_total");
+    println!("kafka dead letters: 10,000 messages, accepted {accepted}, dead-lettered counted {counted}");
+    assert_eq!(accepted, 9_990.0);
+    assert_eq!(counted, 10.0, "each dead letter counted under its reason");
+}
+
+/// Two replicas on one Redis in one group split the four partitions; the
+/// store ends as `import` of the same events leaves it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_on_one_redis_split_the_partitions_and_match_a_single_node() {
+    if !common::redis::available() {
+        return;
+    }
+    let Some(broker) = Broker::start() else { return };
+    broker.create_topic("events", 4).await;
+    broker.create_topic("events.dlq", 1).await;
+    let events = generated(4, 8_000);
+    let temp = tempfile::tempdir().expect("temp");
+    let want = import_scores(temp.path(), &events).await;
+    let prefix = common::redis::unique_prefix();
+    let mut replicas = Vec::new();
+    for _ in 0..2 {
+        replicas.push(kafka_server(&broker, "events", "replicas", Backend::Redis, Some(prefix.clone())).await);
+    }
+    let assigned = |server: &TestServer| metric(&server.metrics.render(), "creator_boost_kafka_assigned_partitions");
+    let mut seen = Vec::new();
+    let split = eventually("the partitions split", CONSUMED_WITHIN, async || {
+        let (a, b) = (assigned(&replicas[0]), assigned(&replicas[1]));
+        if seen.last() != Some(&(a, b)) {
+            seen.push((a, b));
+        }
+        (a > 0.0 && b > 0.0 && a + b == 4.0).then_some(())
+    })
+    .await;
+    println!("kafka two replicas: assignments seen while joining {seen:?} {split:?}");
+    let ends = broker.produce("events", 4, messages(&events)).await;
+    all_committed(&broker, "replicas", "events", &ends).await;
+    let consumed: Vec<f64> = replicas
+        .iter()
+        .map(|r| metric(&r.metrics.render(), "creator_boost_kafka_consumed_total"))
+        .collect();
+    println!(
+        "kafka two replicas on redis: {} events; partitions {} + {}; consumed {} + {}",
+        events.len(),
+        assigned(&replicas[0]),
+        assigned(&replicas[1]),
+        consumed[0],
+        consumed[1]
+    );
+    assert!(consumed.iter().all(|c| *c > 0.0), "both replicas consumed");
+    for replica in &mut replicas {
+        replica.stop().await;
+    }
+    let url = common::redis::standalone_url();
+    assert_same_scores(&scores(None, Some((&url, &prefix))).await, &want);
+}
+
+/// Redis killed under consumption: consumption pauses (metric, Ingest
+/// health NOT_SERVING), no offset is committed past what Redis made
+/// durable; Redis back on its data ⇒ consumption resumes by itself and the
+/// store ends as `import` of all the events leaves it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_down_pauses_consumption_without_committing_and_it_resumes() {
+    if !common::redis::available() {
+        return;
+    }
+    let Some(broker) = Broker::start() else { return };
+    broker.create_topic("events", 4).await;
+    broker.create_topic("events.dlq", 1).await;
+    let events = generated(5, 4_000);
+    let temp = tempfile::tempdir().expect("temp");
+    let want = import_scores(temp.path(), &events).await;
+    let mut redis = common::redis::RedisProcess::start();
+    let prefix = common::redis::unique_prefix();
+    let mut server = kafka_server(
+        &broker,
+        "events",
+        "outage",
+        Backend::Url(redis.url()),
+        Some(prefix.clone()),
+    )
+    .await;
+    let all = messages(&events);
+    let (before, after) = all.split_at(2_000);
+    let first = broker.produce("events", 4, before.to_vec()).await;
+    let durable = all_committed(&broker, "outage", "events", &first).await;
+    redis.kill();
+    let second = broker.produce("events", 4, after.to_vec()).await;
+    let ends: Vec<i64> = first.iter().zip(&second).map(|(a, b)| *a.max(b)).collect();
+    eventually("consumption paused", CONSUMED_WITHIN, async || {
+        (metric(&server.metrics.render(), "creator_boost_kafka_paused") == 1.0).then_some(())
+    })
+    .await;
+    let health = eventually("ingest NOT_SERVING", Duration::from_secs(10), async || {
+        let status = ingest_health(&server).await;
+        (status == 2).then_some(status)
+    })
+    .await;
+    let mut committed_while_down = Vec::new();
+    for _ in 0..5 {
+        committed_while_down.push(broker.committed("outage", "events", 4).await);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    redis.restart();
+    let resumed = all_committed(&broker, "outage", "events", &ends).await;
+    let rendered = server.metrics.render();
+    println!(
+        "kafka redis outage: committed before the kill {durable:?}, while Redis was down {committed_while_down:?} \
+         (ingest health {health}); after Redis returned: committed {resumed:?}, paused {}, accepted {}",
+        metric(&rendered, "creator_boost_kafka_paused"),
+        metric(&rendered, "creator_boost_ingest_accepted_total")
+    );
+    assert!(
+        committed_while_down.iter().all(|c| *c == durable),
+        "{committed_while_down:?}"
+    );
+    server.stop().await;
+    assert_same_scores(&scores(None, Some((&redis.url(), &prefix))).await, &want);
+}
+
+/// The real binary consuming `events` in group `crash`, with metrics on a free port.
+async fn start_crash_server(
+    data: &Path,
+    config: &Path,
+    broker: &Broker,
+) -> (std::process::Child, std::net::SocketAddr) {
+    let metrics = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let args: Vec<std::ffi::OsString> = vec![
+        "--config".into(),
+        config.as_os_str().to_owned(),
+        "--metrics-listen".into(),
+        metrics.to_string().into(),
+        "--kafka-brokers".into(),
+        broker.address().into(),
+        "--kafka-topic".into(),
+        "events".into(),
+        "--kafka-group".into(),
+        "crash".into(),
+    ];
+    let args: Vec<&std::ffi::OsStr> = args.iter().map(|a| a.as_os_str()).collect();
+    let (child, _) = start_binary(data, &args).await;
+    (child, metrics)
+}

@@ -19,6 +19,11 @@ use creator_boost::offline::scores::ScoresFormat;
 use creator_boost::service::ingest::RawEvent;
 use creator_boost::service::kafka::INGEST_HEALTH_SERVICE;
 
+/// One broker test at a time: each runs a broker, one or two servers and
+/// (for some) Redis, and consumer-group joins time out when several share
+/// two cores.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// The generated events end at 2026-11-01T00:00:00Z; servers score as of then.
 const END_MS: i64 = 1_793_491_200_000;
 const AS_OF: &str = "2026-11-01T00:00:00Z";
@@ -180,6 +185,7 @@ async fn ingest_health(server: &TestServer) -> i32 {
 /// the Ingest health service reports SERVING.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_four_partition_topic_scores_as_an_import_of_the_same_events() {
+    let _serial = ONE_AT_A_TIME.lock().await;
     let Some(broker) = Broker::start() else { return };
     broker.create_topic("events", 4).await;
     broker.create_topic("events.dlq", 1).await;
@@ -213,6 +219,7 @@ async fn a_four_partition_topic_scores_as_an_import_of_the_same_events() {
 /// replay of what was applied but not yet committed is deduplicated).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_mid_topic_then_restart_loses_nothing_and_counts_nothing_twice() {
+    let _serial = ONE_AT_A_TIME.lock().await;
     let Some(broker) = Broker::start() else { return };
     broker.create_topic("events", 4).await;
     broker.create_topic("events.dlq", 1).await;
@@ -264,6 +271,7 @@ async fn kill_9_mid_topic_then_restart_loses_nothing_and_counts_nothing_twice() 
 /// 9,990 are applied and every offset is committed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_messages_are_dead_lettered_with_their_reason_and_the_rest_applied() {
+    let _serial = ONE_AT_A_TIME.lock().await;
     let Some(broker) = Broker::start() else { return };
     broker.create_topic("events", 4).await;
     broker.create_topic("events.dlq", 1).await;
@@ -348,6 +356,7 @@ async fn two_replicas_on_one_redis_split_the_partitions_and_match_a_single_node(
     if !common::redis::available() {
         return;
     }
+    let _serial = ONE_AT_A_TIME.lock().await;
     let Some(broker) = Broker::start() else { return };
     broker.create_topic("events", 4).await;
     broker.create_topic("events.dlq", 1).await;
@@ -401,6 +410,7 @@ async fn redis_down_pauses_consumption_without_committing_and_it_resumes() {
     if !common::redis::available() {
         return;
     }
+    let _serial = ONE_AT_A_TIME.lock().await;
     let Some(broker) = Broker::start() else { return };
     broker.create_topic("events", 4).await;
     broker.create_topic("events.dlq", 1).await;

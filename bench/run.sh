@@ -36,7 +36,7 @@ printf '[cache]\ncreators = 1\nviewers = 1\nttl_ms = 1\n' > "$work/cold.toml"
 
 main_port=$(free_port); echo_port=$(free_port)
 serve main "$main_port" "$bin" serve --listen "127.0.0.1:$main_port" --data-dir "$work/data"
-serve echo "$echo_port" target/release/examples/echo_server "127.0.0.1:$echo_port"
+serve echo "$echo_port" "$target/release/examples/echo_server" "127.0.0.1:$echo_port"
 "$loadgen" check "http://127.0.0.1:$main_port" "$work/rank.bin" 1000 >&2
 
 echo "== saturation (server on core $SERVER_CORE, h2load on core $CLIENT_CORE, 4 connections x 16 streams, ${DURATION}s)" >&2

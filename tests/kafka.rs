@@ -180,18 +180,51 @@ async fn ingest_health(server: &TestServer) -> i32 {
     client.check(request).await.map_or(-1, |r| r.into_inner().status)
 }
 
+/// What every broker test starts from: its turn ([`ONE_AT_A_TIME`]), a
+/// broker with a 4-partition `events` topic and its dead-letter topic, and
+/// `count` generated events. `None` (skip) when no broker is available.
+struct Case {
+    _serial: tokio::sync::MutexGuard<'static, ()>,
+    broker: Broker,
+    events: Vec<RawEvent>,
+    temp: tempfile::TempDir,
+}
+
+impl Case {
+    async fn start(seed: u64, count: u64) -> Option<Case> {
+        let serial = ONE_AT_A_TIME.lock().await;
+        let broker = Broker::start()?;
+        broker.create_topic("events", 4).await;
+        broker.create_topic("events.dlq", 1).await;
+        Some(Case {
+            _serial: serial,
+            broker,
+            events: generated(seed, count),
+            temp: tempfile::tempdir().expect("temp"),
+        })
+    }
+
+    /// The scores `import` of the events leaves in a fresh store.
+    async fn imported_scores(&self) -> String {
+        import_scores(self.temp.path(), &self.events).await
+    }
+}
+
 /// 4 partitions, 6,000 events (a third without event id): the store ends as
 /// `import` of the same events leaves it, every offset is committed, and
 /// the Ingest health service reports SERVING.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_four_partition_topic_scores_as_an_import_of_the_same_events() {
-    let _serial = ONE_AT_A_TIME.lock().await;
-    let Some(broker) = Broker::start() else { return };
-    broker.create_topic("events", 4).await;
-    broker.create_topic("events.dlq", 1).await;
-    let events = generated(1, 6_000);
-    let temp = tempfile::tempdir().expect("temp");
-    let want = import_scores(temp.path(), &events).await;
+    let Some(case) = Case::start(1, 6_000).await else {
+        return;
+    };
+    let want = case.imported_scores().await;
+    let Case {
+        _serial,
+        broker,
+        events,
+        temp: _temp,
+    } = case;
     let mut server = kafka_server(&broker, "events", "scores", Backend::Embedded, None).await;
     let ends = broker.produce("events", 4, messages(&events)).await;
     all_committed(&broker, "scores", "events", &ends).await;
@@ -219,13 +252,16 @@ async fn a_four_partition_topic_scores_as_an_import_of_the_same_events() {
 /// replay of what was applied but not yet committed is deduplicated).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_mid_topic_then_restart_loses_nothing_and_counts_nothing_twice() {
-    let _serial = ONE_AT_A_TIME.lock().await;
-    let Some(broker) = Broker::start() else { return };
-    broker.create_topic("events", 4).await;
-    broker.create_topic("events.dlq", 1).await;
-    let events = generated(2, 20_000);
-    let temp = tempfile::tempdir().expect("temp");
-    let want = import_scores(temp.path(), &events).await;
+    let Some(case) = Case::start(2, 20_000).await else {
+        return;
+    };
+    let want = case.imported_scores().await;
+    let Case {
+        _serial,
+        broker,
+        events,
+        temp,
+    } = case;
     let ends = broker.produce("events", 4, messages(&events)).await;
     let config = temp.path().join("kafka.toml");
     std::fs::write(
@@ -271,11 +307,15 @@ async fn kill_9_mid_topic_then_restart_loses_nothing_and_counts_nothing_twice() 
 /// 9,990 are applied and every offset is committed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_messages_are_dead_lettered_with_their_reason_and_the_rest_applied() {
-    let _serial = ONE_AT_A_TIME.lock().await;
-    let Some(broker) = Broker::start() else { return };
-    broker.create_topic("events", 4).await;
-    broker.create_topic("events.dlq", 1).await;
-    let events = generated(3, 9_990);
+    let Some(case) = Case::start(3, 9_990).await else {
+        return;
+    };
+    let Case {
+        _serial,
+        broker,
+        events,
+        temp: _temp,
+    } = case;
     let mut messages = messages(&events);
     let bad: [(&[u8], &str); 10] = [
         (b"this is not json", "invalid_json"),
@@ -356,13 +396,16 @@ async fn two_replicas_on_one_redis_split_the_partitions_and_match_a_single_node(
     if !common::redis::available() {
         return;
     }
-    let _serial = ONE_AT_A_TIME.lock().await;
-    let Some(broker) = Broker::start() else { return };
-    broker.create_topic("events", 4).await;
-    broker.create_topic("events.dlq", 1).await;
-    let events = generated(4, 8_000);
-    let temp = tempfile::tempdir().expect("temp");
-    let want = import_scores(temp.path(), &events).await;
+    let Some(case) = Case::start(4, 8_000).await else {
+        return;
+    };
+    let want = case.imported_scores().await;
+    let Case {
+        _serial,
+        broker,
+        events,
+        temp: _temp,
+    } = case;
     let prefix = common::redis::unique_prefix();
     let mut replicas = Vec::new();
     for _ in 0..2 {
@@ -410,13 +453,16 @@ async fn redis_down_pauses_consumption_without_committing_and_it_resumes() {
     if !common::redis::available() {
         return;
     }
-    let _serial = ONE_AT_A_TIME.lock().await;
-    let Some(broker) = Broker::start() else { return };
-    broker.create_topic("events", 4).await;
-    broker.create_topic("events.dlq", 1).await;
-    let events = generated(5, 4_000);
-    let temp = tempfile::tempdir().expect("temp");
-    let want = import_scores(temp.path(), &events).await;
+    let Some(case) = Case::start(5, 4_000).await else {
+        return;
+    };
+    let want = case.imported_scores().await;
+    let Case {
+        _serial,
+        broker,
+        events,
+        temp: _temp,
+    } = case;
     let mut redis = common::redis::RedisProcess::start();
     let prefix = common::redis::unique_prefix();
     let mut server = kafka_server(

@@ -122,13 +122,12 @@ impl Broker {
                 Duration::from_secs(60),
             )
         });
-        for delivery in futures_util::future::join_all(sends).await {
-            delivery.map_err(|(error, _)| error).expect("message acknowledged");
-        }
+        // Each acknowledgement names where its message landed.
         let mut ends = vec![0_i64; partitions as usize];
-        for message in self.read_from_start(topic, partitions, usize::MAX).await {
-            let end = &mut ends[message.partition as usize];
-            *end = (*end).max(message.offset + 1);
+        for delivery in futures_util::future::join_all(sends).await {
+            let delivered = delivery.map_err(|(error, _)| error).expect("message acknowledged");
+            let end = &mut ends[delivered.partition as usize];
+            *end = (*end).max(delivered.offset + 1);
         }
         ends
     }
@@ -176,9 +175,18 @@ impl Broker {
             }
             consumer.assign(&assignment).expect("assign");
             let deadline = Instant::now() + Duration::from_secs(60);
+            // Done after 1 s without a message once messages flow; before
+            // the first one, the assignment may take longer under load.
             let mut quiet_since = Instant::now();
             let mut read = Vec::new();
-            while read.len() < count && quiet_since.elapsed() < Duration::from_secs(1) {
+            let quiet = |read: &Vec<Fetched>| {
+                if read.is_empty() {
+                    Duration::from_secs(10)
+                } else {
+                    Duration::from_secs(1)
+                }
+            };
+            while read.len() < count && quiet_since.elapsed() < quiet(&read) {
                 assert!(Instant::now() < deadline, "read {} messages of {topic}", read.len());
                 let Some(message) = consumer.poll(Duration::from_millis(100)) else {
                     continue;

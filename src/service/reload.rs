@@ -58,27 +58,32 @@ pub enum ReloadError {
 }
 
 impl Reloader {
-    /// One reload. The config file is validated whole before anything is
-    /// swapped; the certificates are loaded whole before they are.
+    /// One reload: the config file is validated whole and the certificates
+    /// loaded whole before the variants are swapped in.
     ///
     /// # Errors
-    /// [`ReloadError`]: the part that failed. When the file is refused the
-    /// certificates are not re-read either.
+    /// [`ReloadError`]: the part that failed; nothing was swapped in (a
+    /// refused file leaves the certificates unread, refused certificates
+    /// leave the variants as they were).
     pub fn reload(&self) -> Result<Reloaded, ReloadError> {
+        // Both parts are checked before either is swapped in, so a refusal
+        // leaves everything as it was.
+        let fresh = match &self.path {
+            Some(path) => Some(Config::load(Some(path), self.overrides.clone())?),
+            None => None,
+        };
+        if let Some(certificates) = &self.certificates {
+            certificates.reload()?;
+        }
         let mut reloaded = Reloaded {
             model_version: None,
             restart_pending: Vec::new(),
-            certificates: false,
+            certificates: self.certificates.is_some(),
         };
-        if let Some(path) = &self.path {
-            let fresh = Config::load(Some(path), self.overrides.clone())?;
+        if let Some(fresh) = fresh {
             reloaded.restart_pending = self.running.restart_only_changes(&fresh);
             reloaded.model_version = Some(fresh.variants.default_variant().model_version.clone());
             self.engine.replace_variants(fresh.variants);
-        }
-        if let Some(certificates) = &self.certificates {
-            certificates.reload()?;
-            reloaded.certificates = true;
         }
         Ok(reloaded)
     }

@@ -277,23 +277,7 @@ async fn kill_9_during_stream_events_loses_no_acked_event() {
         .await
         .expect("connect");
     let mut client = proto::creator_boost_client::CreatorBoostClient::new(channel);
-    let scores = |client: &mut proto::creator_boost_client::CreatorBoostClient<tonic::transport::Channel>| {
-        let mut client = client.clone();
-        async move {
-            let request = proto::GetCreatorScoresRequest {
-                creator_ids: vec![CREATOR],
-                variant: String::new(),
-            };
-            client
-                .get_creator_scores(request)
-                .await
-                .expect("scores")
-                .into_inner()
-                .scores[0]
-                .evidence
-        }
-    };
-    let evidence = scores(&mut client).await;
+    let evidence = creator_score(&client, CREATOR).await.evidence;
     assert!(
         evidence >= acked_events,
         "lost acked events: {evidence} < {acked_events}"
@@ -307,7 +291,7 @@ async fn kill_9_during_stream_events_loses_no_acked_event() {
     for events in &batches {
         record(&mut client, events.clone()).await;
     }
-    assert_eq!(scores(&mut client).await, 400 * 250);
+    assert_eq!(creator_score(&client, CREATOR).await.evidence, 400 * 250);
     child.kill().expect("stop");
     let _ = child.wait();
 }

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use common::kafka::{Broker, eventually, metric};
 use common::*;
-use creator_boost::cli::args::{ImportArgs, ScoresArgs};
+use creator_boost::cli::args::ScoresArgs;
 use creator_boost::cli::commands;
 use creator_boost::offline::generate::{GenerateOptions, generate};
 use creator_boost::offline::import::jsonl::to_line;
@@ -88,17 +88,7 @@ async fn import_scores(dir: &Path, events: &[RawEvent]) -> String {
     let text: String = events.iter().map(|e| to_line(e) + "\n").collect();
     std::fs::write(&file, text).expect("write events");
     let data = dir.join("imported");
-    let args = ImportArgs {
-        files: vec![file],
-        data_dir: Some(data.clone()),
-        store: None,
-        server: None,
-        token_file: None,
-        format: None,
-        until: None,
-        config: None,
-        batch_size: 1000,
-    };
+    let args = import_args(vec![file], &data);
     commands::import(args).await.expect("import");
     scores(Some(&data), None).await
 }

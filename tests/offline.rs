@@ -12,20 +12,6 @@ use creator_boost::cli::args::{GenerateArgs, ImportArgs, ScoresArgs};
 use creator_boost::cli::commands;
 use creator_boost::offline::scores::ScoresFormat;
 
-fn import_args(files: Vec<PathBuf>, data_dir: &Path) -> ImportArgs {
-    ImportArgs {
-        files,
-        data_dir: Some(data_dir.to_owned()),
-        store: None,
-        server: None,
-        token_file: None,
-        format: None,
-        until: None,
-        config: None,
-        batch_size: 500,
-    }
-}
-
 fn scores_args(data_dir: &Path, as_of: &str) -> ScoresArgs {
     ScoresArgs {
         data_dir: Some(data_dir.to_owned()),

@@ -132,28 +132,12 @@ impl Replicas {
     /// How long after a write through A (one new follower of `creator`,
     /// which B has cached) B's answer shows it, polled every 2 ms.
     async fn visibility(&mut self, creator: u64, trial: u64, give_up: Duration) -> Duration {
-        let scores = |client: &mut proto::creator_boost_client::CreatorBoostClient<tonic::transport::Channel>| {
-            let mut client = client.clone();
-            async move {
-                let request = proto::GetCreatorScoresRequest {
-                    creator_ids: vec![creator],
-                    variant: String::new(),
-                };
-                client
-                    .get_creator_scores(request)
-                    .await
-                    .expect("scores")
-                    .into_inner()
-                    .scores[0]
-                    .followers
-            }
-        };
-        let before = scores(&mut self.b).await;
+        let before = creator_score(&self.b, creator).await.followers;
         let follow = real_time(vec![event(&format!("v{trial}"), Follow, 9_000 + trial, creator)]);
         let outcome = record(&mut self.a, follow).await;
         assert_eq!(outcome.accepted, 1);
         let written = Instant::now();
-        while scores(&mut self.b).await == before {
+        while creator_score(&self.b, creator).await.followers == before {
             assert!(written.elapsed() < give_up, "replica B still stale after {give_up:?}");
             tokio::time::sleep(Duration::from_millis(2)).await;
         }

@@ -151,6 +151,36 @@ pub async fn scrape(addr: SocketAddr) -> String {
     body
 }
 
+/// One creator's scores from the default variant.
+pub async fn creator_score(client: &CreatorBoostClient<Channel>, creator_id: u64) -> proto::CreatorScore {
+    let request = proto::GetCreatorScoresRequest {
+        creator_ids: vec![creator_id],
+        variant: String::new(),
+    };
+    let mut client = client.clone();
+    client
+        .get_creator_scores(request)
+        .await
+        .expect("scores")
+        .into_inner()
+        .scores[0]
+}
+
+/// `import` of `files` into the embedded store in `data_dir`, in batches of 500.
+pub fn import_args(files: Vec<PathBuf>, data_dir: &Path) -> creator_boost::cli::args::ImportArgs {
+    creator_boost::cli::args::ImportArgs {
+        files,
+        data_dir: Some(data_dir.to_owned()),
+        store: None,
+        server: None,
+        token_file: None,
+        format: None,
+        until: None,
+        config: None,
+        batch_size: 500,
+    }
+}
+
 /// A loopback port free a moment ago.
 pub fn free_port() -> u16 {
     let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("probe");

@@ -812,11 +812,14 @@ async fn ingest_spreads_over_the_masters_of_a_cluster() {
     );
 }
 
-/// A batch whose steps 2 and 3 may not have finished (its pending delta
-/// still in the viewer's hash): a resend completes exactly what is missing.
-/// The half-done states are made by hand: the pending line written back
-/// after settling (a bogus delta that would count one more piece of
-/// evidence if applied), then the creator's marker removed.
+/// A batch left half done by a writer in three steps (a cluster's, on the
+/// same keys): its event's pending delta still in the viewer's hash, its
+/// markers set by the steps that finished. A resend through a single
+/// server's one step completes exactly what is missing. The half-done
+/// states are made by hand after a whole apply: a pending line (a bogus
+/// delta that would count one more piece of evidence if applied) with
+/// both markers (steps 2 and 3 done, not settled), then with the
+/// creator's marker only missing (step 2 not done).
 #[tokio::test]
 async fn a_resent_half_done_batch_completes_what_is_missing_and_nothing_twice() {
     if !common::redis::available() {
@@ -865,13 +868,26 @@ async fn a_resent_half_done_batch_completes_what_is_missing_and_nothing_twice() 
     let applied = store.apply(vec![follow.clone()], now_ms).await.expect("apply");
     assert_eq!(applied, vec![creator_boost::store::Applied::Accepted]);
     assert_eq!(evidence().await, Some((1, 1)));
+    assert_eq!(
+        cli(&["--scan", "--pattern", &format!("{prefix}:*:a:*")]),
+        "",
+        "one step leaves no marker"
+    );
+    assert_eq!(
+        cli(&["HEXISTS", &format!("{prefix}:{{v77}}"), "p"]),
+        "0",
+        "nor a pending delta"
+    );
 
-    // The creator's marker names the event hash.
-    let marker = cli(&["--scan", "--pattern", &format!("{prefix}:{{c*}}:a:*")]);
-    let hash = marker.rsplit(':').next().expect("hash").to_owned();
+    let hash = format!("{:032x}", creator_boost::store::event_key(&follow));
+    let bucket = creator_boost::store::creator_bucket(4_242);
+    let creator_marker = format!("{prefix}:{{c{bucket}}}:a:{hash}");
+    let platform_marker = format!("{prefix}:{{g{}}}:a:{hash}", bucket % 16);
     let viewer = format!("{prefix}:{{v77}}");
     let pending = format!("{hash};{now_ms};0|0|0~0|0|0\n");
     cli(&["HSET", &viewer, "p", &pending]);
+    cli(&["SET", &creator_marker, &now_ms.to_string()]);
+    cli(&["SET", &platform_marker, &now_ms.to_string()]);
     let resent = store.apply(vec![follow.clone()], now_ms).await.expect("resend");
     assert_eq!(resent, vec![creator_boost::store::Applied::Duplicate]);
     assert_eq!(
@@ -879,10 +895,12 @@ async fn a_resent_half_done_batch_completes_what_is_missing_and_nothing_twice() 
         Some((1, 1)),
         "both markers there: nothing applied again"
     );
+    assert_eq!(cli(&["HEXISTS", &viewer, "p"]), "0", "settled");
 
     cli(&["HSET", &viewer, "p", &pending]);
-    cli(&["DEL", &marker]);
-    store.apply(vec![follow.clone()], now_ms).await.expect("resend");
+    cli(&["DEL", &creator_marker]);
+    let resent = store.apply(vec![follow.clone()], now_ms).await.expect("resend");
+    assert_eq!(resent, vec![creator_boost::store::Applied::Duplicate]);
     assert_eq!(
         evidence().await,
         Some((2, 1)),

@@ -29,7 +29,7 @@ pub(crate) fn splitmix64(x: u64) -> u64 {
 
 /// An event's identity for deduplication: its id, per viewer, on every
 /// backend (one viewer cannot pre-claim another's ids).
-pub(crate) fn event_key(event: &Event) -> u128 {
+pub fn event_key(event: &Event) -> u128 {
     let mut bytes = Vec::with_capacity(8 + event.event_id.len());
     bytes.extend_from_slice(&event.viewer_id.to_le_bytes());
     bytes.extend_from_slice(event.event_id.as_bytes());

@@ -17,7 +17,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 pub use error::{Operation, StoreError};
-pub(crate) use hash::event_key;
+pub use hash::event_key;
 pub use url::{StoreUrl, StoreUrlError};
 
 use crate::model::{CreatorAggregate, Event, ViewerRecord};

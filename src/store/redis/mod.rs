@@ -1,19 +1,30 @@
 //! Redis and Redis Cluster backend: one store shared by many replicas.
 //!
 //! Keys, all Cluster-safe (every script call touches one hash slot on a
-//! cluster; on a single server one call carries a whole batch's step):
+//! cluster; on a single server one call carries up to [`MAX_GROUP`]
+//! viewers' worth of a batch):
 //!
 //! | data | key | layout |
 //! |---|---|---|
 //! | creator bucket | `cb:{c<bucket>}` | hash; `<creator>` → snapshot, 27 big-endian doubles (updated_at, followers, members, evidence, sums 0..22) |
-//! | marker: event applied to a bucket | `cb:{c<bucket>}:a:<event hash>` | accepting `now_ms`; lives the dedupe window until the event is settled, then `2 × fence` (about 18 s by default) |
-//! | viewer record | `cb:{v<viewer>}` | hash; `r` the encoded [`ViewerRecord`], `n` its version, `d` the packed dedupe entries (16 bytes per event), `p` pending deltas (until settled) |
+//! | marker: event applied to a bucket | `cb:{c<bucket>}:a:<event hash>` | accepting `now_ms`; three steps only (and anonymous events): lives the dedupe window until the event is settled, then `2 × fence` (about 18 s by default) |
+//! | viewer record | `cb:{v<viewer>}` | hash; `r` the encoded [`ViewerRecord`], `n` its version, `d` the packed dedupe entries (16 bytes per event), `p` pending deltas (three steps only, until settled) |
 //! | platform aggregate | `cb:{g<0..15>}` | 16 shards, as a bucket's with the id `g`; merged on read |
 //! | marker: event applied to it | `cb:{g<shard>}:a:<event hash>` | as for a bucket |
 //! | half-lives and layout the sums were written with | `cb:{meta}` | string |
 //! | invalidations | channel `cb:invalidate` | `<origin>;<buckets>;<viewers>` per batch |
 //!
-//! An event is applied in three idempotent steps, then settled:
+//! On a single server a batch is applied in one step per group of viewers
+//! (`one_step.rs`): their hashes are read (`r n d p`), the pure model
+//! applies each viewer's new events in order, and one script writes every
+//! viewer whose version is unchanged together with its events' deltas to
+//! the aggregates (summed per aggregate), atomically; viewers whose version
+//! changed are read and planned again. A resend finds an event's dedupe
+//! entry only if its deltas landed with it, so nothing else is kept.
+//!
+//! On a cluster the keys of a batch live on several masters, and no script
+//! can span them: an event is applied in three idempotent steps, then
+//! settled:
 //!
 //! 1. Viewer slot: the hash is read (`r n d p`); the pure model applies the
 //!    viewer's new events of the batch in order and computes each event's
@@ -21,7 +32,8 @@
 //!    writes record, dedupe entries and the new events' pending deltas back
 //!    only if the version is unchanged (else the viewer is redone). An event
 //!    found in `d` is a duplicate; if its pending delta is still in `p`, its
-//!    steps 2 and 3 may not have finished and are run again with it.
+//!    steps 2 and 3 may not have finished and are run again with it (by
+//!    either path).
 //! 2. Creator slot: per bucket, the markers are set if absent; if none was
 //!    set before, the batch's deltas (summed per creator) are added to the
 //!    snapshots; else nothing is written and the bucket is sent again
@@ -38,9 +50,9 @@
 //! first), and a fence keeps a step delayed in flight from landing once
 //! they are gone: every aggregate script refuses an attempt that started
 //! more than `2 × redis.write_timeout_ms + 5 s` ago (Redis time). Anonymous events
-//! have no viewer step; the creator marker is their dedupe entry and keeps
-//! the whole window. Event ids are deduplicated per viewer (a resend always
-//! carries the same viewer).
+//! have no viewer step; on both paths their markers (creator and platform
+//! part) are their dedupe entries and keep the whole window. Event ids are
+//! deduplicated per viewer (a resend always carries the same viewer).
 //!
 //! Reads: one `HGETALL` of the snapshots per creator bucket, one `HGET` of the
 //! viewer record and of each platform shard, all sent at once (one round
@@ -55,7 +67,8 @@
 //! `keys.rs` names the keys; `scripts.rs` runs the Lua scripts
 //! (`scripts/*.lua`) with typed arguments; `codec.rs` holds the forms of
 //! deltas and snapshots; `dedupe.rs` the packed dedupe entries and pending
-//! lines; `write.rs` step 1, `aggregates.rs` steps 2-3 and settle;
+//! lines; `write.rs` the batch and step 1, `one_step.rs` the single
+//! server's one step, `aggregates.rs` steps 2-3 and settle;
 //! `invalidation.rs` the channel between replicas; `connection.rs` one
 //! connection type over a server and a cluster.
 
@@ -65,6 +78,7 @@ mod connection;
 mod dedupe;
 mod invalidation;
 mod keys;
+mod one_step;
 mod scripts;
 mod write;
 
@@ -94,7 +108,7 @@ const SCAN_CHUNK: usize = 1024;
 const MAX_EXPIRY_MS: i64 = 10 * 365 * 24 * 3600 * 1000;
 /// Most keys' worth of work in one script call: a script blocks Redis
 /// while it runs (reads included), so a huge batch is cut into calls of
-/// at most this many viewers or aggregate hashes (~1-3 ms each).
+/// at most this many viewers or aggregate hashes (~1-5 ms each).
 const MAX_GROUP: usize = 256;
 /// What this backend adds to the store signature: the key layout (2 =
 /// dedupe entries packed in the viewer hash, platform aggregate in

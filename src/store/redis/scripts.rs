@@ -6,7 +6,7 @@
 //! whatever it carries, so a call per viewer was the ingest limit).
 //! The KEYS/ARGV layout of each lives here, beside its typed arguments.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use ::redis::Script;
 
@@ -17,6 +17,7 @@ use crate::store::StoreError;
 
 /// The scripts, loaded once per store (a node that lacks one gets it on first use).
 pub(super) struct Scripts {
+    one_step: Script,
     apply_deltas: Script,
     write_viewers: Script,
     settle: Script,
@@ -60,6 +61,59 @@ pub(super) struct AggregateItem<'a> {
     pub(super) delta: &'a str,
 }
 
+/// One call of the one-step script (`scripts/one_step.lua`): units, each
+/// a check and the deltas it brings, and the aggregates (rows) they touch.
+#[derive(Default)]
+pub(super) struct OneStepCall {
+    pub(super) units: Vec<Unit>,
+    /// Per row: its snapshot hash and aggregate id.
+    rows: Vec<(String, String)>,
+    row_of: HashMap<(String, String), usize>,
+}
+
+/// What decides whether a unit is applied.
+pub(super) enum UnitCheck {
+    /// A viewer's hash, written if its version is unchanged.
+    Viewer(ViewerWrite),
+    /// The marker of an anonymous event's part, applied if not set.
+    Marker(String),
+    /// An anonymous event without an id: always applied.
+    Always,
+}
+
+/// A unit: its check, and per event the deltas it adds to rows.
+pub(super) struct Unit {
+    pub(super) check: UnitCheck,
+    /// `(row, delta text)`, in event order.
+    deltas: Vec<(usize, String)>,
+}
+
+impl OneStepCall {
+    /// Starts a unit; its deltas are added with [`OneStepCall::add`].
+    pub(super) fn unit(&mut self, check: UnitCheck) {
+        self.units.push(Unit {
+            check,
+            deltas: Vec::new(),
+        });
+    }
+
+    /// Adds `delta` to the aggregate `aggregate_id` of `snapshot_key`, in
+    /// the unit started last.
+    pub(super) fn add(&mut self, snapshot_key: String, aggregate_id: String, delta: &str) {
+        let next = self.rows.len();
+        let row = *self
+            .row_of
+            .entry((snapshot_key.clone(), aggregate_id.clone()))
+            .or_insert(next);
+        if row == next {
+            self.rows.push((snapshot_key, aggregate_id));
+        }
+        if let Some(unit) = self.units.last_mut() {
+            unit.deltas.push((row, delta.to_owned()));
+        }
+    }
+}
+
 /// Times shared by the aggregate writes of one batch attempt.
 #[derive(Clone, Copy)]
 pub(super) struct AggregateTimes {
@@ -76,14 +130,87 @@ pub(super) struct AggregateTimes {
 impl Scripts {
     /// The scripts, with the sum count filled in.
     pub(super) fn load() -> Scripts {
-        let apply_deltas =
-            include_str!("scripts/apply_deltas.lua").replace("SNAPSHOT_FIELDS", &SNAPSHOT_FIELDS.to_string());
+        let fields = SNAPSHOT_FIELDS.to_string();
+        let apply_deltas = include_str!("scripts/apply_deltas.lua").replace("SNAPSHOT_FIELDS", &fields);
+        let one_step = include_str!("scripts/one_step.lua").replace("SNAPSHOT_FIELDS", &fields);
         Scripts {
+            one_step: Script::new(&one_step),
             apply_deltas: Script::new(&apply_deltas),
             write_viewers: Script::new(include_str!("scripts/write_viewers.lua")),
             settle: Script::new(include_str!("scripts/settle.lua")),
             shorten: Script::new(include_str!("scripts/shorten.lua")),
         }
+    }
+
+    /// Runs one call of the one-step script; returns the positions (in
+    /// `call.units`) of the units not applied: viewers whose version
+    /// changed, anonymous parts whose marker was set.
+    pub(super) async fn one_step(
+        &self,
+        connection: &Connection,
+        now_ms: i64,
+        window_ms: i64,
+        call: &OneStepCall,
+    ) -> Result<Vec<usize>, StoreError> {
+        let mut keys: Vec<String> = Vec::with_capacity(call.units.len() + call.rows.len());
+        let mut args: Vec<Vec<u8>> = Vec::with_capacity(3 + 6 * call.units.len() + 3 * call.rows.len());
+        for value in [call.units.len() as i64, now_ms, window_ms] {
+            args.push(value.to_string().into_bytes());
+        }
+        // The caller's sums, in unit order then event order (the order
+        // the script adds them in when some unit is not applied).
+        let mut sums = vec![[0.0; SNAPSHOT_FIELDS]; call.rows.len()];
+        for unit in &call.units {
+            let (kind, key) = match &unit.check {
+                UnitCheck::Viewer(write) => ("v", Some(write.record_key.clone())),
+                UnitCheck::Marker(key) => ("m", Some(key.clone())),
+                UnitCheck::Always => ("a", None),
+            };
+            args.push(kind.as_bytes().to_vec());
+            args.push(match key {
+                Some(key) => {
+                    keys.push(key);
+                    keys.len().to_string().into_bytes()
+                }
+                None => b"0".to_vec(),
+            });
+            let mut text = String::new();
+            for (row, delta) in &unit.deltas {
+                add_delta_text(&mut sums[*row], delta)?;
+                if !text.is_empty() {
+                    text.push(' ');
+                }
+                text.push_str(&format!("{}:{delta}", row + 1));
+            }
+            args.push(text.into_bytes());
+            if let UnitCheck::Viewer(write) = &unit.check {
+                args.push(write.expected_version.as_bytes().to_vec());
+                args.push(write.record.clone());
+                args.push(write.dedupe.clone());
+            }
+        }
+        let mut snapshots: HashMap<&str, usize> = HashMap::new();
+        for ((snapshot_key, aggregate_id), sum) in call.rows.iter().zip(&sums) {
+            let number = *snapshots.entry(snapshot_key.as_str()).or_insert_with(|| {
+                keys.push(snapshot_key.clone());
+                keys.len()
+            });
+            args.push(number.to_string().into_bytes());
+            args.push(aggregate_id.as_bytes().to_vec());
+            args.push(pack_doubles(sum));
+        }
+        let failed: Vec<usize> = connection
+            .invoke(&self.one_step, &keys, &args)
+            .await
+            .map_err(StoreError::Redis)?;
+        failed
+            .into_iter()
+            .map(|unit| {
+                unit.checked_sub(1)
+                    .filter(|position| *position < call.units.len())
+                    .ok_or_else(|| StoreError::Corrupt(format!("one-step answer: unit {unit}")))
+            })
+            .collect()
     }
 
     /// Runs step 1 for viewers of one group; returns, per viewer, whether

@@ -1,7 +1,8 @@
-//! Applying a batch: step 1 for its viewers, steps 2 and 3 for its
-//! aggregate hashes, then the settle step (see the module doc of [`super`]).
-//! Each step is one script call per group: the whole batch on a single
-//! server, one hash slot on a cluster.
+//! Applying a batch: its own duplicates, then one step per group of
+//! viewers on a single server (`one_step.rs`), or on a cluster step 1 for
+//! its viewers, steps 2 and 3 for its aggregate hashes, then the settle step
+//! (see the module doc of [`super`]). Each of those steps is one script
+//! call per hash slot.
 
 use std::collections::{BTreeMap, HashSet};
 
@@ -19,10 +20,10 @@ use crate::store::{Applied, StoreError, Touched, creator_bucket, event_key};
 
 /// How often step 1 is redone for viewers whose records other writers keep
 /// changing before this one lands.
-const MAX_VIEWER_ATTEMPTS: usize = 64;
+pub(super) const MAX_VIEWER_ATTEMPTS: usize = 64;
 
 /// What step 1 decided for one event.
-enum Outcome {
+pub(super) enum Outcome {
     /// New: counted now with these deltas.
     Fresh(EventDeltaText),
     /// Accepted before, but its steps 2 and 3 may not have finished: done
@@ -40,12 +41,47 @@ pub(super) struct Counted {
     pub(super) delta: EventDeltaText,
 }
 
+impl Outcome {
+    /// The deltas to apply for the event at `index` (`None`: nothing to
+    /// do), marking it a duplicate in `statuses` unless it is new.
+    pub(super) fn counted(self, index: usize, statuses: &mut [Applied]) -> Option<EventDeltaText> {
+        match self {
+            Outcome::Fresh(delta) => Some(delta),
+            Outcome::Recovered(delta) => {
+                statuses[index] = Applied::Duplicate;
+                Some(delta)
+            }
+            Outcome::Duplicate => {
+                statuses[index] = Applied::Duplicate;
+                None
+            }
+        }
+    }
+}
+
 /// One viewer's part of step 1: what it will write, what it decided.
-struct ViewerPlan {
-    viewer_id: u64,
+pub(super) struct ViewerPlan {
+    pub(super) viewer_id: u64,
     /// `None` when nothing is new (only duplicates).
-    write: Option<ViewerWrite>,
-    outcomes: Vec<(usize, Outcome)>,
+    pub(super) write: Option<ViewerWrite>,
+    pub(super) outcomes: Vec<(usize, Outcome)>,
+}
+
+/// Whether a plan keeps the pending deltas of its new events in the
+/// viewer's hash (steps that may be left half done need them; one atomic
+/// step does not).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum Pending {
+    Kept,
+    None,
+}
+
+/// A batch's events past its own duplicates: those with a viewer, by
+/// viewer, and the anonymous ones (batch indices, in order).
+#[derive(Default)]
+pub(super) struct BatchParts {
+    pub(super) by_viewer: BTreeMap<u64, Vec<usize>>,
+    pub(super) anonymous: Vec<usize>,
 }
 
 /// The batch, with each event's dedupe hash when it has an id.
@@ -56,9 +92,11 @@ pub(super) struct Batch<'a> {
 }
 
 impl RedisStore {
-    /// Deduplicates the batch, then applies it in three steps and settles it (module doc).
+    /// Deduplicates the batch inside itself, then applies it: in one
+    /// atomic step per group of viewers on a single server
+    /// ([`super::one_step`]), in three steps and a settle on a cluster
+    /// (module doc of [`super`]).
     pub(super) async fn apply_batch(&self, events: Vec<Event>, now_ms: i64) -> Result<Vec<Applied>, StoreError> {
-        let fence_from_ms = self.redis_time_ms().await?;
         let mut statuses = vec![Applied::Accepted; events.len()];
         let hashes: Vec<Option<u128>> = events
             .iter()
@@ -70,63 +108,100 @@ impl RedisStore {
             now_ms,
         };
         let mut seen = HashSet::new();
-        let mut by_viewer: BTreeMap<u64, Vec<usize>> = BTreeMap::new();
-        let mut work: Vec<Counted> = Vec::with_capacity(events.len());
+        let mut parts = BatchParts::default();
         for (index, event) in events.iter().enumerate() {
             if let Some(hash) = hashes[index]
                 && !seen.insert(hash)
             {
                 statuses[index] = Applied::Duplicate;
             } else if event.viewer_id == 0 {
-                let delta = EventDeltaText::encode(&event_delta(event, &self.ingest, &self.decay, None));
-                work.push(Counted { index, delta });
+                parts.anonymous.push(index);
             } else {
-                by_viewer.entry(event.viewer_id).or_default().push(index);
+                parts.by_viewer.entry(event.viewer_id).or_default().push(index);
             }
         }
-        let viewers: Vec<u64> = by_viewer.keys().copied().collect();
-        let mut settle: Vec<usize> = Vec::new();
-        for (index, outcome) in self.apply_viewers(&batch, by_viewer).await? {
-            let delta = match outcome {
-                Outcome::Fresh(delta) => delta,
-                Outcome::Recovered(delta) => {
-                    statuses[index] = Applied::Duplicate;
-                    delta
-                }
-                Outcome::Duplicate => {
-                    statuses[index] = Applied::Duplicate;
-                    continue;
-                }
-            };
-            if hashes[index].is_some() {
-                settle.push(index);
-            }
-            work.push(Counted { index, delta });
-        }
-        let times = AggregateTimes {
-            now_ms,
-            window_ms: self.window_ms,
-            fence_from_ms,
-            fence_ms: self.fence_ms(),
+        let viewers: Vec<u64> = parts.by_viewer.keys().copied().collect();
+        let counted = if self.connection.is_cluster() {
+            self.apply_in_steps(&batch, parts, &mut statuses).await?
+        } else {
+            self.apply_in_one_step(&batch, parts, &mut statuses).await?
         };
-        let fresh = self.apply_aggregates(&batch, &work, times).await?;
-        for counted in &work {
-            if events[counted.index].viewer_id == 0 && fresh.get(&counted.index) == Some(&false) {
-                statuses[counted.index] = Applied::Duplicate;
-            }
-        }
-        if let Err(error) = self.settle(&batch, &settle).await {
-            // Durable already; what stays unsettled expires with the window.
-            tracing::warn!(%error, events = settle.len(), "settling a batch failed");
-        }
-        let mut buckets: Vec<u32> = work
+        let mut buckets: Vec<u32> = counted
             .iter()
-            .map(|counted| creator_bucket(events[counted.index].creator_id))
+            .map(|index| creator_bucket(events[*index].creator_id))
             .collect();
         buckets.sort_unstable();
         buckets.dedup();
         self.written(&Touched { buckets, viewers }).await;
         Ok(statuses)
+    }
+
+    /// Steps 1-3 and the settle step; returns the indices of the events
+    /// whose deltas reached the aggregates now.
+    async fn apply_in_steps(
+        &self,
+        batch: &Batch<'_>,
+        parts: BatchParts,
+        statuses: &mut [Applied],
+    ) -> Result<Vec<usize>, StoreError> {
+        let fence_from_ms = self.redis_time_ms().await?;
+        let mut work: Vec<Counted> = parts
+            .anonymous
+            .iter()
+            .map(|&index| Counted {
+                index,
+                delta: EventDeltaText::encode(&event_delta(&batch.events[index], &self.ingest, &self.decay, None)),
+            })
+            .collect();
+        let mut settle: Vec<usize> = Vec::new();
+        for (index, outcome) in self.apply_viewers(batch, parts.by_viewer).await? {
+            let Some(delta) = outcome.counted(index, statuses) else {
+                continue;
+            };
+            if batch.hashes[index].is_some() {
+                settle.push(index);
+            }
+            work.push(Counted { index, delta });
+        }
+        let fresh = self
+            .apply_aggregates(batch, &work, self.aggregate_times(batch, fence_from_ms))
+            .await?;
+        for counted in &work {
+            if batch.events[counted.index].viewer_id == 0 && fresh.get(&counted.index) == Some(&false) {
+                statuses[counted.index] = Applied::Duplicate;
+            }
+        }
+        if let Err(error) = self.settle(batch, &settle).await {
+            // Durable already; what stays unsettled expires with the window.
+            tracing::warn!(%error, events = settle.len(), "settling a batch failed");
+        }
+        Ok(work.into_iter().map(|counted| counted.index).collect())
+    }
+
+    /// Steps 2 and 3 and the settle step for events accepted before whose
+    /// pending deltas are still in their viewers' hashes (a resend after
+    /// a half-done batch). Durable when this returns.
+    pub(super) async fn recover(&self, batch: &Batch<'_>, recovered: Vec<Counted>) -> Result<(), StoreError> {
+        if recovered.is_empty() {
+            return Ok(());
+        }
+        let fence_from_ms = self.redis_time_ms().await?;
+        self.apply_aggregates(batch, &recovered, self.aggregate_times(batch, fence_from_ms))
+            .await?;
+        let settle: Vec<usize> = recovered.iter().map(|counted| counted.index).collect();
+        if let Err(error) = self.settle(batch, &settle).await {
+            tracing::warn!(%error, events = settle.len(), "settling recovered events failed");
+        }
+        Ok(())
+    }
+
+    fn aggregate_times(&self, batch: &Batch<'_>, fence_from_ms: i64) -> AggregateTimes {
+        AggregateTimes {
+            now_ms: batch.now_ms,
+            window_ms: self.window_ms,
+            fence_from_ms,
+            fence_ms: self.fence_ms(),
+        }
     }
 
     /// Redis's clock, in ms: where the fence of this attempt starts.
@@ -152,19 +227,7 @@ impl RedisStore {
             if pending.is_empty() {
                 return Ok(decided);
             }
-            let reads: Vec<Cmd> = pending
-                .keys()
-                .map(|viewer| {
-                    let mut cmd = ::redis::cmd("HMGET");
-                    cmd.arg(self.keys.viewer(*viewer)).arg("r").arg("n").arg("d").arg("p");
-                    cmd
-                })
-                .collect();
-            let stored: Vec<Value> = self.connection.query_all(&reads).await.map_err(StoreError::Redis)?;
-            let mut plans = Vec::with_capacity(pending.len());
-            for ((viewer_id, indices), stored) in pending.iter().zip(stored) {
-                plans.push(self.plan_viewer(batch, *viewer_id, indices, stored)?);
-            }
+            let plans = self.plan_viewers(batch, &pending, Pending::Kept).await?;
             let (writing, done): (Vec<ViewerPlan>, Vec<ViewerPlan>) =
                 plans.into_iter().partition(|plan| plan.write.is_some());
             for plan in done {
@@ -182,6 +245,30 @@ impl RedisStore {
             "{} viewers: records changed by other writers {MAX_VIEWER_ATTEMPTS} times in a row",
             pending.len()
         )))
+    }
+
+    /// Reads the hashes of the `pending` viewers (one pipelined round trip)
+    /// and plans each.
+    pub(super) async fn plan_viewers(
+        &self,
+        batch: &Batch<'_>,
+        pending: &BTreeMap<u64, Vec<usize>>,
+        lines: Pending,
+    ) -> Result<Vec<ViewerPlan>, StoreError> {
+        let reads: Vec<Cmd> = pending
+            .keys()
+            .map(|viewer| {
+                let mut cmd = ::redis::cmd("HMGET");
+                cmd.arg(self.keys.viewer(*viewer)).arg("r").arg("n").arg("d").arg("p");
+                cmd
+            })
+            .collect();
+        let stored: Vec<Value> = self.connection.query_all(&reads).await.map_err(StoreError::Redis)?;
+        pending
+            .iter()
+            .zip(stored)
+            .map(|((viewer_id, indices), stored)| self.plan_viewer(batch, *viewer_id, indices, stored, lines))
+            .collect()
     }
 
     /// Writes the planned viewers, one script call per group; returns each
@@ -216,6 +303,7 @@ impl RedisStore {
         viewer_id: u64,
         indices: &[usize],
         stored: Value,
+        lines: Pending,
     ) -> Result<ViewerPlan, StoreError> {
         let [record, version, dedupe, pending] = hash_fields(stored)?;
         let mut record = match record {
@@ -227,7 +315,7 @@ impl RedisStore {
             .map_err(|_| StoreError::Corrupt(format!("viewer {viewer_id}: version")))?;
         let mut window = DedupeWindow::parse(dedupe.as_deref().unwrap_or_default(), batch.now_ms, self.window_ms)?;
         let mut outcomes = Vec::with_capacity(indices.len());
-        let mut lines = String::new();
+        let mut new_lines = String::new();
         let mut changed = false;
         for &index in indices {
             let hash = batch.hashes[index];
@@ -249,7 +337,9 @@ impl RedisStore {
             ));
             if let Some(hash) = hash {
                 window.push(hash, batch.now_ms);
-                lines.push_str(&pending_line(hash, batch.now_ms, &delta));
+                if lines == Pending::Kept {
+                    new_lines.push_str(&pending_line(hash, batch.now_ms, &delta));
+                }
             }
             changed = true;
             outcomes.push((index, Outcome::Fresh(delta)));
@@ -259,7 +349,7 @@ impl RedisStore {
             expected_version: version,
             record: encode_viewer(&record),
             dedupe: window.encode(),
-            pending: lines,
+            pending: new_lines,
             none_pending: pending.is_none(),
         });
         Ok(ViewerPlan {

@@ -1,0 +1,129 @@
+-- One atomic step for part of a batch on a single server (one_step.rs): its
+-- viewers' records and dedupe entries, the markers of its anonymous events,
+-- and every aggregate their new events touch, written together. Nothing can
+-- see or interrupt half of it, so no pending deltas, markers of viewer
+-- events or settle step are needed.
+--
+-- KEYS: the units' keys (viewer hashes, markers), then the snapshot hashes.
+-- ARGV: unit count, now_ms, window_ms; then per unit its kind, its key
+--       number (1-based in KEYS; 0 for none), its deltas
+--       (`<row>:<delta text>`, space-separated), and for a viewer its
+--       expected version, record and dedupe entries; then per row its
+--       snapshot key number, its aggregate id, and the sum of every unit's
+--       deltas to it (packed like a snapshot, evidence = the number of
+--       events).
+-- Kinds: 'v' a viewer, applied if its version is unchanged since it was
+--       read (the caller redoes it otherwise); 'm' an anonymous event's
+--       part, applied if its marker is not set (then it is set for the
+--       window); 'a' an anonymous event without an id, always applied.
+-- Returns the numbers of the units not applied. When there are any, the
+-- row sums are recomputed here from the applied units' deltas (the same
+-- additions in the same order as the caller's), and rows no applied unit
+-- touches are left alone.
+local units = tonumber(ARGV[1])
+local now, window = tonumber(ARGV[2]), tonumber(ARGV[3])
+local layout = '>' .. string.rep('d', SNAPSHOT_FIELDS)
+
+-- Checks first (reads only), then the sums, then the writes: a script
+-- that stops with an error has written nothing.
+local failed, applied, deltas, at = {}, {}, {}, {}
+local a = 4
+for u = 1, units do
+  local kind, key = ARGV[a], KEYS[tonumber(ARGV[a + 1])]
+  deltas[u], at[u] = ARGV[a + 2], a
+  if kind == 'v' then
+    local version = redis.call('HGET', key, 'n') or '0'
+    if version == ARGV[a + 3] then
+      applied[u] = tostring(tonumber(version) + 1)
+    else
+      failed[#failed + 1] = u
+    end
+    a = a + 6
+  elseif kind == 'm' then
+    local seen = redis.call('GET', key)
+    if seen and now - tonumber(seen) < window then
+      failed[#failed + 1] = u
+    else
+      applied[u] = true
+    end
+    a = a + 3
+  else
+    applied[u] = true
+    a = a + 3
+  end
+end
+
+-- `timestamp|followers|members|index=value...` added to v, as
+-- add_delta_text (codec.rs) adds it.
+local function add_text(v, text)
+  local time, followers, members, rest = string.match(text, '^(%-?%d+)|(%-?%d+)|(%-?%d+)(.*)$')
+  if not time then
+    error('CORRUPT delta ' .. text)
+  end
+  time = tonumber(time)
+  if time > v[1] then v[1] = time end
+  v[2] = v[2] + tonumber(followers)
+  v[3] = v[3] + tonumber(members)
+  v[4] = v[4] + 1
+  for index, value in string.gmatch(rest, '|(%d+)=([^|]+)') do
+    local n = 5 + tonumber(index)
+    v[n] = v[n] + tonumber(value)
+  end
+end
+
+-- Per row, what to add: the caller's sums when every unit is applied,
+-- else the sums of the applied units' deltas (none: the row is left alone).
+local first_row = a
+local sums = {}
+if #failed == 0 then
+  local row = 0
+  for r = first_row, #ARGV, 3 do
+    row = row + 1
+    sums[row] = {struct.unpack(layout, ARGV[r + 2])}
+  end
+else
+  for u = 1, units do
+    if applied[u] then
+      for row, text in string.gmatch(deltas[u], '(%d+):(%S+)') do
+        row = tonumber(row)
+        local v = sums[row]
+        if not v then
+          v = {}
+          for n = 1, SNAPSHOT_FIELDS do v[n] = 0 end
+          sums[row] = v
+        end
+        add_text(v, text)
+      end
+    end
+  end
+end
+
+for u = 1, units do
+  local b = at[u]
+  local key = KEYS[tonumber(ARGV[b + 1])]
+  if applied[u] and ARGV[b] == 'v' then
+    redis.call('HSET', key, 'r', ARGV[b + 4], 'n', applied[u], 'd', ARGV[b + 5])
+  elseif applied[u] and ARGV[b] == 'm' then
+    redis.call('SET', key, ARGV[2], 'PX', ARGV[3])
+  end
+end
+
+local function add(snapshot, id, d)
+  local old = redis.call('HGET', snapshot, id)
+  local v = d
+  if old then
+    v = {struct.unpack(layout, old)}
+    if d[1] > v[1] then v[1] = d[1] end
+    for n = 2, SNAPSHOT_FIELDS do v[n] = v[n] + d[n] end
+  end
+  redis.call('HSET', snapshot, id, struct.pack(layout, unpack(v, 1, SNAPSHOT_FIELDS)))
+end
+
+local row = 0
+for r = first_row, #ARGV, 3 do
+  row = row + 1
+  if sums[row] then
+    add(KEYS[tonumber(ARGV[r])], ARGV[r + 1], sums[row])
+  end
+end
+return failed

@@ -13,8 +13,9 @@
 //! deltas and completed by those steps' markers ([`RedisStore::recover`]).
 
 use std::collections::HashSet;
+use std::sync::Arc;
 
-use futures_util::future::try_join_all;
+use tokio::task::JoinHandle;
 
 use super::codec::EventDeltaText;
 use super::keys::{GLOBAL_ID, global_shard, marker};
@@ -23,6 +24,9 @@ use super::write::{Batch, BatchParts, Counted, MAX_VIEWER_ATTEMPTS, Outcome, Pen
 use super::{MAX_GROUP, RedisStore};
 use crate::model::aggregate::event_delta;
 use crate::store::{Applied, StoreError, creator_bucket};
+
+/// A call on its way: the positions of its units not applied.
+type Sent = JoinHandle<Result<Vec<usize>, StoreError>>;
 
 /// What a unit of a call stands for.
 enum UnitOf {
@@ -80,19 +84,19 @@ impl RedisStore {
                 self.recover(batch, decided.recovered).await?;
                 return Ok(decided.counted);
             }
-            let plans = self.plan_viewers(batch, &pending, Pending::None).await?;
-            let mut calls = Vec::new();
+            // Each group's call is sent as soon as it is planned (and the
+            // connection given a turn to write it), so Redis runs it while
+            // the next group is planned.
+            let stored = self.read_viewers(&pending).await?;
+            let mut sent = Vec::new();
             let mut call = (OneStepCall::default(), Vec::new());
             for &index in &anonymous {
                 self.add_anonymous(batch, index, &mut call);
             }
             anonymous.clear();
-            for plan in plans {
-                let ViewerPlan {
-                    viewer_id,
-                    write,
-                    outcomes,
-                } = plan;
+            for ((viewer_id, indices), stored) in pending.iter().zip(stored) {
+                let ViewerPlan { write, outcomes, .. } =
+                    self.plan_viewer(batch, *viewer_id, indices, stored, Pending::None)?;
                 let Some(write) = write else {
                     decided.viewer_outcomes(outcomes, statuses);
                     continue;
@@ -103,22 +107,25 @@ impl RedisStore {
                         self.add_parts(batch, *index, delta, &mut call.0);
                     }
                 }
-                call.1.push(UnitOf::Viewer(viewer_id, outcomes));
+                call.1.push(UnitOf::Viewer(*viewer_id, outcomes));
                 if call.1.len() >= MAX_GROUP {
-                    calls.push(std::mem::take(&mut call));
+                    sent.push(self.send(batch.now_ms, std::mem::take(&mut call)));
+                    tokio::task::yield_now().await;
                 }
             }
             if !call.1.is_empty() {
-                calls.push(call);
+                sent.push(self.send(batch.now_ms, call));
             }
-            let sent = calls.iter().map(|(call, _)| {
-                self.scripts
-                    .one_step(&self.connection, batch.now_ms, self.window_ms, call)
-            });
-            let answers = try_join_all(sent).await?;
             let mut redo = HashSet::new();
-            for ((_, units), failed) in calls.into_iter().zip(answers) {
-                let failed: HashSet<usize> = failed.into_iter().collect();
+            for (answer, units) in sent {
+                let failed: HashSet<usize> = answer
+                    .await
+                    .map_err(|error| StoreError::Task {
+                        task: "a one-step script call",
+                        source: Arc::new(error),
+                    })??
+                    .into_iter()
+                    .collect();
                 for (position, unit) in units.into_iter().enumerate() {
                     let applied = !failed.contains(&position);
                     match unit {
@@ -138,6 +145,17 @@ impl RedisStore {
             "{} viewers: records changed by other writers {MAX_VIEWER_ATTEMPTS} times in a row",
             pending.len()
         )))
+    }
+
+    /// Starts one call: its own task, so that it reaches Redis while the
+    /// caller plans the next; answers the positions of the units not applied.
+    fn send(&self, now_ms: i64, call: (OneStepCall, Vec<UnitOf>)) -> (Sent, Vec<UnitOf>) {
+        let (call, units) = call;
+        let scripts = Arc::clone(&self.scripts);
+        let connection = self.connection.clone();
+        let window_ms = self.window_ms;
+        let task = tokio::spawn(async move { scripts.one_step(&connection, now_ms, window_ms, &call).await });
+        (task, units)
     }
 
     /// An anonymous event's units: with an id, one per part, each kept

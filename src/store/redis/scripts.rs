@@ -157,8 +157,8 @@ impl Scripts {
         for value in [call.units.len() as i64, now_ms, window_ms] {
             args.push(value.to_string().into_bytes());
         }
-        // The caller's sums, in unit order then event order (the order
-        // the script adds them in when some unit is not applied).
+        // Per row, the sum of every unit's deltas (the script takes out
+        // those of the units it does not apply).
         let mut sums = vec![[0.0; SNAPSHOT_FIELDS]; call.rows.len()];
         for unit in &call.units {
             let (kind, key) = match &unit.check {

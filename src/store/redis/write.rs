@@ -227,7 +227,7 @@ impl RedisStore {
             if pending.is_empty() {
                 return Ok(decided);
             }
-            let plans = self.plan_viewers(batch, &pending, Pending::Kept).await?;
+            let plans = self.plan_viewers(batch, &pending).await?;
             let (writing, done): (Vec<ViewerPlan>, Vec<ViewerPlan>) =
                 plans.into_iter().partition(|plan| plan.write.is_some());
             for plan in done {
@@ -249,12 +249,22 @@ impl RedisStore {
 
     /// Reads the hashes of the `pending` viewers (one pipelined round trip)
     /// and plans each.
-    pub(super) async fn plan_viewers(
+    async fn plan_viewers(
         &self,
         batch: &Batch<'_>,
         pending: &BTreeMap<u64, Vec<usize>>,
-        lines: Pending,
     ) -> Result<Vec<ViewerPlan>, StoreError> {
+        let stored = self.read_viewers(pending).await?;
+        pending
+            .iter()
+            .zip(stored)
+            .map(|((viewer_id, indices), stored)| self.plan_viewer(batch, *viewer_id, indices, stored, Pending::Kept))
+            .collect()
+    }
+
+    /// The stored hashes (`HMGET r n d p`) of the `pending` viewers, in
+    /// order, in one pipelined round trip.
+    pub(super) async fn read_viewers(&self, pending: &BTreeMap<u64, Vec<usize>>) -> Result<Vec<Value>, StoreError> {
         let reads: Vec<Cmd> = pending
             .keys()
             .map(|viewer| {
@@ -263,12 +273,7 @@ impl RedisStore {
                 cmd
             })
             .collect();
-        let stored: Vec<Value> = self.connection.query_all(&reads).await.map_err(StoreError::Redis)?;
-        pending
-            .iter()
-            .zip(stored)
-            .map(|((viewer_id, indices), stored)| self.plan_viewer(batch, *viewer_id, indices, stored, lines))
-            .collect()
+        self.connection.query_all(&reads).await.map_err(StoreError::Redis)
     }
 
     /// Writes the planned viewers, one script call per group; returns each
@@ -297,7 +302,7 @@ impl RedisStore {
     /// Decides one viewer's events from its stored hash (`HMGET r n d p`):
     /// duplicates (recovered when their deltas are still pending), and the
     /// new ones applied to the record in order.
-    fn plan_viewer(
+    pub(super) fn plan_viewer(
         &self,
         batch: &Batch<'_>,
         viewer_id: u64,

@@ -16,10 +16,9 @@
 --       read (the caller redoes it otherwise); 'm' an anonymous event's
 --       part, applied if its marker is not set (then it is set for the
 --       window); 'a' an anonymous event without an id, always applied.
--- Returns the numbers of the units not applied. When there are any, the
--- row sums are recomputed here from the applied units' deltas (the same
--- additions in the same order as the caller's), and rows no applied unit
--- touches are left alone.
+-- Returns the numbers of the units not applied; their deltas are taken
+-- out of the row sums first (counts stay exact; other sums may differ from
+-- a sum without them in the last bits, as any other order of additions).
 local units = tonumber(ARGV[1])
 local now, window = tonumber(ARGV[2]), tonumber(ARGV[3])
 local layout = '>' .. string.rep('d', SNAPSHOT_FIELDS)
@@ -53,48 +52,36 @@ for u = 1, units do
   end
 end
 
--- `timestamp|followers|members|index=value...` added to v, as
--- add_delta_text (codec.rs) adds it.
-local function add_text(v, text)
+-- `timestamp|followers|members|index=value...` taken out of v: what
+-- add_delta_text (codec.rs) added, except the latest time, which stays (a
+-- unit not applied is a viewer redone by the caller at once, or events
+-- someone else applied: either way their times are the aggregate's too).
+local function subtract_text(v, text)
   local time, followers, members, rest = string.match(text, '^(%-?%d+)|(%-?%d+)|(%-?%d+)(.*)$')
   if not time then
     error('CORRUPT delta ' .. text)
   end
-  time = tonumber(time)
-  if time > v[1] then v[1] = time end
-  v[2] = v[2] + tonumber(followers)
-  v[3] = v[3] + tonumber(members)
-  v[4] = v[4] + 1
+  v[2] = v[2] - tonumber(followers)
+  v[3] = v[3] - tonumber(members)
+  v[4] = v[4] - 1
   for index, value in string.gmatch(rest, '|(%d+)=([^|]+)') do
     local n = 5 + tonumber(index)
-    v[n] = v[n] + tonumber(value)
+    v[n] = v[n] - tonumber(value)
   end
 end
 
--- Per row, what to add: the caller's sums when every unit is applied,
--- else the sums of the applied units' deltas (none: the row is left alone).
+-- Per row, what to add: the caller's sum, less the deltas of the units not
+-- applied; a row left with no event (evidence 0) is not touched.
 local first_row = a
 local sums = {}
-if #failed == 0 then
-  local row = 0
-  for r = first_row, #ARGV, 3 do
-    row = row + 1
-    sums[row] = {struct.unpack(layout, ARGV[r + 2])}
-  end
-else
-  for u = 1, units do
-    if applied[u] then
-      for row, text in string.gmatch(deltas[u], '(%d+):(%S+)') do
-        row = tonumber(row)
-        local v = sums[row]
-        if not v then
-          v = {}
-          for n = 1, SNAPSHOT_FIELDS do v[n] = 0 end
-          sums[row] = v
-        end
-        add_text(v, text)
-      end
-    end
+local row = 0
+for r = first_row, #ARGV, 3 do
+  row = row + 1
+  sums[row] = {struct.unpack(layout, ARGV[r + 2])}
+end
+for _, u in ipairs(failed) do
+  for row, text in string.gmatch(deltas[u], '(%d+):(%S+)') do
+    subtract_text(sums[tonumber(row)], text)
   end
 end
 
@@ -119,10 +106,10 @@ local function add(snapshot, id, d)
   redis.call('HSET', snapshot, id, struct.pack(layout, unpack(v, 1, SNAPSHOT_FIELDS)))
 end
 
-local row = 0
+row = 0
 for r = first_row, #ARGV, 3 do
   row = row + 1
-  if sums[row] then
+  if sums[row][4] > 0 then
     add(KEYS[tonumber(ARGV[r])], ARGV[r + 1], sums[row])
   end
 end

@@ -130,9 +130,13 @@ pub(super) struct AggregateTimes {
 impl Scripts {
     /// The scripts, with the sum count filled in.
     pub(super) fn load() -> Scripts {
-        let fields = SNAPSHOT_FIELDS.to_string();
-        let apply_deltas = include_str!("scripts/apply_deltas.lua").replace("SNAPSHOT_FIELDS", &fields);
-        let one_step = include_str!("scripts/one_step.lua").replace("SNAPSHOT_FIELDS", &fields);
+        // The aggregate scripts start with the shared snapshot functions.
+        let aggregate_script = |body: &str| {
+            format!("{}{body}", include_str!("scripts/snapshot.lua"))
+                .replace("SNAPSHOT_FIELDS", &SNAPSHOT_FIELDS.to_string())
+        };
+        let apply_deltas = aggregate_script(include_str!("scripts/apply_deltas.lua"));
+        let one_step = aggregate_script(include_str!("scripts/one_step.lua"));
         Scripts {
             one_step: Script::new(&one_step),
             apply_deltas: Script::new(&apply_deltas),

@@ -1,3 +1,5 @@
+-- (After snapshot.lua: `layout`, `add`.)
+--
 -- Steps 2 and 3: apply deltas to aggregate hashes (creator buckets and
 -- platform shards: all of a batch in one call on a single server, one call
 -- per hash slot on a cluster), once per event (markers): the new events'
@@ -33,7 +35,6 @@ if fence_from > 0 then
     return redis.error_reply('FENCED attempt started ' .. (redis_ms - fence_from) .. ' ms ago')
   end
 end
-local layout = '>' .. string.rep('d', SNAPSHOT_FIELDS)
 
 -- Sets the group's markers if absent; answers the positions found set.
 local function claim(first, count)
@@ -56,18 +57,6 @@ local function claim(first, count)
   return found
 end
 
-local function add(snapshot, id, delta)
-  local d = {struct.unpack(layout, delta)}
-  local old = redis.call('HGET', snapshot, id)
-  local v = d
-  if old then
-    v = {struct.unpack(layout, old)}
-    if d[1] > v[1] then v[1] = d[1] end
-    for n = 2, SNAPSHOT_FIELDS do v[n] = v[n] + d[n] end
-  end
-  redis.call('HSET', snapshot, id, struct.pack(layout, unpack(v, 1, SNAPSHOT_FIELDS)))
-end
-
 local out = {}
 local k = 1
 local i = 5
@@ -77,7 +66,7 @@ while i <= #ARGV do
   local snapshot, markers, aggregates = KEYS[k], tonumber(ARGV[i]), tonumber(ARGV[i + 1])
   local found = claim(k + 1, markers)
   if #found == 0 then
-    for a = i + 2, i + 2 * aggregates, 2 do add(snapshot, ARGV[a], ARGV[a + 1]) end
+    for a = i + 2, i + 2 * aggregates, 2 do add(snapshot, ARGV[a], {struct.unpack(layout, ARGV[a + 1])}) end
   end
   for _, m in ipairs(found) do
     out[#out + 1] = group

@@ -1,3 +1,5 @@
+-- (After snapshot.lua: `layout`, `add`.)
+--
 -- One atomic step for part of a batch on a single server (one_step.rs): its
 -- viewers' records and dedupe entries, the markers of its anonymous events,
 -- and every aggregate their new events touch, written together. Nothing can
@@ -21,7 +23,6 @@
 -- a sum without them in the last bits, as any other order of additions).
 local units = tonumber(ARGV[1])
 local now, window = tonumber(ARGV[2]), tonumber(ARGV[3])
-local layout = '>' .. string.rep('d', SNAPSHOT_FIELDS)
 
 -- Checks first (reads only), then the sums, then the writes: a script
 -- that stops with an error has written nothing.
@@ -93,17 +94,6 @@ for u = 1, units do
   elseif applied[u] and ARGV[b] == 'm' then
     redis.call('SET', key, ARGV[2], 'PX', ARGV[3])
   end
-end
-
-local function add(snapshot, id, d)
-  local old = redis.call('HGET', snapshot, id)
-  local v = d
-  if old then
-    v = {struct.unpack(layout, old)}
-    if d[1] > v[1] then v[1] = d[1] end
-    for n = 2, SNAPSHOT_FIELDS do v[n] = v[n] + d[n] end
-  end
-  redis.call('HSET', snapshot, id, struct.pack(layout, unpack(v, 1, SNAPSHOT_FIELDS)))
 end
 
 row = 0

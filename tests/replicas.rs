@@ -909,4 +909,25 @@ async fn a_resent_half_done_batch_completes_what_is_missing_and_nothing_twice() 
     assert_eq!(cli(&["HEXISTS", &viewer, "p"]), "0", "settled");
     store.apply(vec![follow], now_ms).await.expect("resend");
     assert_eq!(evidence().await, Some((2, 1)), "settled: a plain duplicate");
+
+    // A batch of anonymous events only (no viewer to read): an id counts
+    // once, by its markers; an event without one counts each time.
+    let view = |id: &str| Event {
+        event_id: id.to_owned(),
+        kind: EventKind::View,
+        viewer_id: 0,
+        creator_id: 4_343,
+        timestamp_ms: now_ms - 500,
+        amount: 0.5,
+    };
+    use creator_boost::store::Applied::{Accepted, Duplicate};
+    let first = store.apply(vec![view("anon"), view("")], now_ms).await;
+    assert_eq!(first.expect("anonymous"), vec![Accepted, Accepted]);
+    let again = store.apply(vec![view("anon"), view("")], now_ms).await;
+    assert_eq!(again.expect("anonymous again"), vec![Duplicate, Accepted]);
+    let bucket = store
+        .creator_buckets(vec![creator_boost::store::creator_bucket(4_343)])
+        .await
+        .expect("read");
+    assert_eq!(bucket[0].get(4_343).map(|creator| creator.evidence), Some(3));
 }

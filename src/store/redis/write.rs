@@ -265,6 +265,9 @@ impl RedisStore {
     /// The stored hashes (`HMGET r n d p`) of the `pending` viewers, in
     /// order, in one pipelined round trip.
     pub(super) async fn read_viewers(&self, pending: &BTreeMap<u64, Vec<usize>>) -> Result<Vec<Value>, StoreError> {
+        if pending.is_empty() {
+            return Ok(Vec::new());
+        }
         let reads: Vec<Cmd> = pending
             .keys()
             .map(|viewer| {

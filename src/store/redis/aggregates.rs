@@ -120,7 +120,15 @@ impl RedisStore {
     /// dropped, then their markers are shortened to
     /// [`RedisStore::settled_marker_ms`]. In that order: a resend that read
     /// a pending line before it was dropped finds the markers still there.
-    pub(super) async fn settle(&self, batch: &Batch<'_>, indices: &[usize]) -> Result<(), StoreError> {
+    /// A failure is logged, not returned: the events are durable already,
+    /// and what stays unsettled expires with the dedupe window.
+    pub(super) async fn settle(&self, batch: &Batch<'_>, indices: &[usize]) {
+        if let Err(error) = self.try_settle(batch, indices).await {
+            tracing::warn!(%error, events = indices.len(), "settling a batch failed");
+        }
+    }
+
+    async fn try_settle(&self, batch: &Batch<'_>, indices: &[usize]) -> Result<(), StoreError> {
         let mut by_viewer: BTreeMap<u64, Vec<u128>> = BTreeMap::new();
         let mut markers = Vec::with_capacity(2 * indices.len());
         for &index in indices {

@@ -20,7 +20,7 @@ use tokio::task::JoinHandle;
 use super::codec::EventDeltaText;
 use super::keys::{GLOBAL_ID, global_shard, marker};
 use super::scripts::{OneStepCall, UnitCheck};
-use super::write::{Batch, BatchParts, Counted, MAX_VIEWER_ATTEMPTS, Outcome, Pending, ViewerPlan};
+use super::write::{Batch, BatchParts, Counted, MAX_VIEWER_ATTEMPTS, Outcome, Pending, ViewerPlan, contended};
 use super::{MAX_GROUP, RedisStore};
 use crate::model::aggregate::event_delta;
 use crate::store::{Applied, StoreError, creator_bucket};
@@ -52,14 +52,13 @@ struct Decided {
 impl Decided {
     fn viewer_outcomes(&mut self, outcomes: Vec<(usize, Outcome)>, statuses: &mut [Applied]) {
         for (index, outcome) in outcomes {
-            match outcome {
-                Outcome::Fresh(_) => self.counted.push(index),
-                Outcome::Recovered(delta) => {
-                    statuses[index] = Applied::Duplicate;
-                    self.counted.push(index);
-                    self.recovered.push(Counted { index, delta });
-                }
-                Outcome::Duplicate => statuses[index] = Applied::Duplicate,
+            let recovered = matches!(outcome, Outcome::Recovered(_));
+            let Some(delta) = outcome.counted(index, statuses) else {
+                continue;
+            };
+            self.counted.push(index);
+            if recovered {
+                self.recovered.push(Counted { index, delta });
             }
         }
     }
@@ -141,10 +140,7 @@ impl RedisStore {
             }
             pending.retain(|viewer, _| redo.contains(viewer));
         }
-        Err(StoreError::Backend(format!(
-            "{} viewers: records changed by other writers {MAX_VIEWER_ATTEMPTS} times in a row",
-            pending.len()
-        )))
+        Err(contended(pending.len()))
     }
 
     /// Starts one call: its own task, so that it reaches Redis while the

@@ -7,6 +7,7 @@
 //! The KEYS/ARGV layout of each lives here, beside its typed arguments.
 
 use std::collections::{BTreeMap, HashMap};
+use std::fmt::Write;
 
 use ::redis::Script;
 
@@ -181,10 +182,8 @@ impl Scripts {
             let mut text = String::new();
             for (row, delta) in &unit.deltas {
                 add_delta_text(&mut sums[*row], delta)?;
-                if !text.is_empty() {
-                    text.push(' ');
-                }
-                text.push_str(&format!("{}:{delta}", row + 1));
+                let separator = if text.is_empty() { "" } else { " " };
+                let _ = write!(text, "{separator}{}:{delta}", row + 1);
             }
             args.push(text.into_bytes());
             if let UnitCheck::Viewer(write) = &unit.check {

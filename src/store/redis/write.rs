@@ -22,6 +22,14 @@ use crate::store::{Applied, StoreError, Touched, creator_bucket, event_key};
 /// changing before this one lands.
 pub(super) const MAX_VIEWER_ATTEMPTS: usize = 64;
 
+/// The failure of a batch whose `viewers` kept changing under it for
+/// [`MAX_VIEWER_ATTEMPTS`] reads in a row.
+pub(super) fn contended(viewers: usize) -> StoreError {
+    StoreError::Backend(format!(
+        "{viewers} viewers: records changed by other writers {MAX_VIEWER_ATTEMPTS} times in a row"
+    ))
+}
+
 /// What step 1 decided for one event.
 pub(super) enum Outcome {
     /// New: counted now with these deltas.
@@ -171,10 +179,7 @@ impl RedisStore {
                 statuses[counted.index] = Applied::Duplicate;
             }
         }
-        if let Err(error) = self.settle(batch, &settle).await {
-            // Durable already; what stays unsettled expires with the window.
-            tracing::warn!(%error, events = settle.len(), "settling a batch failed");
-        }
+        self.settle(batch, &settle).await;
         Ok(work.into_iter().map(|counted| counted.index).collect())
     }
 
@@ -189,9 +194,7 @@ impl RedisStore {
         self.apply_aggregates(batch, &recovered, self.aggregate_times(batch, fence_from_ms))
             .await?;
         let settle: Vec<usize> = recovered.iter().map(|counted| counted.index).collect();
-        if let Err(error) = self.settle(batch, &settle).await {
-            tracing::warn!(%error, events = settle.len(), "settling recovered events failed");
-        }
+        self.settle(batch, &settle).await;
         Ok(())
     }
 
@@ -241,10 +244,7 @@ impl RedisStore {
                 }
             }
         }
-        Err(StoreError::Backend(format!(
-            "{} viewers: records changed by other writers {MAX_VIEWER_ATTEMPTS} times in a row",
-            pending.len()
-        )))
+        Err(contended(pending.len()))
     }
 
     /// Reads the hashes of the `pending` viewers (one pipelined round trip)

@@ -26,11 +26,11 @@ local now, window = tonumber(ARGV[2]), tonumber(ARGV[3])
 
 -- Checks first (reads only), then the sums, then the writes: a script
 -- that stops with an error has written nothing.
-local failed, applied, deltas, at = {}, {}, {}, {}
+local failed, applied, at = {}, {}, {}
 local a = 4
 for u = 1, units do
   local kind, key = ARGV[a], KEYS[tonumber(ARGV[a + 1])]
-  deltas[u], at[u] = ARGV[a + 2], a
+  at[u] = a
   if kind == 'v' then
     local version = redis.call('HGET', key, 'n') or '0'
     if version == ARGV[a + 3] then
@@ -81,7 +81,7 @@ for r = first_row, #ARGV, 3 do
   sums[row] = {struct.unpack(layout, ARGV[r + 2])}
 end
 for _, u in ipairs(failed) do
-  for row, text in string.gmatch(deltas[u], '(%d+):(%S+)') do
+  for row, text in string.gmatch(ARGV[at[u] + 2], '(%d+):(%S+)') do
     subtract_text(sums[tonumber(row)], text)
   end
 end

@@ -7,8 +7,8 @@
 use std::sync::Arc;
 
 use creator_boost::config::CacheConfig;
+use creator_boost::engine::cache::Caches;
 use creator_boost::model::CreatorAggregate;
-use creator_boost::service::cache::Caches;
 use creator_boost::store::{CREATOR_BUCKETS, CreatorBucket, creator_bucket};
 
 fn rss_bytes() -> u64 {

@@ -135,7 +135,7 @@ async fn ingest(url: &str, run: IngestRun) -> Result<(), Error> {
         creators,
         viewers,
     } = run;
-    let end_ms = creator_boost::service::engine::Clock::system().now_ms();
+    let end_ms = creator_boost::engine::Clock::system().now_ms();
     let generated = generate(&GenerateOptions {
         seed: 99,
         creators,

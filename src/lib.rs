@@ -34,7 +34,9 @@
 
 pub mod cli;
 pub mod config;
+pub mod engine;
 pub mod error;
+pub mod metrics;
 pub mod model;
 pub mod offline;
 pub mod proto;

@@ -10,10 +10,11 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use creator_boost::config::{Config, Limits, Overrides};
+use creator_boost::engine::ingest::{RawEvent, validate};
+use creator_boost::engine::jsonl;
 use creator_boost::model::{EventKind, IngestParams};
-use creator_boost::offline::import::{impressions, jsonl};
+use creator_boost::offline::import::impressions;
 use creator_boost::proto;
-use creator_boost::service::ingest::{RawEvent, validate};
 use proptest::prelude::*;
 use proptest::test_runner::{Config as RunnerConfig, RngAlgorithm, TestCaseError, TestRng, TestRunner};
 use prost::Message;

@@ -454,7 +454,7 @@ async fn shutdown_drains_calls_in_flight() {
         .collect();
     let call = tokio::spawn(async move { client.record_events(proto::RecordEventsRequest { events }).await });
     // ... is in flight when shutdown begins.
-    while server.metrics.in_flight() == 0 {
+    while server.in_flight() == 0 {
         tokio::task::yield_now().await;
     }
     server.begin_shutdown();

@@ -13,10 +13,10 @@ use common::kafka::{Broker, eventually, metric};
 use common::*;
 use creator_boost::cli::args::ScoresArgs;
 use creator_boost::cli::commands;
+use creator_boost::engine::ingest::RawEvent;
+use creator_boost::engine::jsonl::to_line;
 use creator_boost::offline::generate::{GenerateOptions, generate};
-use creator_boost::offline::import::jsonl::to_line;
 use creator_boost::offline::scores::ScoresFormat;
-use creator_boost::service::ingest::RawEvent;
 use creator_boost::service::kafka::INGEST_HEALTH_SERVICE;
 
 /// One broker test at a time: each runs a broker, one or two servers and

@@ -5,12 +5,12 @@ use tonic::metadata::MetadataValue;
 use tonic::transport::Channel;
 
 use crate::cli::args::{CreatorScoresArgs, HealthArgs, RankArgs, SendArgs, ServerArgs};
+use crate::engine::RecordOutcome;
+use crate::engine::ingest::RawEvent;
 use crate::model::{EventKind, ScoreSpace};
 use crate::proto;
 use crate::proto::creator_boost_client::CreatorBoostClient;
 use crate::service::convert;
-use crate::service::engine::RecordOutcome;
-use crate::service::ingest::RawEvent;
 
 /// Why a client command failed.
 #[derive(Debug, thiserror::Error)]

@@ -7,11 +7,11 @@ use crate::cli::args::{EvaluateArgs, GenerateArgs, ImportArgs, ScoresArgs, Serve
 use crate::cli::client::StreamSink;
 use crate::cli::time::parse_time;
 use crate::config::{Config, Overrides};
+use crate::engine::Clock;
+use crate::engine::open_engine;
 use crate::offline::generate::{GenerateOptions, generate};
 use crate::offline::import::{EngineSink, ImportOptions, ImportStats, run_import};
 use crate::offline::scores::{score_rows, unknown_row, write_rows};
-use crate::service::engine::Clock;
-use crate::service::server::open_engine;
 use crate::store::Store;
 use crate::store::embedded::{EmbeddedStore, WriterSettings};
 
@@ -86,7 +86,7 @@ pub async fn import(args: ImportArgs) -> Result<ImportStats, CommandError> {
                     args.batch_size, config.limits.max_events_per_batch
                 )));
             }
-            let engine = open_engine(&config, Clock::system(), crate::service::metrics::Metrics::new())
+            let engine = open_engine(&config, Clock::system(), &crate::metrics::MetricsRegistry::new())
                 .await
                 .map_err(error)?;
             let mut sink = EngineSink(engine);
@@ -113,7 +113,7 @@ pub async fn scores(args: ScoresArgs, out: &mut impl Write) -> Result<(), Comman
         .ok_or_else(|| CommandError(format!("unknown variant `{}`", args.variant)))?;
     let (global, mut creators) = match &config.store {
         Some(_) => {
-            let engine = open_engine(&config, Clock::system(), crate::service::metrics::Metrics::new())
+            let engine = open_engine(&config, Clock::system(), &crate::metrics::MetricsRegistry::new())
                 .await
                 .map_err(error)?;
             let store = engine.store();
@@ -175,7 +175,7 @@ pub fn generate_events(args: GenerateArgs, out: &mut impl Write) -> Result<u64, 
     };
     let events = generate(&options);
     for event in &events {
-        writeln!(out, "{}", crate::offline::import::jsonl::to_line(event)).map_err(error)?;
+        writeln!(out, "{}", crate::engine::jsonl::to_line(event)).map_err(error)?;
     }
     out.flush().map_err(error)?;
     Ok(events.len() as u64)

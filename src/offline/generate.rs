@@ -20,8 +20,8 @@ use std::collections::HashSet;
 
 use rand::{Rng, RngExt, SeedableRng};
 
+use crate::engine::ingest::RawEvent;
 use crate::model::EventKind;
-use crate::service::ingest::RawEvent;
 
 /// Generator settings.
 #[derive(Clone, Debug)]

@@ -1,10 +1,10 @@
 //! Proto ⇄ domain. Every field of every message crosses here and nowhere
 //! else, so the server and the client cannot disagree on a mapping.
 
+use crate::engine::ingest::{RawEvent, RejectReason};
+use crate::engine::{Candidate, CreatorSlot, RankOutcome, RankQuery, RecordOutcome, ScoresOutcome};
 use crate::model::{CreatorScore, EventKind, Relation, ScoreSpace};
 use crate::proto;
-use crate::service::engine::{Candidate, CreatorSlot, RankOutcome, RankQuery, RecordOutcome, ScoresOutcome};
-use crate::service::ingest::{RawEvent, RejectReason};
 
 /// The domain kind of a wire value; `None` for UNSPECIFIED and for values
 /// this build does not know (a newer client).

@@ -15,17 +15,17 @@ use std::sync::Arc;
 
 use tonic::Status;
 
-use crate::service::metrics::Metrics;
+use crate::service::transport::metrics::TransportMetrics;
 
 /// The layer; calls it cuts short are counted in `metrics`.
 #[derive(Clone, Debug)]
 pub struct DeadlineLayer {
-    metrics: Arc<Metrics>,
+    metrics: Arc<TransportMetrics>,
 }
 
 impl DeadlineLayer {
     /// A layer counting expired calls in `metrics`.
-    pub fn new(metrics: Arc<Metrics>) -> DeadlineLayer {
+    pub fn new(metrics: Arc<TransportMetrics>) -> DeadlineLayer {
         DeadlineLayer { metrics }
     }
 }
@@ -45,7 +45,7 @@ impl<S> tower_layer::Layer<S> for DeadlineLayer {
 #[derive(Clone, Debug)]
 pub struct Deadline<S> {
     inner: S,
-    metrics: Arc<Metrics>,
+    metrics: Arc<TransportMetrics>,
 }
 
 type BoxFuture<T, E> = Pin<Box<dyn Future<Output = Result<T, E>> + Send>>;

@@ -10,14 +10,14 @@ use std::time::{Duration, Instant};
 use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 
+use crate::engine::Engine;
+use crate::engine::ingest::RawEvent;
 use crate::error::Error;
 use crate::proto;
 use crate::proto::creator_boost_server::CreatorBoost;
 use crate::service::convert;
 use crate::service::deadline::ClientDeadline;
-use crate::service::engine::Engine;
-use crate::service::ingest::RawEvent;
-use crate::service::metrics::Method;
+use crate::service::transport::metrics::{Method, TransportMetrics};
 use crate::store::StoreError;
 
 impl From<Error> for Status {
@@ -65,12 +65,13 @@ impl From<Error> for Status {
 /// [`crate::service::transport`]; the conversions are [`convert`]'s.
 pub struct GrpcService {
     engine: Arc<Engine>,
+    metrics: Arc<TransportMetrics>,
 }
 
 impl GrpcService {
-    /// The service over `engine`.
-    pub fn new(engine: Arc<Engine>) -> Self {
-        GrpcService { engine }
+    /// The service over `engine`, its calls counted in `metrics`.
+    pub fn new(engine: Arc<Engine>, metrics: Arc<TransportMetrics>) -> Self {
+        GrpcService { engine, metrics }
     }
 }
 
@@ -81,10 +82,10 @@ impl GrpcService {
     /// [`crate::service::deadline::DeadlineLayer`], which drops this future.)
     async fn observed<T>(&self, method: Method, call: impl Future<Output = Result<T, Status>>) -> Result<T, Status> {
         let started = Instant::now();
-        let _in_flight = self.engine.metrics().enter();
+        let _in_flight = self.metrics.enter();
         let result = call.await;
         let code = result.as_ref().map_or_else(Status::code, |_| tonic::Code::Ok);
-        self.engine.metrics().observe_call(method, code, started.elapsed());
+        self.metrics.observe_call(method, code, started.elapsed());
         result
     }
 
@@ -146,6 +147,7 @@ impl CreatorBoost for GrpcService {
         request: Request<Streaming<proto::RecordEventsRequest>>,
     ) -> Result<Response<Self::StreamEventsStream>, Status> {
         let engine = Arc::clone(&self.engine);
+        let metrics = Arc::clone(&self.metrics);
         let mut incoming = request.into_inner();
         let output = async_stream(move |sender| async move {
             // Each message's write slot is taken and given back by the
@@ -160,9 +162,7 @@ impl CreatorBoost for GrpcService {
                     Err(status) => Err(status),
                 };
                 let code = reply.as_ref().map_or_else(Status::code, |_| tonic::Code::Ok);
-                engine
-                    .metrics()
-                    .observe_call(Method::StreamEvents, code, started.elapsed());
+                metrics.observe_call(Method::StreamEvents, code, started.elapsed());
                 let failed = reply.is_err();
                 if sender.send(reply).await.is_err() || failed {
                     break;

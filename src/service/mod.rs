@@ -1,4 +1,5 @@
-//! The online service: everything a running `creator-boost serve` is made of.
+//! The online service's edge: gRPC and Kafka in front of the domain core
+//! ([`crate::engine`]), and the wiring of a running `creator-boost serve`.
 //!
 //! Requests flow from the edge inwards:
 //!
@@ -8,21 +9,15 @@
 //! - [`deadline`]: client deadlines (`grpc-timeout`) → DEADLINE_EXCEEDED.
 //! - [`grpc`]: the tonic adapter: converts, calls the engine, converts back.
 //! - [`convert`]: proto ⇄ domain, the one place (the client uses it too).
-//! - [`engine`]: the domain service — rank, scores, record — over store and
-//!   cache.
-//! - [`ingest`]: event validation, shared with the offline import.
+//!   The domain core it calls is [`crate::engine`].
 //! - [`kafka`]: consumes a Kafka topic of events into the engine (optional).
-//! - [`cache`]: moka caches of creator aggregates and viewer records.
-//! - [`metrics`]: the Prometheus registry and its `/metrics` endpoint.
+//! - [`metrics`]: the `/metrics` endpoint over the process's registry.
 //! - [`server`]: wiring: health (with a store probe), reflection, limits,
 //!   reload on SIGHUP, graceful shutdown.
 
-pub mod cache;
 pub mod convert;
 pub mod deadline;
-pub mod engine;
 pub mod grpc;
-pub mod ingest;
 pub mod kafka;
 pub mod metrics;
 pub mod reload;

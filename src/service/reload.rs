@@ -17,9 +17,64 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+
 use crate::config::{Config, Overrides};
-use crate::service::engine::Engine;
+use crate::engine::Engine;
+use crate::metrics::{MetricsRegistry, register};
 use crate::service::transport::tls::Certificates;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabel {
+    outcome: &'static str,
+}
+
+/// Reload's own metrics: reloads by outcome, and settings waiting for a restart.
+#[derive(Debug)]
+pub struct ReloadMetrics {
+    outcomes: [Counter; 2],
+    restart_pending: Gauge,
+}
+
+impl ReloadMetrics {
+    /// Reload's families, registered into `registry`.
+    pub fn register(registry: &MetricsRegistry) -> Arc<ReloadMetrics> {
+        Arc::new(registry.register(|r| {
+            let outcomes = Family::<OutcomeLabel, Counter>::default();
+            let metrics = ReloadMetrics {
+                outcomes: ["applied", "refused"]
+                    .map(|outcome| outcomes.get_or_create(&OutcomeLabel { outcome }).clone()),
+                restart_pending: register(
+                    r,
+                    "creator_boost_restart_pending",
+                    "Settings changed in the config file that need a restart to apply (the log names them).",
+                    Gauge::default(),
+                ),
+            };
+            r.register(
+                "creator_boost_reloads",
+                "SIGHUP reloads of the config and TLS files, by outcome (refused: what was in force stays).",
+                outcomes,
+            );
+            metrics
+        }))
+    }
+
+    /// One SIGHUP reload: applied, or refused (what was in force stays).
+    pub fn reloaded(&self, applied: bool) {
+        self.outcomes[usize::from(!applied)].inc();
+    }
+
+    /// The settings of the config file that differ from the running ones
+    /// and need a restart (none = the file matches the process).
+    pub fn restart_pending(&self, settings: &[&str]) {
+        self.restart_pending
+            .set(i64::try_from(settings.len()).unwrap_or(i64::MAX));
+    }
+}
 
 /// What a reload needs: the running process's config and where it came from.
 pub struct Reloader {
@@ -33,6 +88,8 @@ pub struct Reloader {
     pub running: Config,
     /// The certificate in force, if TLS is on.
     pub certificates: Option<Arc<Certificates>>,
+    /// Where reloads are counted.
+    pub metrics: Arc<ReloadMetrics>,
 }
 
 /// What one reload did.
@@ -107,7 +164,7 @@ impl Reloader {
     }
 
     fn report(&self, result: Result<Reloaded, ReloadError>) {
-        let metrics = self.engine.metrics();
+        let metrics = &self.metrics;
         match result {
             Ok(reloaded) => {
                 if !reloaded.restart_pending.is_empty() {

@@ -11,11 +11,12 @@ use tokio::net::TcpListener;
 use tonic::transport::Server;
 
 use crate::config::{Config, KafkaConfig, MessageLimits, Overrides, TransportConfig};
-use crate::service::cache::Caches;
-use crate::service::engine::{Clock, Engine, EngineSettings};
+use crate::engine::{Clock, Engine, open_engine};
+use crate::metrics::MetricsRegistry;
 use crate::service::grpc::GrpcService;
 use crate::service::kafka::{KafkaIngest, KafkaIngestError};
-use crate::service::metrics::Metrics;
+use crate::service::reload::ReloadMetrics;
+use crate::service::transport::metrics::TransportMetrics;
 
 use crate::proto;
 use crate::proto::creator_boost_server::CreatorBoostServer;
@@ -25,9 +26,7 @@ use crate::service::transport::admission::{AdmissionLayer, AdmissionSettings, Bu
 use crate::service::transport::auth::WriteTokenLayer;
 use crate::service::transport::listener::{self, ConnectionLimits};
 use crate::service::transport::tls::{self, Certificates, TlsError};
-use crate::store::embedded::{EmbeddedStore, WriterSettings};
-use crate::store::redis::{InvalidationHooks, RedisSettings, RedisStore};
-use crate::store::{AnyStore, StoreError};
+use crate::store::StoreError;
 
 /// Why the server could not start or stopped abnormally.
 #[derive(Debug, thiserror::Error)]
@@ -119,52 +118,6 @@ impl ServerOptions {
     }
 }
 
-/// Opens the configured store — Redis when `config.store` is set, else the
-/// embedded store in `config.data_dir` — and builds the engine over it, with
-/// the caches kept coherent with writes made through this process.
-///
-/// # Errors
-/// [`StoreError`] when the store cannot be opened or reached.
-pub async fn open_engine(config: &Config, clock: Clock, metrics: Arc<Metrics>) -> Result<Arc<Engine>, StoreError> {
-    let caches = Arc::new(Caches::new(&config.cache));
-    let hook_caches = Arc::clone(&caches);
-    let remote_caches = Arc::clone(&caches);
-    let resync_caches = Arc::clone(&caches);
-    let dedupe_window_ms = i64::try_from(config.limits.dedupe_window_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
-    let store = match &config.store {
-        Some(url) => AnyStore::Redis(Box::new(
-            RedisStore::connect(RedisSettings {
-                url: url.clone(),
-                key_prefix: config.redis.key_prefix.clone(),
-                ingest: config.ingest.clone(),
-                dedupe_window_ms,
-                read_timeout: Duration::from_millis(config.redis.read_timeout_ms),
-                write_timeout: Duration::from_millis(config.redis.write_timeout_ms),
-                on_write: Some(Arc::new(move |touched| hook_caches.invalidate(touched))),
-                invalidation: Some(InvalidationHooks {
-                    remote_write: Arc::new(move |touched| remote_caches.invalidate(touched)),
-                    resync: Arc::new(move || resync_caches.invalidate_all()),
-                }),
-            })
-            .await?,
-        )),
-        None => AnyStore::Embedded(EmbeddedStore::open(
-            &config.data_dir,
-            WriterSettings {
-                ingest: config.ingest.clone(),
-                dedupe_window_ms,
-                on_commit: Some(Arc::new(move |changes| hook_caches.apply_commit(changes))),
-            },
-        )?),
-    };
-    let settings = EngineSettings {
-        limits: config.limits.clone(),
-        ingest: config.ingest.clone(),
-        variants: config.variants.clone(),
-    };
-    Ok(Arc::new(Engine::new(store, caches, settings, clock, metrics)))
-}
-
 /// The runtime `serve` runs on. `worker_threads` 0 = automatic: one core
 /// available (a 1-CPU container, `taskset -c N`) gets a current-thread
 /// runtime, which measured ~15% more Rank throughput than a one-worker
@@ -195,7 +148,8 @@ pub async fn serve(
     overrides: Overrides,
 ) -> Result<(), ServeError> {
     let options = ServerOptions::from_config(&config)?;
-    let engine = open_engine(&config, Clock::system(), Metrics::new()).await?;
+    let registry = MetricsRegistry::new();
+    let engine = open_engine(&config, Clock::system(), &registry).await?;
     let _reloader = AbortOnDrop(tokio::spawn(
         Reloader {
             engine: Arc::clone(&engine),
@@ -203,6 +157,7 @@ pub async fn serve(
             overrides,
             running: config.clone(),
             certificates: options.tls.clone(),
+            metrics: ReloadMetrics::register(&registry),
         }
         .on_sighup(),
     ));
@@ -233,7 +188,7 @@ pub async fn serve(
         Some(url) => tracing::info!(%address, store = %url, "creator-boost serving"),
         None => tracing::info!(%address, data_dir = %config.data_dir.display(), "creator-boost serving"),
     }
-    run(listener, metrics, engine, options, shutdown_signal()).await
+    run(listener, metrics, engine, &registry, options, shutdown_signal()).await
 }
 
 /// Serves on `listener` until `shutdown` resolves, then reports NOT_SERVING,
@@ -245,15 +200,16 @@ pub async fn run(
     listener: TcpListener,
     metrics: Option<TcpListener>,
     engine: Arc<Engine>,
+    registry: &Arc<MetricsRegistry>,
     options: ServerOptions,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
-    let registry = Arc::clone(engine.metrics());
+    let transport_metrics = TransportMetrics::register(registry);
     // Stopped when `run` returns (the guard aborts the task).
     let _metrics_task = metrics.map(|listener| {
         AbortOnDrop(tokio::spawn(crate::service::metrics::serve_metrics(
             listener,
-            Arc::clone(&registry),
+            Arc::clone(registry),
         )))
     });
     let budgets = Budgets::new(options.max_in_flight, options.max_writes_in_flight);
@@ -261,13 +217,23 @@ pub async fn run(
     let _store_probe = AbortOnDrop(tokio::spawn(probe_store(Arc::clone(&engine), health_reporter.clone())));
     let (stop_ingest, ingest_stopped) = tokio::sync::watch::channel(false);
     let stop_ingest = Arc::new(stop_ingest);
-    let ingest = start_ingest(options.kafka.as_ref(), &engine, &health_reporter, ingest_stopped)?;
+    let ingest = start_ingest(
+        options.kafka.as_ref(),
+        &engine,
+        registry,
+        &health_reporter,
+        ingest_stopped,
+    )?;
     let stop_on_shutdown = Arc::clone(&stop_ingest);
     let shutdown = async move {
         shutdown.await;
         let _ = stop_on_shutdown.send(true);
     };
-    let service = creator_boost_service(engine, &options.message_limits, options.max_message_bytes);
+    let service = creator_boost_service(
+        GrpcService::new(engine, Arc::clone(&transport_metrics)),
+        &options.message_limits,
+        options.max_message_bytes,
+    );
     health_reporter.set_serving::<CreatorBoostServer<GrpcService>>().await;
     let _read_budget_watch = AbortOnDrop(tokio::spawn(watch_read_budget(
         Arc::clone(&budgets),
@@ -283,17 +249,20 @@ pub async fn run(
             message_timeout: Duration::from_millis(options.transport.message_timeout_ms),
             stream_idle_timeout: Duration::from_millis(options.transport.stream_idle_timeout_ms),
         },
-        Arc::clone(&registry),
+        Arc::clone(&transport_metrics),
     );
     let server = http2_settings(&options.transport)
-        .layer(WriteTokenLayer::new(options.write_token.clone(), Arc::clone(&registry)))
+        .layer(WriteTokenLayer::new(
+            options.write_token.clone(),
+            Arc::clone(&transport_metrics),
+        ))
         .layer(admission)
-        .layer(DeadlineLayer::new(Arc::clone(&registry)))
+        .layer(DeadlineLayer::new(Arc::clone(&transport_metrics)))
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(service)
-        .serve_with_incoming_shutdown(incoming(listener, &options, registry), signal);
+        .serve_with_incoming_shutdown(incoming(listener, &options, transport_metrics), signal);
     let served = drain(server, drain_started, options.shutdown_grace).await;
     let _ = stop_ingest.send(true);
     finish_ingest(ingest, options.shutdown_grace).await;
@@ -310,13 +279,14 @@ struct Ingest {
 fn start_ingest(
     kafka: Option<&KafkaConfig>,
     engine: &Arc<Engine>,
+    registry: &MetricsRegistry,
     reporter: &tonic_health::server::HealthReporter,
     stopped: tokio::sync::watch::Receiver<bool>,
 ) -> Result<Option<Ingest>, ServeError> {
     let Some(kafka) = kafka else {
         return Ok(None);
     };
-    let consumer = KafkaIngest::start(kafka, Arc::clone(engine))?;
+    let consumer = KafkaIngest::start(kafka, Arc::clone(engine), registry)?;
     let health = AbortOnDrop(tokio::spawn(crate::service::kafka::state::report_health(
         consumer.state(),
         reporter.clone(),
@@ -345,12 +315,12 @@ async fn finish_ingest(ingest: Option<Ingest>, grace: Duration) {
 /// enforces each RPC's own limit first; the decoder's is the backstop at the
 /// largest of them.
 fn creator_boost_service(
-    engine: Arc<Engine>,
+    service: GrpcService,
     limits: &MessageLimits,
     max_message_bytes: usize,
 ) -> CreatorBoostServer<GrpcService> {
     let largest_request = limits.rank.max(limits.creator_scores).max(limits.record_events);
-    CreatorBoostServer::new(GrpcService::new(engine))
+    CreatorBoostServer::new(service)
         .max_decoding_message_size(largest_request)
         .max_encoding_message_size(max_message_bytes)
 }
@@ -397,7 +367,7 @@ fn http2_settings(transport: &TransportConfig) -> Server {
 fn incoming(
     listener: TcpListener,
     options: &ServerOptions,
-    metrics: Arc<Metrics>,
+    metrics: Arc<TransportMetrics>,
 ) -> impl tokio_stream::Stream<Item = Result<tls::MaybeTls, std::io::Error>> + Send + 'static {
     let transport = &options.transport;
     let handshake_timeout = Duration::from_millis(transport.handshake_timeout_ms);

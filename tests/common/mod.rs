@@ -14,10 +14,11 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use creator_boost::config::{Config, Overrides};
+use creator_boost::engine::Clock;
+use creator_boost::engine::open_engine;
 use creator_boost::proto;
 use creator_boost::proto::creator_boost_client::CreatorBoostClient;
-use creator_boost::service::engine::Clock;
-use creator_boost::service::server::{ServerOptions, open_engine, run};
+use creator_boost::service::server::{ServerOptions, run};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -190,7 +191,7 @@ pub fn free_port() -> u16 {
 /// A running server and what it needs to stop or restart.
 pub struct TestServer {
     pub addr: SocketAddr,
-    pub metrics: std::sync::Arc<creator_boost::service::metrics::Metrics>,
+    pub metrics: std::sync::Arc<creator_boost::metrics::MetricsRegistry>,
     pub metrics_addr: Option<SocketAddr>,
     pub data_dir: PathBuf,
     pub clock: Clock,
@@ -253,10 +254,8 @@ pub async fn spawn_with(options: Spawn) -> TestServer {
     let key_prefix = options.key_prefix.unwrap_or_else(redis::unique_prefix);
     config.redis.key_prefix = key_prefix.clone();
     let clock = Clock::manual(options.now_ms.unwrap_or(NOW_MS));
-    let metrics = creator_boost::service::metrics::Metrics::new();
-    let engine = open_engine(&config, clock.clone(), std::sync::Arc::clone(&metrics))
-        .await
-        .expect("engine");
+    let metrics = creator_boost::metrics::MetricsRegistry::new();
+    let engine = open_engine(&config, clock.clone(), &metrics).await.expect("engine");
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     let mut server_options = ServerOptions::from_config(&config).expect("server options");
@@ -274,10 +273,18 @@ pub async fn spawn_with(options: Spawn) -> TestServer {
     };
     let metrics_addr = metrics_listener.as_ref().map(|l| l.local_addr().expect("metrics addr"));
     let (shutdown, signal) = oneshot::channel::<()>();
+    let registry = std::sync::Arc::clone(&metrics);
     let task = tokio::spawn(async move {
-        run(listener, metrics_listener, engine, server_options, async move {
-            let _ = signal.await;
-        })
+        run(
+            listener,
+            metrics_listener,
+            engine,
+            &registry,
+            server_options,
+            async move {
+                let _ = signal.await;
+            },
+        )
         .await
         .expect("server run");
     });
@@ -296,6 +303,14 @@ pub async fn spawn_with(options: Spawn) -> TestServer {
 }
 
 impl TestServer {
+    /// Calls in flight now, as the server's own gauge reports them.
+    pub fn in_flight(&self) -> u64 {
+        let text = self.metrics.render();
+        let line = text.lines().find(|line| line.starts_with("creator_boost_in_flight "));
+        line.and_then(|line| line.split(' ').nth(1)?.parse().ok())
+            .expect("in-flight gauge")
+    }
+
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
     }

@@ -10,8 +10,8 @@
 //! are derived from the row (`kr-USER-VIDEO-TIME-kind`), so a re-import is all
 //! duplicates; rows repeating the same (user, video, time) are duplicates too.
 
+use crate::engine::ingest::RawEvent;
 use crate::model::EventKind;
-use crate::service::ingest::RawEvent;
 
 /// Smallest VIEW amount emitted for an impression.
 pub const MIN_VIEW_FRACTION: f64 = 0.01;

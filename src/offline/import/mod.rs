@@ -7,7 +7,6 @@
 //! reason, never fatal.
 
 pub mod impressions;
-pub mod jsonl;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -18,8 +17,8 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 
-use crate::service::engine::{Engine, RecordOutcome};
-use crate::service::ingest::RawEvent;
+use crate::engine::ingest::RawEvent;
+use crate::engine::{Engine, RecordOutcome};
 
 /// Input file format.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -350,7 +349,7 @@ impl<'a> FileReader<'a> {
         let before = self.batch.len();
         let parsed = match columns {
             Some(columns) => columns.events(line, &mut self.batch).map_err(str::to_owned),
-            None => jsonl::parse_line(line.trim())
+            None => crate::engine::jsonl::parse_line(line.trim())
                 .map(|event| self.batch.push(event))
                 .map_err(|error| error.reason()),
         };

@@ -21,9 +21,11 @@ use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use tokio::sync::watch;
 
 use crate::config::KafkaConfig;
-use crate::service::engine::{Engine, RecordOutcome};
+use crate::engine::{Engine, RecordOutcome};
+use crate::metrics::MetricsRegistry;
 use crate::service::kafka::dead_letter::{DeadLetter, DeadLetters};
 use crate::service::kafka::decode::{Position, decode};
+use crate::service::kafka::metrics::KafkaMetrics;
 use crate::service::kafka::state::{IngestContext, IngestState};
 use crate::service::kafka::{Backoff, KafkaIngestError};
 
@@ -47,8 +49,12 @@ impl KafkaIngest {
     ///
     /// # Errors
     /// [`KafkaIngestError::Client`] when librdkafka refuses the configuration.
-    pub fn start(config: &KafkaConfig, engine: Arc<Engine>) -> Result<KafkaIngest, KafkaIngestError> {
-        let state = Arc::new(IngestState::new(Arc::clone(engine.metrics())));
+    pub fn start(
+        config: &KafkaConfig,
+        engine: Arc<Engine>,
+        registry: &MetricsRegistry,
+    ) -> Result<KafkaIngest, KafkaIngestError> {
+        let state = Arc::new(IngestState::new(KafkaMetrics::register(registry)));
         let consumer: StreamConsumer<IngestContext> = ClientConfig::new()
             .set("bootstrap.servers", &config.brokers)
             .set("group.id", &config.group)
@@ -134,7 +140,7 @@ impl KafkaIngest {
     /// Applies one batch; false when `stop` came first (nothing of the
     /// batch is then committed, and it is replayed by the next owner).
     async fn apply(&mut self, batch: Vec<OwnedMessage>, stop: &mut watch::Receiver<bool>) -> bool {
-        self.state.metrics().kafka_consumed(batch.len());
+        self.state.metrics().consumed(batch.len());
         let mut events = Vec::with_capacity(batch.len());
         let mut origins = Vec::with_capacity(batch.len());
         let mut dead = Vec::new();
@@ -176,7 +182,7 @@ impl KafkaIngest {
     /// paused meanwhile. `None` when `stop` came first.
     async fn record_until_durable(
         &self,
-        events: Vec<crate::service::ingest::RawEvent>,
+        events: Vec<crate::engine::ingest::RawEvent>,
         stop: &mut watch::Receiver<bool>,
     ) -> Option<RecordOutcome> {
         let mut backoff = Backoff::new(Duration::from_millis(self.config.retry_backoff_max_ms));
@@ -235,7 +241,7 @@ impl KafkaIngest {
                     return false;
                 }
             }
-            self.state.metrics().kafka_dead_lettered(letter.reason);
+            self.state.metrics().dead_lettered(letter.reason);
             tracing::debug!(reason = letter.reason, detail = %letter.detail, "message dead-lettered");
         }
         true

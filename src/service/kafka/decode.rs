@@ -5,9 +5,9 @@
 use prost::Message as _;
 
 use crate::config::KafkaFormat;
-use crate::offline::import::jsonl::{JsonLineError, parse_line};
+use crate::engine::ingest::RawEvent;
+use crate::engine::jsonl::{JsonLineError, parse_line};
 use crate::proto;
-use crate::service::ingest::RawEvent;
 
 /// Why a message could not be read as an event (before validation).
 #[derive(Debug, thiserror::Error)]
@@ -27,7 +27,7 @@ pub enum DecodeError {
 }
 
 /// The dead-letter reasons of decoding, as counted in the metrics (the
-/// validation reasons are [`crate::service::ingest::RejectReason::code`]).
+/// validation reasons are [`crate::engine::ingest::RejectReason::code`]).
 pub const DECODE_REASONS: [&str; 5] = ["empty", "not_utf8", "invalid_json", "unknown_kind", "invalid_protobuf"];
 
 impl DecodeError {

@@ -16,6 +16,7 @@
 pub mod consumer;
 pub mod dead_letter;
 pub mod decode;
+pub mod metrics;
 pub mod state;
 
 use std::time::Duration;
@@ -23,7 +24,7 @@ use std::time::Duration;
 pub use consumer::KafkaIngest;
 pub use state::INGEST_HEALTH_SERVICE;
 
-use crate::service::ingest::RejectReason;
+use crate::engine::ingest::RejectReason;
 
 /// Why Kafka ingest could not start.
 #[derive(Debug, thiserror::Error)]

@@ -17,7 +17,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
-use crate::service::metrics::Metrics;
+use crate::service::kafka::metrics::KafkaMetrics;
 
 /// Health service name that reports whether the Kafka consumer reaches a
 /// broker and is making progress (not paused for the store).
@@ -26,7 +26,7 @@ pub const INGEST_HEALTH_SERVICE: &str = "creatorboost.v1.Ingest";
 /// Shared state of one consumer.
 #[derive(Debug)]
 pub struct IngestState {
-    metrics: Arc<Metrics>,
+    metrics: Arc<KafkaMetrics>,
     connected: AtomicBool,
     paused: AtomicBool,
     /// Per partition, the offset up to which messages are counted as
@@ -36,8 +36,8 @@ pub struct IngestState {
 
 impl IngestState {
     /// Not connected, not paused.
-    pub fn new(metrics: Arc<Metrics>) -> IngestState {
-        metrics.kafka_connected(false);
+    pub fn new(metrics: Arc<KafkaMetrics>) -> IngestState {
+        metrics.connected(false);
         IngestState {
             metrics,
             connected: AtomicBool::new(false),
@@ -47,19 +47,19 @@ impl IngestState {
     }
 
     /// The registry.
-    pub fn metrics(&self) -> &Metrics {
+    pub fn metrics(&self) -> &KafkaMetrics {
         &self.metrics
     }
 
     fn set_connected(&self, connected: bool) {
         self.connected.store(connected, Ordering::Relaxed);
-        self.metrics.kafka_connected(connected);
+        self.metrics.connected(connected);
     }
 
     /// Marks consumption paused (the store failed) or running again.
     pub fn set_paused(&self, paused: bool) {
         self.paused.store(paused, Ordering::Relaxed);
-        self.metrics.kafka_paused(paused);
+        self.metrics.paused(paused);
     }
 
     /// Connected and not paused.
@@ -82,7 +82,7 @@ impl IngestState {
             };
             let from = counted.entry(element.partition()).or_insert(offset);
             if offset > *from {
-                self.metrics.kafka_committed((offset - *from) as u64);
+                self.metrics.committed((offset - *from) as u64);
                 *from = offset;
             }
         }
@@ -124,10 +124,10 @@ impl ClientContext for IngestContext {
             .flat_map(|topic| topic.partitions.values())
             .filter(|partition| partition.partition >= 0 && partition.desired)
             .collect();
-        metrics.kafka_assigned(assigned.len());
+        metrics.assigned(assigned.len());
         for partition in assigned {
             if partition.consumer_lag >= 0 {
-                metrics.kafka_lag(partition.partition, partition.consumer_lag);
+                metrics.lag(partition.partition, partition.consumer_lag);
             }
         }
     }

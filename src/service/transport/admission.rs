@@ -25,8 +25,8 @@ use tonic::body::Body;
 
 use crate::config::MessageLimits;
 use crate::error::Error;
-use crate::service::metrics::{Method, Metrics};
 use crate::service::transport::Kind;
+use crate::service::transport::metrics::{Method, TransportMetrics};
 
 /// The in-flight budgets. Shared by the layer and the health watcher.
 #[derive(Debug)]
@@ -98,12 +98,12 @@ struct Shared {
     limits: MessageLimits,
     message_timeout: Duration,
     stream_idle_timeout: Duration,
-    metrics: Arc<Metrics>,
+    metrics: Arc<TransportMetrics>,
 }
 
 impl AdmissionLayer {
     /// A layer counting refused calls in `metrics`.
-    pub fn new(settings: AdmissionSettings, metrics: Arc<Metrics>) -> AdmissionLayer {
+    pub fn new(settings: AdmissionSettings, metrics: Arc<TransportMetrics>) -> AdmissionLayer {
         AdmissionLayer {
             shared: Arc::new(Shared {
                 budgets: settings.budgets,

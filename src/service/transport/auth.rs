@@ -12,21 +12,21 @@ use tonic::Status;
 use tonic::body::Body;
 
 use crate::error::Error;
-use crate::service::metrics::Metrics;
 use crate::service::transport::Kind;
+use crate::service::transport::metrics::TransportMetrics;
 
 /// The tower layer; wrap it outside [`super::admission::AdmissionLayer`].
 #[derive(Clone, Debug)]
 pub struct WriteTokenLayer {
     token: Option<Arc<str>>,
-    metrics: Arc<Metrics>,
+    metrics: Arc<TransportMetrics>,
 }
 
 impl WriteTokenLayer {
     /// Writes must carry `token`; `None` = writes are open (loopback, or
     /// mutual TLS, or consented with `allow_open_writes`). Refusals are
     /// counted in `metrics` as UNAUTHENTICATED calls.
-    pub fn new(token: Option<String>, metrics: Arc<Metrics>) -> WriteTokenLayer {
+    pub fn new(token: Option<String>, metrics: Arc<TransportMetrics>) -> WriteTokenLayer {
         WriteTokenLayer {
             token: token.map(Arc::from),
             metrics,

@@ -19,7 +19,7 @@ use tokio::time::Sleep;
 use tokio_stream::Stream;
 use tonic::transport::server::{Connected, TcpConnectInfo};
 
-use crate::service::metrics::Metrics;
+use crate::service::transport::metrics::TransportMetrics;
 
 /// First pause after a failed accept.
 const FIRST_BACKOFF: Duration = Duration::from_millis(10);
@@ -44,7 +44,7 @@ pub struct ConnectionLimits {
 pub fn incoming(
     listener: TcpListener,
     limits: ConnectionLimits,
-    metrics: Arc<Metrics>,
+    metrics: Arc<TransportMetrics>,
 ) -> impl Stream<Item = Result<Connection, io::Error>> + Send + 'static {
     let state = AcceptLoop {
         listener,
@@ -65,7 +65,7 @@ struct AcceptLoop {
     listener: TcpListener,
     slots: Arc<Semaphore>,
     limits: ConnectionLimits,
-    metrics: Arc<Metrics>,
+    metrics: Arc<TransportMetrics>,
     backoff: Duration,
     last_logged: Option<Instant>,
     unlogged: u64,
@@ -130,12 +130,17 @@ pub struct Connection {
     _slot: OwnedSemaphorePermit,
     silence: Pin<Box<Sleep>>,
     idle_timeout: Duration,
-    metrics: Arc<Metrics>,
-    _open: crate::service::metrics::OpenConnection,
+    metrics: Arc<TransportMetrics>,
+    _open: crate::service::transport::metrics::OpenConnection,
 }
 
 impl Connection {
-    fn new(stream: TcpStream, slot: OwnedSemaphorePermit, limits: ConnectionLimits, metrics: Arc<Metrics>) -> Self {
+    fn new(
+        stream: TcpStream,
+        slot: OwnedSemaphorePermit,
+        limits: ConnectionLimits,
+        metrics: Arc<TransportMetrics>,
+    ) -> Self {
         Connection {
             stream,
             _slot: slot,

@@ -8,9 +8,10 @@
 pub mod admission;
 pub mod auth;
 pub mod listener;
+pub mod metrics;
 pub mod tls;
 
-use crate::service::metrics::Method;
+use crate::service::transport::metrics::Method;
 
 /// What a call is, from its path: decides its token, budget and message limit.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

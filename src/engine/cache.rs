@@ -31,6 +31,7 @@ use std::time::{Duration, Instant};
 use moka::sync::Cache;
 
 use crate::config::CacheConfig;
+use crate::engine::clock::Clock;
 use crate::model::{CreatorAggregate, ViewerRecord};
 use crate::store::{Changes, CreatorBucket, Touched, creator_bucket};
 /// A cached viewer: `None` = known not to exist in the store.
@@ -40,37 +41,6 @@ pub type CachedViewer = Option<Arc<ViewerRecord>>;
 pub const L1_MAX_AGE: Duration = Duration::from_millis(250);
 /// L1 entries per thread before it is cleared.
 const L1_CAPACITY: usize = 16_384;
-
-/// The clock the caches judge ages by: the system's, or one a test moves.
-#[derive(Clone, Debug, Default)]
-pub struct CacheClock(Option<Arc<std::sync::Mutex<Instant>>>);
-
-impl CacheClock {
-    /// The monotonic system clock.
-    pub fn system() -> CacheClock {
-        CacheClock(None)
-    }
-
-    /// A clock standing still at the moment it was made, until [`CacheClock::advance`].
-    pub fn manual() -> CacheClock {
-        CacheClock(Some(Arc::new(std::sync::Mutex::new(Instant::now()))))
-    }
-
-    /// Moves a manual clock forward (no effect on the system clock).
-    pub fn advance(&self, by: Duration) {
-        if let Some(now) = &self.0 {
-            *now.lock().unwrap_or_else(std::sync::PoisonError::into_inner) += by;
-        }
-    }
-
-    /// The current reading.
-    pub fn now(&self) -> Instant {
-        match &self.0 {
-            None => Instant::now(),
-            Some(now) => *now.lock().unwrap_or_else(std::sync::PoisonError::into_inner),
-        }
-    }
-}
 
 /// A cached value and when it was read from the store: fresh for
 /// `cache.ttl_ms`, then kept (stale) until `cache.stale_ttl_ms` only to
@@ -136,19 +106,19 @@ pub struct Caches {
     ttl: Duration,
     stale_ttl: Duration,
     generation: AtomicU64,
-    clock: CacheClock,
+    clock: Clock,
 }
 
 impl Caches {
     /// Empty caches sized and timed by `config`, on the system clock.
     pub fn new(config: &CacheConfig) -> Caches {
-        Caches::with_clock(config, CacheClock::system())
+        Caches::with_clock(config, Clock::system())
     }
 
     /// Empty caches judging ages by `clock`. moka still evicts by its own
     /// clock at the stale TTL (memory); every freshness decision is this
     /// clock's.
-    pub fn with_clock(config: &CacheConfig, clock: CacheClock) -> Caches {
+    pub fn with_clock(config: &CacheConfig, clock: Clock) -> Caches {
         let ttl = Duration::from_millis(config.ttl_ms);
         let stale_ttl = Duration::from_millis(config.stale_ttl_ms).max(ttl);
         Caches {
@@ -175,7 +145,7 @@ impl Caches {
 
     /// The caches' clock reading, to pass to [`Caches::creator_bucket`].
     pub fn now(&self) -> Instant {
-        self.clock.now()
+        self.clock.instant()
     }
 
     /// Current commit generation; pass it to the `insert_*` calls of a read
@@ -227,7 +197,7 @@ impl Caches {
     pub fn stale_creator_bucket(&self, bucket: u32) -> Option<Arc<CreatorBucket>> {
         self.creators
             .get(&bucket)
-            .filter(|entry| entry.younger_than(self.stale_ttl, self.clock.now()))
+            .filter(|entry| entry.younger_than(self.stale_ttl, self.clock.instant()))
             .map(|entry| entry.value)
     }
 
@@ -235,7 +205,7 @@ impl Caches {
     pub fn viewer(&self, viewer_id: u64) -> Option<CachedViewer> {
         self.viewers
             .get(&viewer_id)
-            .filter(|entry| entry.younger_than(self.ttl, self.clock.now()))
+            .filter(|entry| entry.younger_than(self.ttl, self.clock.instant()))
             .map(|entry| entry.value)
     }
 
@@ -243,7 +213,7 @@ impl Caches {
     pub fn stale_viewer(&self, viewer_id: u64) -> Option<CachedViewer> {
         self.viewers
             .get(&viewer_id)
-            .filter(|entry| entry.younger_than(self.stale_ttl, self.clock.now()))
+            .filter(|entry| entry.younger_than(self.stale_ttl, self.clock.instant()))
             .map(|entry| entry.value)
     }
 
@@ -261,7 +231,7 @@ impl Caches {
         let guard = self.global.read().unwrap_or_else(|poisoned| poisoned.into_inner());
         guard
             .as_ref()
-            .filter(|entry| entry.younger_than(age, self.clock.now()))
+            .filter(|entry| entry.younger_than(age, self.clock.instant()))
             .map(|entry| Arc::clone(&entry.value))
     }
 
@@ -296,7 +266,7 @@ impl Caches {
     fn timed<V>(&self, value: V) -> Timed<V> {
         Timed {
             value,
-            loaded: self.clock.now(),
+            loaded: self.clock.instant(),
         }
     }
 
@@ -405,7 +375,7 @@ mod tests {
 
     #[test]
     fn expired_entries_answer_only_as_stale_until_the_stale_ttl() {
-        let clock = CacheClock::manual();
+        let clock = Clock::manual(0);
         let caches = Caches::with_clock(&config(20_000, 200_000), clock.clone());
         let bucket = Arc::new(CreatorBucket::default());
         caches.insert_creator_bucket(caches.generation(), 7, Arc::clone(&bucket));

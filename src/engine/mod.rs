@@ -1,56 +1,38 @@
-//! The domain service: rank, creator scores and event recording, over the
-//! store and the caches. No proto types here; [`crate::service::grpc`] converts.
+//! The domain core: rank, creator scores and event recording over the store
+//! and the caches, with what every edge shares — event validation
+//! ([`ingest`]), the JSON Lines event format ([`jsonl`]), the caches
+//! ([`cache`]), the one clock ([`clock`]), the engine's own metrics
+//! ([`metrics`]) and opening the configured store ([`open_engine`]).
+//!
+//! The gRPC and Kafka edge ([`crate::service`]) and the offline tools
+//! ([`crate::offline`]) both stand on it, never on each other. No proto types
+//! here; [`crate::service::grpc`] converts.
+
+pub mod cache;
+pub mod clock;
+pub mod ingest;
+pub mod jsonl;
+pub mod metrics;
+mod open;
+
+pub use clock::Clock;
+pub use open::open_engine;
 
 use std::future::Future;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use crate::config::{Limits, Variant, Variants};
+use crate::engine::cache::Caches;
+use crate::engine::ingest::{RawEvent, RejectReason, validate};
+use crate::engine::metrics::EngineMetrics;
 use crate::error::Error;
 use crate::model::rank::score_batch;
 pub use crate::model::rank::{Candidate, CreatorSlot};
 use crate::model::score::Scorer;
 use crate::model::{CreatorAggregate, CreatorScore, Decay, IngestParams, RankedItem, ScoreSpace, ViewerRecord};
-use crate::service::cache::Caches;
-use crate::service::ingest::{RawEvent, RejectReason, validate};
-use crate::service::metrics::Metrics;
 use crate::store::{AnyStore, Applied, CreatorBucket, Store, StoreError, creator_bucket};
-
-/// Where "now" comes from: the system clock, or a settable instant for tests
-/// and replays ("as of").
-#[derive(Clone, Debug)]
-pub struct Clock(Option<Arc<AtomicI64>>);
-
-impl Clock {
-    /// The system clock.
-    pub fn system() -> Clock {
-        Clock(None)
-    }
-
-    /// A clock fixed at `now_ms` until [`Clock::set`] moves it.
-    pub fn manual(now_ms: i64) -> Clock {
-        Clock(Some(Arc::new(AtomicI64::new(now_ms))))
-    }
-
-    /// Moves a manual clock (no effect on the system clock).
-    pub fn set(&self, now_ms: i64) {
-        if let Some(now) = &self.0 {
-            now.store(now_ms, Ordering::Release);
-        }
-    }
-
-    /// Now, unix milliseconds.
-    pub fn now_ms(&self) -> i64 {
-        match &self.0 {
-            Some(now) => now.load(Ordering::Acquire),
-            None => SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-                .unwrap_or(0),
-        }
-    }
-}
 
 /// Creator buckets fetched for one call.
 struct BucketSet {
@@ -144,7 +126,7 @@ pub struct Engine {
     limits: Limits,
     decay: Decay,
     clock: Clock,
-    metrics: Arc<Metrics>,
+    metrics: Arc<EngineMetrics>,
     /// Swapped whole by a config reload; a call clones the `Arc` of the
     /// variant it uses, so calls in flight finish with the parameters they began with.
     variants: RwLock<Arc<Variants>>,
@@ -168,13 +150,14 @@ impl Engine {
         caches: Arc<Caches>,
         settings: EngineSettings,
         clock: Clock,
-        metrics: Arc<Metrics>,
+        metrics: Arc<EngineMetrics>,
     ) -> Engine {
         let EngineSettings {
             limits,
             ingest,
             variants,
         } = settings;
+        let epoch = clock.instant();
         Engine {
             store,
             caches,
@@ -184,7 +167,7 @@ impl Engine {
             metrics,
             variants: RwLock::new(Arc::new(variants)),
             store_failed_at: AtomicU64::new(0),
-            epoch: Instant::now(),
+            epoch,
         }
     }
 
@@ -213,7 +196,8 @@ impl Engine {
     }
 
     fn elapsed_ms(&self) -> u64 {
-        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+        let elapsed = self.clock.instant().saturating_duration_since(self.epoch);
+        u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX)
     }
 
     /// Whether the store failed within [`STORE_BREAKER`] and no probe has
@@ -252,7 +236,7 @@ impl Engine {
     }
 
     /// The metrics registry.
-    pub fn metrics(&self) -> &Arc<Metrics> {
+    pub fn metrics(&self) -> &Arc<EngineMetrics> {
         &self.metrics
     }
 

@@ -8,8 +8,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::engine::ingest::RawEvent;
 use crate::model::EventKind;
-use crate::service::ingest::RawEvent;
 
 /// One line of the JSON Lines format.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

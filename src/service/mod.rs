@@ -22,4 +22,5 @@ pub mod kafka;
 pub mod metrics;
 pub mod reload;
 pub mod server;
+mod task;
 pub mod transport;

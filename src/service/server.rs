@@ -16,6 +16,7 @@ use crate::metrics::MetricsRegistry;
 use crate::service::grpc::GrpcService;
 use crate::service::kafka::{KafkaIngest, KafkaIngestError};
 use crate::service::reload::ReloadMetrics;
+use crate::service::task::AbortOnDrop;
 use crate::service::transport::metrics::TransportMetrics;
 
 use crate::proto;
@@ -150,7 +151,7 @@ pub async fn serve(
     let options = ServerOptions::from_config(&config)?;
     let registry = MetricsRegistry::new();
     let engine = open_engine(&config, Clock::system(), &registry).await?;
-    let _reloader = AbortOnDrop(tokio::spawn(
+    let _reloader = AbortOnDrop::spawn(
         Reloader {
             engine: Arc::clone(&engine),
             path: config_path,
@@ -160,7 +161,7 @@ pub async fn serve(
             metrics: ReloadMetrics::register(&registry),
         }
         .on_sighup(),
-    ));
+    );
     let listener = TcpListener::bind(config.listen)
         .await
         .map_err(|source| ServeError::Bind {
@@ -206,15 +207,11 @@ pub async fn run(
 ) -> Result<(), ServeError> {
     let transport_metrics = TransportMetrics::register(registry);
     // Stopped when `run` returns (the guard aborts the task).
-    let _metrics_task = metrics.map(|listener| {
-        AbortOnDrop(tokio::spawn(crate::service::metrics::serve_metrics(
-            listener,
-            Arc::clone(registry),
-        )))
-    });
+    let _metrics_task = metrics
+        .map(|listener| AbortOnDrop::spawn(crate::service::metrics::serve_metrics(listener, Arc::clone(registry))));
     let budgets = Budgets::new(options.max_in_flight, options.max_writes_in_flight);
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
-    let _store_probe = AbortOnDrop(tokio::spawn(probe_store(Arc::clone(&engine), health_reporter.clone())));
+    let _store_probe = AbortOnDrop::spawn(probe_store(Arc::clone(&engine), health_reporter.clone()));
     let (stop_ingest, ingest_stopped) = tokio::sync::watch::channel(false);
     let stop_ingest = Arc::new(stop_ingest);
     let ingest = start_ingest(
@@ -235,11 +232,11 @@ pub async fn run(
         options.max_message_bytes,
     );
     health_reporter.set_serving::<CreatorBoostServer<GrpcService>>().await;
-    let _read_budget_watch = AbortOnDrop(tokio::spawn(watch_read_budget(
+    let _read_budget_watch = AbortOnDrop::spawn(watch_read_budget(
         Arc::clone(&budgets),
         health_reporter.clone(),
         <CreatorBoostServer<GrpcService> as tonic::server::NamedService>::NAME,
-    )));
+    ));
     let (reflection_v1, reflection_v1alpha) = reflection()?;
     let (signal, drain_started) = not_serving_then_drain(shutdown, health_reporter);
     let admission = AdmissionLayer::new(
@@ -287,10 +284,10 @@ fn start_ingest(
         return Ok(None);
     };
     let consumer = KafkaIngest::start(kafka, Arc::clone(engine), registry)?;
-    let health = AbortOnDrop(tokio::spawn(crate::service::kafka::state::report_health(
+    let health = AbortOnDrop::spawn(crate::service::kafka::state::report_health(
         consumer.state(),
         reporter.clone(),
-    )));
+    ));
     tracing::info!(brokers = %kafka.brokers, topic = %kafka.topic, group = %kafka.group, "consuming kafka");
     Ok(Some(Ingest {
         consumer: tokio::spawn(consumer.run(stopped)),
@@ -493,15 +490,6 @@ async fn watch_read_budget(
             };
             reporter.set_service_status(service, status).await;
         }
-    }
-}
-
-/// Aborts its task when dropped.
-pub(crate) struct AbortOnDrop(pub(crate) tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
     }
 }
 

@@ -28,6 +28,7 @@ use tokio_stream::{Stream, StreamExt};
 use tonic::transport::server::{Connected, TcpConnectInfo};
 
 pub use crate::config::TlsFiles;
+use crate::service::task::AbortOnDrop;
 use crate::service::transport::listener::Connection;
 
 /// Why a set of TLS files cannot be served.
@@ -198,19 +199,11 @@ pub fn handshaken(
             });
         }
     });
-    let guard = AbortOnDrop(accept);
+    let guard = AbortOnDrop::guard(accept);
     tokio_stream::wrappers::ReceiverStream::new(receiver).map(move |item| {
         let _keep_accepting = &guard;
         item
     })
-}
-
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
 }
 
 impl AsyncRead for MaybeTls {

@@ -1,11 +1,12 @@
-//! Command-line definitions. Every `serve` flag also has an environment
-//! variable and a config-file key (see `config/creator-boost.toml`).
+//! Command-line definitions. Every `serve` setting is declared once in
+//! [`crate::config::settings`], which gives it its flag, environment variable
+//! and config-file key (docs/configuration.md).
 
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
-use crate::config::{LogFormat, Overrides};
+use crate::config::Overrides;
 use crate::offline::import::Format;
 use crate::offline::scores::ScoresFormat;
 
@@ -22,7 +23,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the gRPC service.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Send one event to a running server (RecordEvents).
     Send(SendArgs),
     /// Rank candidates on a running server (Rank).
@@ -47,82 +48,16 @@ pub struct ServeArgs {
     /// TOML config file (defaults, model parameters, variants).
     #[arg(long, env = "CREATOR_BOOST_CONFIG")]
     pub config: Option<PathBuf>,
-    /// gRPC listen address [default: 127.0.0.1:50051].
-    #[arg(long, env = "CREATOR_BOOST_LISTEN")]
-    pub listen: Option<String>,
-    /// Directory of the embedded store [default: ./data].
-    #[arg(long, env = "CREATOR_BOOST_DATA_DIR")]
-    pub data_dir: Option<PathBuf>,
-    /// Shared store instead of the embedded one: redis://HOST:PORT[/DB] or
-    /// redis-cluster://HOST:PORT[,HOST:PORT...].
-    #[arg(long, env = "CREATOR_BOOST_STORE")]
-    pub store: Option<String>,
-    /// Most concurrent Rank/GetCreatorScores calls; beyond it RESOURCE_EXHAUSTED
-    /// [default: 256; 0 = unlimited].
-    #[arg(long, env = "CREATOR_BOOST_MAX_IN_FLIGHT")]
-    pub max_in_flight: Option<usize>,
-    /// Most RecordEvents calls and StreamEvents messages in progress at once,
-    /// a budget apart from reads [default: 32; 0 = unlimited].
-    #[arg(long, env = "CREATOR_BOOST_MAX_WRITES_IN_FLIGHT")]
-    pub max_writes_in_flight: Option<usize>,
-    /// Allow open writes (no write token, no mutual TLS) on a non-loopback
-    /// listen address, which is otherwise refused at start.
-    #[arg(long, env = "CREATOR_BOOST_ALLOW_OPEN_WRITES", value_parser = clap::builder::FalseyValueParser::new())]
-    pub allow_open_writes: bool,
-    /// File holding the bearer token required by RecordEvents/StreamEvents.
-    #[arg(long, env = "CREATOR_BOOST_WRITE_TOKEN_FILE")]
-    pub write_token_file: Option<PathBuf>,
-    /// TLS certificate chain (PEM); needs --tls-key.
-    #[arg(long, env = "CREATOR_BOOST_TLS_CERT", requires = "tls_key")]
-    pub tls_cert: Option<PathBuf>,
-    /// TLS private key (PEM); needs --tls-cert.
-    #[arg(long, env = "CREATOR_BOOST_TLS_KEY", requires = "tls_cert")]
-    pub tls_key: Option<PathBuf>,
-    /// Require client certificates signed by this CA (PEM): mutual TLS.
-    #[arg(long, env = "CREATOR_BOOST_TLS_CLIENT_CA")]
-    pub tls_client_ca: Option<PathBuf>,
-    /// Serve Prometheus metrics at http://ADDR/metrics [default: off].
-    #[arg(long, env = "CREATOR_BOOST_METRICS_LISTEN")]
-    pub metrics_listen: Option<String>,
-    /// Log format [default: text].
-    #[arg(long, env = "CREATOR_BOOST_LOG_FORMAT", value_enum)]
-    pub log_format: Option<LogFormat>,
-    /// Runtime worker threads; 0 = one per available core [default: 0].
-    #[arg(long, env = "CREATOR_BOOST_WORKER_THREADS")]
-    pub worker_threads: Option<usize>,
-    /// Consume events from Kafka: bootstrap brokers HOST:PORT[,HOST:PORT...]
-    /// (needs --kafka-topic) [default: off].
-    #[arg(long, env = "CREATOR_BOOST_KAFKA_BROKERS")]
-    pub kafka_brokers: Option<String>,
-    /// The Kafka topic of events.
-    #[arg(long, env = "CREATOR_BOOST_KAFKA_TOPIC")]
-    pub kafka_topic: Option<String>,
-    /// Kafka consumer group; replicas on one shared store share it [default: creator-boost].
-    #[arg(long, env = "CREATOR_BOOST_KAFKA_GROUP")]
-    pub kafka_group: Option<String>,
+    /// Every setting of the file, as a flag and an environment variable
+    /// (docs/configuration.md lists them).
+    #[command(flatten)]
+    pub settings: Overrides,
 }
 
 impl ServeArgs {
     /// The flags that override the config file.
     pub fn overrides(&self) -> Overrides {
-        Overrides {
-            listen: self.listen.clone(),
-            data_dir: self.data_dir.clone(),
-            store: self.store.clone(),
-            max_in_flight: self.max_in_flight,
-            max_writes_in_flight: self.max_writes_in_flight,
-            allow_open_writes: self.allow_open_writes.then_some(true),
-            metrics_listen: self.metrics_listen.clone(),
-            tls_cert: self.tls_cert.clone(),
-            tls_key: self.tls_key.clone(),
-            tls_client_ca: self.tls_client_ca.clone(),
-            write_token_file: self.write_token_file.clone(),
-            log_format: self.log_format,
-            worker_threads: self.worker_threads,
-            kafka_brokers: self.kafka_brokers.clone(),
-            kafka_topic: self.kafka_topic.clone(),
-            kafka_group: self.kafka_group.clone(),
-        }
+        self.settings.clone()
     }
 }
 

@@ -74,11 +74,7 @@ pub async fn import(args: ImportArgs) -> Result<ImportStats, CommandError> {
             run_import(options, &mut sink).await.map_err(|e| error_chain(&e))
         }
         None => {
-            let overrides = Overrides {
-                data_dir: args.data_dir,
-                store: args.store,
-                ..Overrides::default()
-            };
+            let overrides = Overrides::store(args.data_dir, args.store);
             let config = Config::load(args.config.as_deref(), overrides).map_err(error)?;
             if args.batch_size > config.limits.max_events_per_batch {
                 return Err(CommandError(format!(
@@ -100,11 +96,7 @@ pub async fn import(args: ImportArgs) -> Result<ImportStats, CommandError> {
 /// # Errors
 /// [`CommandError`] on bad arguments, an unknown variant or a store failure.
 pub async fn scores(args: ScoresArgs, out: &mut impl Write) -> Result<(), CommandError> {
-    let overrides = Overrides {
-        data_dir: args.data_dir,
-        store: args.store,
-        ..Overrides::default()
-    };
+    let overrides = Overrides::store(args.data_dir, args.store);
     let config = Config::load(args.config.as_deref(), overrides).map_err(error)?;
     let as_of_ms = parse_time(&args.as_of, now_ms()).map_err(|e| error_chain(&e))?;
     let variant = config

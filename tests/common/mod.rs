@@ -245,11 +245,7 @@ pub async fn spawn_with(options: Spawn) -> TestServer {
         }
     };
     let text = options.config.unwrap_or_else(|| TEST_CONFIG.to_owned());
-    let overrides = Overrides {
-        data_dir: Some(data_dir.clone()),
-        store: options.backend.url(),
-        ..Overrides::default()
-    };
+    let overrides = Overrides::store(Some(data_dir.clone()), options.backend.url());
     let mut config = Config::from_toml(&text, Path::new("test.toml"), overrides).expect("test config");
     let key_prefix = options.key_prefix.unwrap_or_else(redis::unique_prefix);
     config.redis.key_prefix = key_prefix.clone();

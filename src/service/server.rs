@@ -14,6 +14,7 @@ use crate::config::{Config, KafkaConfig, MessageLimits, Overrides, TransportConf
 use crate::engine::{Clock, Engine, open_engine};
 use crate::metrics::MetricsRegistry;
 use crate::service::grpc::GrpcService;
+use crate::service::kafka::metrics::KafkaMetrics;
 use crate::service::kafka::{KafkaIngest, KafkaIngestError};
 use crate::service::reload::ReloadMetrics;
 use crate::service::task::AbortOnDrop;
@@ -214,10 +215,12 @@ pub async fn run(
     let _store_probe = AbortOnDrop::spawn(probe_store(Arc::clone(&engine), health_reporter.clone()));
     let (stop_ingest, ingest_stopped) = tokio::sync::watch::channel(false);
     let stop_ingest = Arc::new(stop_ingest);
+    // Kafka's families are served (at 0) without Kafka too: the dashboards
+    // and alerts query them on every deployment.
     let ingest = start_ingest(
         options.kafka.as_ref(),
         &engine,
-        registry,
+        KafkaMetrics::register(registry),
         &health_reporter,
         ingest_stopped,
     )?;
@@ -276,14 +279,14 @@ struct Ingest {
 fn start_ingest(
     kafka: Option<&KafkaConfig>,
     engine: &Arc<Engine>,
-    registry: &MetricsRegistry,
+    metrics: Arc<KafkaMetrics>,
     reporter: &tonic_health::server::HealthReporter,
     stopped: tokio::sync::watch::Receiver<bool>,
 ) -> Result<Option<Ingest>, ServeError> {
     let Some(kafka) = kafka else {
         return Ok(None);
     };
-    let consumer = KafkaIngest::start(kafka, Arc::clone(engine), registry)?;
+    let consumer = KafkaIngest::start(kafka, Arc::clone(engine), metrics)?;
     let health = AbortOnDrop::spawn(crate::service::kafka::state::report_health(
         consumer.state(),
         reporter.clone(),

@@ -251,6 +251,9 @@ pub async fn spawn_with(options: Spawn) -> TestServer {
     config.redis.key_prefix = key_prefix.clone();
     let clock = Clock::manual(options.now_ms.unwrap_or(NOW_MS));
     let metrics = creator_boost::metrics::MetricsRegistry::new();
+    // serve registers reload's families beside its SIGHUP watcher; tests
+    // send no SIGHUP but scrape the same families.
+    let _reload = creator_boost::service::reload::ReloadMetrics::register(&metrics);
     let engine = open_engine(&config, clock.clone(), &metrics).await.expect("engine");
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");

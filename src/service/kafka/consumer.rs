@@ -22,7 +22,6 @@ use tokio::sync::watch;
 
 use crate::config::KafkaConfig;
 use crate::engine::{Engine, RecordOutcome};
-use crate::metrics::MetricsRegistry;
 use crate::service::kafka::dead_letter::{DeadLetter, DeadLetters};
 use crate::service::kafka::decode::{Position, decode};
 use crate::service::kafka::metrics::KafkaMetrics;
@@ -52,9 +51,9 @@ impl KafkaIngest {
     pub fn start(
         config: &KafkaConfig,
         engine: Arc<Engine>,
-        registry: &MetricsRegistry,
+        metrics: Arc<KafkaMetrics>,
     ) -> Result<KafkaIngest, KafkaIngestError> {
-        let state = Arc::new(IngestState::new(KafkaMetrics::register(registry)));
+        let state = Arc::new(IngestState::new(metrics));
         let consumer: StreamConsumer<IngestContext> = ClientConfig::new()
             .set("bootstrap.servers", &config.brokers)
             .set("group.id", &config.group)

@@ -323,7 +323,7 @@ fn rss_mb(pid: u32) -> u64 {
 /// 64 connections declare 16 MiB RecordEvents messages and send what they
 /// can, then stall; again with 64 messages under the limit (1.5 MiB) whose
 /// last byte never comes; and unauthenticated ones. The real binary's RSS
-/// stays within 200 MB of idle (README "Operations" gives the arithmetic:
+/// stays within 200 MB of idle (docs/operations.md, "Transport limits", gives the arithmetic:
 /// 32 write slots × 1.7 MiB).
 async fn stalled_uploads_keep_the_binarys_memory_bounded() {
     let data = tempfile::tempdir().expect("temp");

@@ -9,9 +9,10 @@
 //!
 //! The external tools (`kubernetes-validate` from PyPI, `promtool` and
 //! `prometheus` from Debian's `prometheus` package, `python3` with PyYAML)
-//! are looked up on the PATH. When one is missing its test prints a NOTICE
-//! and passes, unless `CREATOR_BOOST_REQUIRE_OPS_TOOLS=1` (`.ci/run` sets it
-//! after installing them), which turns the absence into a failure.
+//! are looked up on the PATH. When one is missing its test is reported as
+//! ignored, with the reason, unless `CREATOR_BOOST_REQUIRE_OPS_TOOLS=1`
+//! (`.ci/run` sets it after installing them), which turns the absence into a
+//! failure (see `common/harness.rs`).
 
 mod common;
 
@@ -21,6 +22,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::harness::{Need, Tool};
 use common::redis::RedisProcess;
 use common::*;
 use creator_boost::config::{Config, Overrides};
@@ -48,27 +50,20 @@ fn read(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
-/// Whether `program` runs here; panics when the ops tools are required.
-fn available(program: &str, args: &[&str], install: &str) -> bool {
-    let found = Command::new(program)
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|status| status.success());
-    if !found {
-        assert!(
-            std::env::var("CREATOR_BOOST_REQUIRE_OPS_TOOLS").as_deref() != Ok("1"),
-            "`{program} {}` is required (CREATOR_BOOST_REQUIRE_OPS_TOOLS=1) but did not run: {install}",
-            args.join(" ")
-        );
-        eprintln!(
-            "NOTICE: `{program} {}` did not run; test skipped ({install})",
-            args.join(" ")
-        );
-    }
-    found
+/// An operations tool, required when `CREATOR_BOOST_REQUIRE_OPS_TOOLS=1`.
+const fn ops_tool(program: &'static str, args: &'static [&'static str], install: &'static str) -> Need {
+    Need::Tool(Tool {
+        program,
+        args,
+        install,
+        required_by: Some("CREATOR_BOOST_REQUIRE_OPS_TOOLS"),
+    })
 }
+
+const KUBERNETES_VALIDATE: Need = ops_tool("kubernetes-validate", &["--version"], "pip install kubernetes-validate");
+const PROMTOOL: Need = ops_tool("promtool", &["--version"], "apt-get install prometheus");
+const PROMETHEUS: Need = ops_tool("prometheus", &["--version"], "apt-get install prometheus");
+const PYYAML: Need = ops_tool("python3", &["-c", "import yaml"], "pip install pyyaml");
 
 /// Runs a command, prints what it printed, and fails the test unless it succeeded.
 fn run_and_show(command: &mut Command) -> String {
@@ -103,13 +98,9 @@ fn manifests() -> Vec<PathBuf> {
     files
 }
 
-#[test]
 fn kubernetes_manifests_validate_against_the_schemas() {
     let files = manifests();
     assert!(files.len() >= 8, "manifests: {files:?}");
-    if !available("kubernetes-validate", &["--version"], "pip install kubernetes-validate") {
-        return;
-    }
     for version in KUBERNETES_VERSIONS {
         let mut command = Command::new("kubernetes-validate");
         command.arg("--strict");
@@ -126,7 +117,6 @@ fn kubernetes_manifests_validate_against_the_schemas() {
 }
 
 /// Each overlay's resources exist, so `kubectl apply -k` finds them.
-#[test]
 fn kustomizations_list_files_that_exist() {
     for folder in ["base", "embedded", "replicas"] {
         let dir = deploy_dir().join("kubernetes").join(folder);
@@ -195,7 +185,6 @@ fn configmap_config() -> (String, Config) {
 /// The workloads agree with the config they mount: ports, the token path,
 /// a termination grace period that outlasts the preStop pause plus the
 /// drain, readiness on the CreatorBoost service, non-root.
-#[test]
 fn workloads_agree_with_the_configmap() {
     let (_, config) = configmap_config();
     let grace_ms = config.shutdown_grace.as_millis() as u64;
@@ -264,11 +253,7 @@ fn workloads_agree_with_the_configmap() {
 
 // ---------------------------------------------------------------- Prometheus
 
-#[test]
 fn prometheus_rules_and_config_pass_promtool() {
-    if !available("promtool", &["--version"], "apt-get install prometheus") {
-        return;
-    }
     let dir = deploy_dir().join("prometheus");
     let checked = run_and_show(
         Command::new("promtool")
@@ -293,11 +278,7 @@ fn prometheus_rules_and_config_pass_promtool() {
 
 /// The compose stack cannot be started here (no container engine); its
 /// static check can.
-#[test]
 fn compose_stack_passes_its_static_check() {
-    if !available("python3", &["-c", "import yaml"], "pip install pyyaml") {
-        return;
-    }
     let text = run_and_show(Command::new("python3").arg(deploy_dir().join("check_compose.py")));
     assert!(text.contains("compose: all checks passed"));
 }
@@ -421,7 +402,6 @@ fn promql_selectors(expr: &str) -> Vec<Selector> {
     selectors
 }
 
-#[test]
 fn promql_selectors_finds_names_and_matched_labels() {
     let found = promql_selectors(
         r#"sum by (job, le) (rate(a_bucket{method="Rank", code=~"X|Y"}[5m])) / on (job) b:rec > 0.1 unless c == 0 and $x"#,
@@ -519,7 +499,6 @@ fn exposed(text: &str) -> BTreeMap<String, BTreeSet<String>> {
 /// Every metric name (and matched label) the rules, the rule tests and the
 /// dashboard use is in a running server's `/metrics`; recording-rule names
 /// are defined by the rules file. A renamed metric fails here.
-#[tokio::test]
 async fn every_metric_the_kit_uses_is_served() {
     let server = spawn_with(Spawn {
         metrics: true,
@@ -664,12 +643,8 @@ async fn wait_for_alert(prometheus: SocketAddr, alert: &str, states: &[&str], wi
 /// a real server on Redis. Redis killed under a Rank load: the store-down
 /// alert goes from inactive to pending (it fires after its `for: 1m`);
 /// Redis back: inactive again. No Rank call fails meanwhile.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn store_down_alert_fires_and_clears_with_a_real_prometheus() {
     const ALERT: &str = "CreatorBoostStoreDown";
-    if !common::redis::available() || !available("prometheus", &["--version"], "apt-get install prometheus") {
-        return;
-    }
     let mut redis = RedisProcess::start();
     let server = spawn_with(Spawn {
         backend: Backend::Url(redis.url()),
@@ -832,7 +807,6 @@ fn health_command(url: &str, service: &str) -> (bool, String) {
 /// The real binary on the ConfigMap's config (addresses moved to loopback):
 /// every declared probe passes; after SIGTERM, while it drains (a Watch
 /// stream keeps the drain going), none does; then it exits cleanly.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn declared_probes_pass_then_fail_while_draining() {
     let probes = declared_probes();
     assert_eq!(probes[2], ("readinessProbe", "creatorboost.v1.CreatorBoost".to_owned()));
@@ -920,4 +894,20 @@ async fn declared_probes_pass_then_fail_while_draining() {
     };
     eprintln!("exited {exit} {:?} after SIGTERM", terminated.elapsed());
     assert!(exit.success(), "{exit}");
+}
+
+fn main() -> std::process::ExitCode {
+    harness::run(vec![
+        trial!(kubernetes_manifests_validate_against_the_schemas).needs([KUBERNETES_VALIDATE]),
+        trial!(kustomizations_list_files_that_exist),
+        trial!(workloads_agree_with_the_configmap),
+        trial!(prometheus_rules_and_config_pass_promtool).needs([PROMTOOL]),
+        trial!(compose_stack_passes_its_static_check).needs([PYYAML]),
+        trial!(promql_selectors_finds_names_and_matched_labels),
+        trial!(async every_metric_the_kit_uses_is_served),
+        trial!(async store_down_alert_fires_and_clears_with_a_real_prometheus)
+            .multi_thread(2)
+            .needs([Need::Redis, PROMETHEUS]),
+        trial!(async declared_probes_pass_then_fail_while_draining).multi_thread(2),
+    ])
 }

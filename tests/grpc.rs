@@ -11,21 +11,6 @@ use creator_boost::proto::creator_boost_client::CreatorBoostClient;
 use tonic::Code;
 use tonic::transport::Channel;
 
-contract_tests!(
-    record_then_rank_boosts_loyal_creator_and_keeps_cold_start_neutral,
-    ordering_ties_top_k_and_score_spaces,
-    variants_known_and_unknown,
-    rank_bad_input_names_index_or_limit,
-    record_rejects_bad_events_by_index_and_accepts_the_rest,
-    creator_scores_in_request_order,
-    stream_events_answers_each_message_in_order,
-    restart_keeps_scores_and_dedupe_state,
-    writes_need_the_token_when_configured,
-    dedupe_window_expires,
-    event_ids_are_per_viewer,
-    writes_through_this_replica_show_at_once_in_cached_answers,
-);
-
 fn rank_request(viewer_id: u64, candidates: Vec<proto::Candidate>) -> proto::RankRequest {
     proto::RankRequest {
         viewer_id,
@@ -513,4 +498,21 @@ async fn writes_through_this_replica_show_at_once_in_cached_answers(backend: Bac
     assert!(creator_101.public_boost > 1.0, "{creator_101:?}");
     let creator_100 = after.results.iter().find(|r| r.creator_id == 100).expect("100");
     assert_eq!(creator_100.relation, proto::Relation::Follower as i32);
+}
+
+fn main() -> std::process::ExitCode {
+    harness::run(contract_tests!(
+        record_then_rank_boosts_loyal_creator_and_keeps_cold_start_neutral,
+        ordering_ties_top_k_and_score_spaces,
+        variants_known_and_unknown,
+        rank_bad_input_names_index_or_limit,
+        record_rejects_bad_events_by_index_and_accepts_the_rest,
+        creator_scores_in_request_order,
+        stream_events_answers_each_message_in_order,
+        restart_keeps_scores_and_dedupe_state,
+        writes_need_the_token_when_configured,
+        dedupe_window_expires,
+        event_ids_are_per_viewer,
+        writes_through_this_replica_show_at_once_in_cached_answers,
+    ))
 }

@@ -20,7 +20,6 @@ fn rank_request() -> proto::RankRequest {
     }
 }
 
-#[tokio::test]
 async fn a_deadline_shorter_than_the_work_gives_deadline_exceeded() {
     let config = TEST_CONFIG.replace("max_events_per_batch = 1000", "max_events_per_batch = 50000");
     let server = spawn_with(Spawn {
@@ -119,7 +118,6 @@ async fn raw_grpc_bytes(
     read(&trailers).expect("grpc-status")
 }
 
-#[tokio::test]
 async fn oversized_messages_get_a_clear_error() {
     let config = TEST_CONFIG.replace("[limits]", "[limits]\nmax_message_bytes = 1024");
     let server = spawn_with(Spawn {
@@ -146,7 +144,6 @@ async fn oversized_messages_get_a_clear_error() {
     client.rank(rank_request()).await.expect("small one still fine");
 }
 
-#[tokio::test]
 async fn metrics_endpoint_reports_calls_cache_ingest_and_store() {
     let server = spawn_with(Spawn {
         metrics: true,
@@ -190,7 +187,6 @@ async fn metrics_endpoint_reports_calls_cache_ingest_and_store() {
 
 /// A scraper that sends its request head in two TCP writes, a pause
 /// between them, still gets the metrics (and a wrong path a 404).
-#[tokio::test]
 async fn metrics_answer_a_request_split_across_writes() {
     let server = spawn_with(Spawn {
         metrics: true,
@@ -219,7 +215,6 @@ async fn metrics_answer_a_request_split_across_writes() {
 
 /// `kill -9` of the real binary in the middle of a StreamEvents load, then a
 /// restart on the same data dir: every acknowledged event is there, once.
-#[tokio::test]
 async fn kill_9_during_stream_events_loses_no_acked_event() {
     let temp = tempfile::tempdir().expect("temp");
     let data = temp.path().join("data");
@@ -296,7 +291,6 @@ async fn kill_9_during_stream_events_loses_no_acked_event() {
     let _ = child.wait();
 }
 
-#[tokio::test]
 async fn tls_round_trip_and_plaintext_is_refused() {
     let dir = tempfile::tempdir().expect("temp");
     let (cert, key, cert_pem) = write_certificate(dir.path(), "server");
@@ -345,8 +339,7 @@ async fn tls_round_trip_and_plaintext_is_refused() {
 
 /// A full disk under the embedded store: writes fail with a clear
 /// UNAVAILABLE (nothing acknowledged), reads keep answering. Needs to mount a
-/// small tmpfs (root); skipped with a notice otherwise.
-#[tokio::test]
+/// small tmpfs (root): ignored otherwise.
 async fn disk_full_fails_writes_clearly_and_reads_go_on() {
     let temp = tempfile::tempdir().expect("temp");
     let mount_point = temp.path().join("small");
@@ -357,10 +350,7 @@ async fn disk_full_fails_writes_clearly_and_reads_go_on() {
         .stderr(std::process::Stdio::null())
         .status()
         .is_ok_and(|s| s.success());
-    if !mounted {
-        eprintln!("NOTICE: skipping disk-full test: cannot mount a tmpfs here (needs root)");
-        return;
-    }
+    assert!(mounted, "mount a tmpfs at {}", mount_point.display());
     struct Unmount(std::path::PathBuf);
     impl Drop for Unmount {
         fn drop(&mut self) {
@@ -418,7 +408,6 @@ async fn disk_full_fails_writes_clearly_and_reads_go_on() {
     assert_eq!(response.into_inner().results.len(), 1);
 }
 
-#[tokio::test]
 async fn malformed_protobuf_gets_an_error_and_the_server_goes_on() {
     let server = spawn_server().await;
     let mut rng = creator_boost::offline::generate::seeded_rng(5);
@@ -439,7 +428,6 @@ async fn malformed_protobuf_gets_an_error_and_the_server_goes_on() {
     client.rank(rank_request()).await.expect("still serving");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_drains_calls_in_flight() {
     let config = TEST_CONFIG.replace("max_events_per_batch = 1000", "max_events_per_batch = 50000");
     let mut server = spawn_with(Spawn {
@@ -461,4 +449,18 @@ async fn shutdown_drains_calls_in_flight() {
     let response = call.await.expect("task").expect("the call in flight completes");
     assert_eq!(response.into_inner().accepted, 20_000);
     server.stop().await;
+}
+
+fn main() -> std::process::ExitCode {
+    harness::run(vec![
+        trial!(async a_deadline_shorter_than_the_work_gives_deadline_exceeded),
+        trial!(async oversized_messages_get_a_clear_error),
+        trial!(async metrics_endpoint_reports_calls_cache_ingest_and_store),
+        trial!(async metrics_answer_a_request_split_across_writes),
+        trial!(async kill_9_during_stream_events_loses_no_acked_event),
+        trial!(async tls_round_trip_and_plaintext_is_refused),
+        trial!(async disk_full_fails_writes_clearly_and_reads_go_on).needs([harness::Need::Tmpfs]),
+        trial!(async malformed_protobuf_gets_an_error_and_the_server_goes_on),
+        trial!(async shutdown_drains_calls_in_flight).multi_thread(2),
+    ])
 }

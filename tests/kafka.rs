@@ -9,6 +9,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use common::harness::Need::{Kafka, Redis};
 use common::kafka::{Broker, eventually, metric};
 use common::*;
 use creator_boost::cli::args::ScoresArgs;
@@ -172,7 +173,7 @@ async fn ingest_health(server: &TestServer) -> i32 {
 
 /// What every broker test starts from: its turn ([`ONE_AT_A_TIME`]), a
 /// broker with a 4-partition `events` topic and its dead-letter topic, and
-/// `count` generated events. `None` (skip) when no broker is available.
+/// `count` generated events.
 struct Case {
     _serial: tokio::sync::MutexGuard<'static, ()>,
     broker: Broker,
@@ -181,17 +182,17 @@ struct Case {
 }
 
 impl Case {
-    async fn start(seed: u64, count: u64) -> Option<Case> {
+    async fn start(seed: u64, count: u64) -> Case {
         let serial = ONE_AT_A_TIME.lock().await;
-        let broker = Broker::start()?;
+        let broker = Broker::start();
         broker.create_topic("events", 4).await;
         broker.create_topic("events.dlq", 1).await;
-        Some(Case {
+        Case {
             _serial: serial,
             broker,
             events: generated(seed, count),
             temp: tempfile::tempdir().expect("temp"),
-        })
+        }
     }
 
     /// The scores `import` of the events leaves in a fresh store.
@@ -203,11 +204,8 @@ impl Case {
 /// 4 partitions, 6,000 events (a third without event id): the store ends as
 /// `import` of the same events leaves it, every offset is committed, and
 /// the Ingest health service reports SERVING.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_four_partition_topic_scores_as_an_import_of_the_same_events() {
-    let Some(case) = Case::start(1, 6_000).await else {
-        return;
-    };
+    let case = Case::start(1, 6_000).await;
     let want = case.imported_scores().await;
     let Case {
         _serial,
@@ -240,11 +238,8 @@ async fn a_four_partition_topic_scores_as_an_import_of_the_same_events() {
 /// the same data dir: every offset ends committed, and the store holds what
 /// `import` of the events leaves — nothing lost, nothing counted twice (the
 /// replay of what was applied but not yet committed is deduplicated).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_mid_topic_then_restart_loses_nothing_and_counts_nothing_twice() {
-    let Some(case) = Case::start(2, 20_000).await else {
-        return;
-    };
+    let case = Case::start(2, 20_000).await;
     let want = case.imported_scores().await;
     let Case {
         _serial,
@@ -295,11 +290,8 @@ async fn kill_9_mid_topic_then_restart_loses_nothing_and_counts_nothing_twice() 
 /// The ten kinds of bad message among 10,000: each lands in the dead-letter
 /// topic with its reason in a header and is counted by reason; the other
 /// 9,990 are applied and every offset is committed.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_messages_are_dead_lettered_with_their_reason_and_the_rest_applied() {
-    let Some(case) = Case::start(3, 9_990).await else {
-        return;
-    };
+    let case = Case::start(3, 9_990).await;
     let Case {
         _serial,
         broker,
@@ -381,14 +373,8 @@ async fn malformed_messages_are_dead_lettered_with_their_reason_and_the_rest_app
 
 /// Two replicas on one Redis in one group split the four partitions; the
 /// store ends as `import` of the same events leaves it.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_replicas_on_one_redis_split_the_partitions_and_match_a_single_node() {
-    if !common::redis::available() {
-        return;
-    }
-    let Some(case) = Case::start(4, 8_000).await else {
-        return;
-    };
+    let case = Case::start(4, 8_000).await;
     let want = case.imported_scores().await;
     let Case {
         _serial,
@@ -438,14 +424,8 @@ async fn two_replicas_on_one_redis_split_the_partitions_and_match_a_single_node(
 /// health NOT_SERVING), no offset is committed past what Redis made
 /// durable; Redis back on its data ⇒ consumption resumes by itself and the
 /// store ends as `import` of all the events leaves it.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_down_pauses_consumption_without_committing_and_it_resumes() {
-    if !common::redis::available() {
-        return;
-    }
-    let Some(case) = Case::start(5, 4_000).await else {
-        return;
-    };
+    let case = Case::start(5, 4_000).await;
     let want = case.imported_scores().await;
     let Case {
         _serial,
@@ -523,4 +503,24 @@ async fn start_crash_server(
     let args: Vec<&std::ffi::OsStr> = args.iter().map(|a| a.as_os_str()).collect();
     let (child, _) = start_binary(data, &args).await;
     (child, metrics)
+}
+
+fn main() -> std::process::ExitCode {
+    harness::run(vec![
+        trial!(async a_four_partition_topic_scores_as_an_import_of_the_same_events)
+            .multi_thread(2)
+            .needs([Kafka]),
+        trial!(async kill_9_mid_topic_then_restart_loses_nothing_and_counts_nothing_twice)
+            .multi_thread(2)
+            .needs([Kafka]),
+        trial!(async malformed_messages_are_dead_lettered_with_their_reason_and_the_rest_applied)
+            .multi_thread(2)
+            .needs([Kafka]),
+        trial!(async two_replicas_on_one_redis_split_the_partitions_and_match_a_single_node)
+            .multi_thread(2)
+            .needs([Kafka, Redis]),
+        trial!(async redis_down_pauses_consumption_without_committing_and_it_resumes)
+            .multi_thread(2)
+            .needs([Kafka, Redis]),
+    ])
 }

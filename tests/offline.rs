@@ -7,6 +7,8 @@ mod common;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use common::harness::Need::{KuaiRand, Redis};
+
 use common::*;
 use creator_boost::cli::args::{GenerateArgs, ImportArgs, ScoresArgs};
 use creator_boost::cli::commands;
@@ -83,7 +85,6 @@ fn write_temp(dir: &Path, name: &str, text: &str) -> PathBuf {
 
 /// `scores --few-accounts` lists a creator farmed by five accounts and not
 /// one whose engagement comes from a thousand viewers.
-#[tokio::test]
 async fn few_accounts_report_lists_farmed_creators() {
     let temp = tempfile::tempdir().expect("temp");
     let mut lines = String::new();
@@ -123,7 +124,6 @@ async fn few_accounts_report_lists_farmed_creators() {
     assert_eq!(listed, vec![500], "{all}");
 }
 
-#[tokio::test]
 async fn jsonl_import_counts_rejections_and_is_idempotent() {
     let temp = tempfile::tempdir().expect("temp");
     let file = write_temp(temp.path(), "events.jsonl", JSONL);
@@ -166,7 +166,6 @@ async fn jsonl_import_counts_rejections_and_is_idempotent() {
     assert!(creator.1 && (0.95..=1.05).contains(&creator.2), "{creator:?}");
 }
 
-#[tokio::test]
 async fn import_over_stream_events_into_a_running_server() {
     let server = spawn_server().await;
     let temp = tempfile::tempdir().expect("temp");
@@ -194,7 +193,6 @@ async fn import_over_stream_events_into_a_running_server() {
     assert_eq!((again.accepted, again.duplicates), (0, 4));
 }
 
-#[tokio::test]
 async fn generated_events_import_and_score() {
     let temp = tempfile::tempdir().expect("temp");
     let path = generate_file(temp.path(), 3, 50, 500, 5_000);
@@ -222,11 +220,7 @@ async fn generated_events_import_and_score() {
 /// `import --store` and `scores --store` on Redis (standalone and Cluster)
 /// give the scores the embedded store gives for the same file, and a second
 /// import is all duplicates.
-#[tokio::test]
 async fn import_and_scores_on_redis_match_the_embedded_store() {
-    if !common::redis::available() {
-        return;
-    }
     let temp = tempfile::tempdir().expect("temp");
     let path = generate_file(temp.path(), 5, 40, 300, 3_000);
     let as_of = "2026-11-01T00:00:00Z";
@@ -281,29 +275,8 @@ async fn import_and_scores_on_redis_match_the_embedded_store() {
     }
 }
 
-fn kuairand_log() -> Option<PathBuf> {
-    let path = std::env::var_os("CREATOR_BOOST_KUAIRAND")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("../shared/data/kuairand-pure/log_standard_20220425_20220508_with_author.csv.gz")
-        });
-    if path.exists() {
-        Some(path)
-    } else {
-        eprintln!(
-            "NOTICE: skipping: KuaiRand log not found at {} (set CREATOR_BOOST_KUAIRAND)",
-            path.display()
-        );
-        None
-    }
-}
-
-#[tokio::test]
 async fn kuairand_full_log_imports_once_and_scores_within_range() {
-    let Some(log) = kuairand_log() else {
-        return;
-    };
+    let log = harness::kuairand_log();
     let temp = tempfile::tempdir().expect("temp");
     let data = temp.path().join("data");
     let args = ImportArgs {
@@ -334,4 +307,15 @@ async fn kuairand_full_log_imports_once_and_scores_within_range() {
     let rows = parse_scores(&String::from_utf8(out).expect("utf8"));
     assert!(rows.len() > 5_000, "{} creators", rows.len());
     assert!(rows.iter().all(|r| r.1 && r.3 && (0.5..=2.0).contains(&r.2)));
+}
+
+fn main() -> std::process::ExitCode {
+    harness::run(vec![
+        trial!(async few_accounts_report_lists_farmed_creators),
+        trial!(async jsonl_import_counts_rejections_and_is_idempotent),
+        trial!(async import_over_stream_events_into_a_running_server),
+        trial!(async generated_events_import_and_score),
+        trial!(async import_and_scores_on_redis_match_the_embedded_store).needs([Redis]),
+        trial!(async kuairand_full_log_imports_once_and_scores_within_range).needs([KuaiRand]),
+    ])
 }

@@ -8,6 +8,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use common::harness::Need::Redis;
 use common::redis::{RedisCluster, RedisProcess};
 use common::*;
 use creator_boost::model::aggregate::{SUM_FIELDS, event_delta};
@@ -36,11 +37,7 @@ fn outage_config() -> String {
     format!("{TEST_CONFIG}\n[cache]\nttl_ms = 300\nstale_ttl_ms = 3000\n")
 }
 
-#[tokio::test]
 async fn a_write_through_one_process_is_seen_by_another_within_the_bound() {
-    if !common::redis::available() {
-        return;
-    }
     let _ports = PORTS.lock().await;
     let redis = RedisProcess::start();
     let mut replicas = Replicas::start(&redis, &config_with_ttl()).await;
@@ -157,11 +154,7 @@ impl Drop for Replicas {
 /// With the default 5 s cache TTL, a write through one replica reaches
 /// another's answers through the invalidation channel: p90 of 20 trials
 /// within 100 ms.
-#[tokio::test]
 async fn invalidations_reach_the_other_replica_long_before_the_ttl() {
-    if !common::redis::available() {
-        return;
-    }
     let _ports = PORTS.lock().await;
     let redis = RedisProcess::start();
     let mut replicas = Replicas::start(&redis, TEST_CONFIG).await;
@@ -176,11 +169,7 @@ async fn invalidations_reach_the_other_replica_long_before_the_ttl() {
 
 /// With the invalidation channel cut (pub/sub refused by an ACL) writes
 /// still reach the other replica within the cache TTL bound.
-#[tokio::test]
 async fn without_invalidations_the_ttl_still_bounds_staleness() {
-    if !common::redis::available() {
-        return;
-    }
     let _ports = PORTS.lock().await;
     let redis = RedisProcess::start();
     let mut replicas = Replicas::start(&redis, &config_with_ttl()).await;
@@ -215,9 +204,6 @@ fn real_time(mut events: Vec<proto::Event>) -> Vec<proto::Event> {
     }
     events
 }
-
-contract_tests!(@backend redis, Redis, concurrent_writers_through_two_replicas_match_a_single_node_replay);
-contract_tests!(@backend cluster, Cluster, concurrent_writers_through_two_replicas_match_a_single_node_replay);
 
 /// Writers own disjoint viewers (as an event pipeline partitioned by viewer
 /// does) and send each viewer's events in order, alternating replicas batch
@@ -463,11 +449,7 @@ fn model_event(event: &proto::Event) -> Event {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killing_redis_degrades_rank_without_failing_it_and_loses_no_acked_event() {
-    if !common::redis::available() {
-        return;
-    }
     let _ports = PORTS.lock().await;
     let mut redis = RedisProcess::start();
     let server = spawn_with(Spawn {
@@ -584,11 +566,7 @@ async fn killing_redis_degrades_rank_without_failing_it_and_loses_no_acked_event
 /// make a Rank with a deadline shorter than the read timeout fail: the reads
 /// get a share of the call's deadline, then the answer goes out degraded;
 /// later calls do not even try the store until it is back.
-#[tokio::test]
 async fn a_hung_redis_gives_degraded_answers_inside_a_short_deadline() {
-    if !common::redis::available() {
-        return;
-    }
     let _ports = PORTS.lock().await;
     let redis = RedisProcess::start();
     let server = spawn_with(Spawn {
@@ -652,11 +630,7 @@ async fn a_hung_redis_gives_degraded_answers_inside_a_short_deadline() {
 /// degraded, batches that need the dead node fail with UNAVAILABLE; the
 /// node restarted on its data, everything comes back without restarting
 /// the service and nothing acknowledged is missing.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killing_a_cluster_master_degrades_and_recovers() {
-    if !common::redis::available() {
-        return;
-    }
     let _ports = PORTS.lock().await;
     let mut cluster = RedisCluster::start();
     let server = spawn_with(Spawn {
@@ -739,12 +713,8 @@ async fn killing_a_cluster_master_degrades_and_recovers() {
 /// 3-master Cluster: no master does more than 45% of the command time
 /// (INFO commandstats), so no slot written by every batch (the platform
 /// aggregate is spread over shards) makes one master the bottleneck.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ingest_spreads_over_the_masters_of_a_cluster() {
     use creator_boost::offline::generate::{GenerateOptions, generate};
-    if !common::redis::available() {
-        return;
-    }
     let _ports = PORTS.lock().await;
     let cluster = RedisCluster::start();
     let server = spawn_with(Spawn {
@@ -820,11 +790,7 @@ async fn ingest_spreads_over_the_masters_of_a_cluster() {
 /// delta that would count one more piece of evidence if applied) with
 /// both markers (steps 2 and 3 done, not settled), then with the
 /// creator's marker only missing (step 2 not done).
-#[tokio::test]
 async fn a_resent_half_done_batch_completes_what_is_missing_and_nothing_twice() {
-    if !common::redis::available() {
-        return;
-    }
     let _ports = PORTS.lock().await;
     let redis = RedisProcess::start();
     let prefix = common::redis::unique_prefix();
@@ -930,4 +896,25 @@ async fn a_resent_half_done_batch_completes_what_is_missing_and_nothing_twice() 
         .await
         .expect("read");
     assert_eq!(bucket[0].get(4_343).map(|creator| creator.evidence), Some(3));
+}
+
+fn main() -> std::process::ExitCode {
+    let mut tests = vec![
+        trial!(async a_write_through_one_process_is_seen_by_another_within_the_bound),
+        trial!(async invalidations_reach_the_other_replica_long_before_the_ttl),
+        trial!(async without_invalidations_the_ttl_still_bounds_staleness),
+        trial!(async killing_redis_degrades_rank_without_failing_it_and_loses_no_acked_event).multi_thread(2),
+        trial!(async a_hung_redis_gives_degraded_answers_inside_a_short_deadline),
+        trial!(async killing_a_cluster_master_degrades_and_recovers).multi_thread(2),
+        trial!(async ingest_spreads_over_the_masters_of_a_cluster).multi_thread(2),
+        trial!(async a_resent_half_done_batch_completes_what_is_missing_and_nothing_twice),
+    ];
+    tests = tests.into_iter().map(|test| test.needs([Redis])).collect();
+    tests.extend(
+        contract_tests!(@backend redis, Redis, concurrent_writers_through_two_replicas_match_a_single_node_replay),
+    );
+    tests.extend(
+        contract_tests!(@backend cluster, Cluster, concurrent_writers_through_two_replicas_match_a_single_node_replay),
+    );
+    harness::run(tests)
 }

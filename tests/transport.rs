@@ -9,6 +9,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::Bytes;
+use common::harness::Need::{Procfs, Redis};
+use common::harness::{Need, Tool};
 use common::*;
 use creator_boost::proto;
 use tonic::Code;
@@ -110,7 +112,6 @@ fn config_with(extra_top: &str, transport: &str) -> String {
     format!("{extra_top}\n{TEST_CONFIG}\n[transport]\n{transport}\n")
 }
 
-#[tokio::test]
 async fn fifty_idle_event_streams_leave_rank_answering_and_still_write() {
     let server = spawn_with(Spawn {
         max_in_flight: 50,
@@ -149,7 +150,6 @@ async fn fifty_idle_event_streams_leave_rank_answering_and_still_write() {
     }
 }
 
-#[tokio::test]
 async fn a_message_declared_larger_than_its_rpc_allows_is_refused_before_its_body() {
     let server = spawn_server().await;
     let mut client = h2_connect(server.addr).await;
@@ -177,7 +177,6 @@ async fn a_message_declared_larger_than_its_rpc_allows_is_refused_before_its_bod
     server.client().await.rank(rank_request()).await.expect("server fine");
 }
 
-#[tokio::test]
 async fn a_write_without_the_token_is_refused_on_its_headers() {
     let server = spawn_with(Spawn {
         write_token: Some("s3cret".into()),
@@ -202,7 +201,6 @@ async fn a_write_without_the_token_is_refused_on_its_headers() {
     assert_eq!(status, Code::Unauthenticated as i32);
 }
 
-#[tokio::test]
 async fn writes_beyond_their_budget_are_shed_reads_are_not_and_a_stalled_upload_times_out() {
     let config = config_with("", "message_timeout_ms = 500");
     let server = spawn_with(Spawn {
@@ -251,7 +249,6 @@ async fn writes_beyond_their_budget_are_shed_reads_are_not_and_a_stalled_upload_
     assert_eq!(reply.accepted, 1);
 }
 
-#[tokio::test]
 async fn an_event_stream_silent_too_long_is_closed_with_a_clear_status() {
     let config = config_with("", "stream_idle_timeout_ms = 1000");
     let server = spawn_with(Spawn {
@@ -274,7 +271,6 @@ async fn an_event_stream_silent_too_long_is_closed_with_a_clear_status() {
     assert!(status.message().contains("no message"), "{}", status.message());
 }
 
-#[tokio::test]
 async fn a_socket_that_never_sends_a_preface_is_closed() {
     use tokio::io::AsyncReadExt;
     let config = config_with("", "handshake_timeout_ms = 200");
@@ -297,7 +293,6 @@ async fn a_socket_that_never_sends_a_preface_is_closed() {
     assert!(closed.is_ok(), "a silent socket was kept open");
 }
 
-#[test]
 fn a_public_listen_address_with_open_writes_refuses_to_start() {
     let data = tempfile::tempdir().expect("temp");
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_creator-boost"))
@@ -328,14 +323,9 @@ fn rss_mb(pid: u32) -> u64 {
 /// 64 connections declare 16 MiB RecordEvents messages and send what they
 /// can, then stall; again with 64 messages under the limit (1.5 MiB) whose
 /// last byte never comes; and unauthenticated ones. The real binary's RSS
-/// stays within 200 MB of idle (README "Operations" gives the arithmetic:
+/// stays within 200 MB of idle (docs/operations.md, "Transport limits", gives the arithmetic:
 /// 32 write slots × 1.7 MiB).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stalled_uploads_keep_the_binarys_memory_bounded() {
-    if !std::path::Path::new("/proc/self/status").exists() {
-        eprintln!("no /proc: skipped");
-        return;
-    }
     let data = tempfile::tempdir().expect("temp");
     let token = data.path().join("token");
     std::fs::write(&token, "s3cret").expect("token");
@@ -396,12 +386,7 @@ async fn stalled_uploads_keep_the_binarys_memory_bounded() {
 
 /// With 64 descriptors the binary runs out of them when clients pile up; once
 /// they leave, Health answers again, and the condition was logged.
-#[tokio::test]
 async fn the_accept_loop_survives_running_out_of_descriptors() {
-    if std::process::Command::new("prlimit").arg("--version").output().is_err() {
-        eprintln!("prlimit missing: skipped");
-        return;
-    }
     let data = tempfile::tempdir().expect("temp");
     let log = data.path().join("server.log");
     let port = {
@@ -473,14 +458,10 @@ async fn the_accept_loop_survives_running_out_of_descriptors() {
 /// While every read slot is taken (here: one slot, a Rank waiting on a hung
 /// Redis), health reports the CreatorBoost service NOT_SERVING, and SERVING
 /// again once the slot frees.
-#[tokio::test]
 async fn health_reports_not_serving_while_rank_cannot_be_admitted() {
     use tonic_health::pb::HealthCheckRequest;
     use tonic_health::pb::health_check_response::ServingStatus;
     use tonic_health::pb::health_client::HealthClient;
-    if !common::redis::available() {
-        return;
-    }
     let redis = common::redis::RedisProcess::start();
     let server = spawn_with(Spawn {
         backend: Backend::Url(redis.url()),
@@ -543,4 +524,29 @@ async fn health_reports_not_serving_while_rank_cannot_be_admitted() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     assert!(back, "health stayed NOT_SERVING after the slot freed");
+}
+
+/// `prlimit` (util-linux), to start the binary with few file descriptors.
+const PRLIMIT: Need = Need::Tool(Tool {
+    program: "prlimit",
+    args: &["--version"],
+    install: "apt-get install util-linux",
+    required_by: None,
+});
+
+fn main() -> std::process::ExitCode {
+    harness::run(vec![
+        trial!(async fifty_idle_event_streams_leave_rank_answering_and_still_write),
+        trial!(async a_message_declared_larger_than_its_rpc_allows_is_refused_before_its_body),
+        trial!(async a_write_without_the_token_is_refused_on_its_headers),
+        trial!(async writes_beyond_their_budget_are_shed_reads_are_not_and_a_stalled_upload_times_out),
+        trial!(async an_event_stream_silent_too_long_is_closed_with_a_clear_status),
+        trial!(async a_socket_that_never_sends_a_preface_is_closed),
+        trial!(a_public_listen_address_with_open_writes_refuses_to_start),
+        trial!(async stalled_uploads_keep_the_binarys_memory_bounded)
+            .multi_thread(2)
+            .needs([Procfs]),
+        trial!(async the_accept_loop_survives_running_out_of_descriptors).needs([PRLIMIT]),
+        trial!(async health_reports_not_serving_while_rank_cannot_be_admitted).needs([Redis]),
+    ])
 }

@@ -4,7 +4,7 @@
 //! report brigades and depth comparisons on creators of their own.
 //!
 //! Used by `tests/robustness.rs` (which asserts on the figures) and by
-//! `examples/attacks.rs` (which prints them for any running server, so a
+//! the `attacks` example (which prints them for any running server, so a
 //! previous version can be measured the same way).
 
 #![allow(dead_code, unreachable_pub)]

@@ -3,10 +3,11 @@
 //! the client calls the tests need (create topics, produce, read a topic,
 //! a group's committed offsets) through the same rdkafka crate.
 //!
-//! The broker binary is `$CREATOR_BOOST_TANSU`, else `../shared/tools/tansu/tansu`
-//! beside the checkout, else `tansu` on the PATH. Without one the Kafka tests
-//! print a NOTICE and pass, unless `CREATOR_BOOST_REQUIRE_KAFKA=1` (CI sets
-//! it), which turns the absence into a failure.
+//! The broker binary is `$CREATOR_BOOST_TANSU` when set, else
+//! `../shared/tools/tansu/tansu` beside the checkout, else `tansu` on the
+//! PATH. Without one the Kafka tests are reported as ignored, unless
+//! `CREATOR_BOOST_REQUIRE_KAFKA=1` (CI sets it), which turns the absence into
+//! a failure (see `harness`).
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -19,33 +20,19 @@ use rdkafka::message::{Headers, Message};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
-/// The broker binary, if there is one.
-fn tansu() -> Option<PathBuf> {
-    let candidates = [
-        std::env::var_os("CREATOR_BOOST_TANSU").map(PathBuf::from),
-        Some(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/tools/tansu/tansu")),
-    ];
-    let found = candidates
-        .into_iter()
-        .flatten()
-        .find(|path| path.is_file())
-        .or_else(|| {
-            let on_path = Command::new("tansu")
-                .arg("--help")
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status();
-            on_path.is_ok_and(|s| s.success()).then(|| PathBuf::from("tansu"))
-        });
-    if found.is_none() {
-        assert!(
-            std::env::var("CREATOR_BOOST_REQUIRE_KAFKA").as_deref() != Ok("1"),
-            "a Kafka broker is required (CREATOR_BOOST_REQUIRE_KAFKA=1) but tansu was not found \
-             (CREATOR_BOOST_TANSU, ../shared/tools/tansu/tansu or PATH)"
-        );
-        eprintln!("NOTICE: no tansu Kafka broker (../shared/tools/tansu/tansu or PATH); Kafka test skipped");
+/// The broker binary, if there is one: `$CREATOR_BOOST_TANSU` when it is set
+/// (a path that is not a file means none), else beside the checkout, else on
+/// the PATH.
+pub fn tansu() -> Option<PathBuf> {
+    if let Some(path) = std::env::var_os("CREATOR_BOOST_TANSU") {
+        let path = PathBuf::from(path);
+        return path.is_file().then_some(path);
     }
-    found
+    let beside = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/tools/tansu/tansu");
+    if beside.is_file() {
+        return Some(beside);
+    }
+    super::harness::runs("tansu", &["--help"]).then(|| PathBuf::from("tansu"))
 }
 
 /// One broker process.
@@ -56,9 +43,9 @@ pub struct Broker {
 }
 
 impl Broker {
-    /// Starts a broker, or `None` (after a NOTICE) when there is none to run.
-    pub fn start() -> Option<Broker> {
-        let binary = tansu()?;
+    /// Starts a broker (the test's `Need::Kafka` made sure there is one).
+    pub fn start() -> Broker {
+        let binary = tansu().expect("a tansu broker (the test needs Need::Kafka)");
         let dir = tempfile::tempdir().expect("broker dir");
         let port = super::free_port();
         let url = format!("tcp://127.0.0.1:{port}");
@@ -76,7 +63,7 @@ impl Broker {
             assert!(Instant::now() < deadline, "tansu did not listen on {port}");
             std::thread::sleep(Duration::from_millis(20));
         }
-        Some(Broker { port, child, _dir: dir })
+        Broker { port, child, _dir: dir }
     }
 
     /// `HOST:PORT` for `--kafka-brokers`.

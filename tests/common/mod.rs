@@ -6,6 +6,7 @@
 #![allow(dead_code, unreachable_pub)]
 
 pub mod attacks;
+pub mod harness;
 pub mod kafka;
 pub mod redis;
 
@@ -59,11 +60,11 @@ pub enum Backend {
 }
 
 impl Backend {
-    /// Whether this backend can run here (Redis ones need redis-server).
-    pub fn available(&self) -> bool {
+    /// What this backend needs from the machine (Redis ones: redis-server).
+    pub fn needs(&self) -> Option<harness::Need> {
         match self {
-            Backend::Embedded => true,
-            _ => redis::available(),
+            Backend::Embedded => None,
+            _ => Some(harness::Need::Redis),
         }
     }
 
@@ -77,27 +78,25 @@ impl Backend {
     }
 }
 
-/// Generates one `#[tokio::test]` per backend for each listed contract test
-/// (an `async fn(Backend)`), in modules `embedded`, `redis` and `cluster`.
+/// One test per backend for each listed contract test (an `async
+/// fn(Backend)`), named `embedded::NAME`, `redis::NAME` and `cluster::NAME`;
+/// the Redis ones need redis-server. A `Vec` of [`harness::Test`].
 #[macro_export]
 macro_rules! contract_tests {
-    ($($name:ident),* $(,)?) => {
-        $crate::contract_tests!(@backend embedded, Embedded, $($name),*);
-        $crate::contract_tests!(@backend redis, Redis, $($name),*);
-        $crate::contract_tests!(@backend cluster, Cluster, $($name),*);
-    };
+    ($($name:ident),* $(,)?) => {{
+        let mut tests = $crate::contract_tests!(@backend embedded, Embedded, $($name),*);
+        tests.extend($crate::contract_tests!(@backend redis, Redis, $($name),*));
+        tests.extend($crate::contract_tests!(@backend cluster, Cluster, $($name),*));
+        tests
+    }};
     (@backend $module:ident, $variant:ident, $($name:ident),*) => {
-        mod $module {
-            $(
-                #[tokio::test]
-                async fn $name() {
-                    let backend = $crate::common::Backend::$variant;
-                    if backend.available() {
-                        super::$name(backend).await;
-                    }
-                }
-            )*
-        }
+        vec![$(
+            $crate::common::harness::Test::tokio(
+                concat!(stringify!($module), "::", stringify!($name)),
+                || $name($crate::common::Backend::$variant),
+            )
+            .needs($crate::common::Backend::$variant.needs())
+        ),*]
     };
 }
 

@@ -251,27 +251,24 @@ impl Engine {
     /// Boosts and orders one viewer's candidates.
     ///
     /// # Errors
-    /// [`Error::InvalidArgument`] naming the offending index or limit, or
-    /// [`Error::UnknownVariant`]. A store failure is not an error: it degrades.
+    /// [`Error::TooManyCandidates`], [`Error::BadBaseScore`] naming the
+    /// offending index, or [`Error::UnknownVariant`]. A store failure is not an error: it degrades.
     pub async fn rank(&self, query: &RankQuery) -> Result<RankOutcome, Error> {
         let variant = self.variant(&query.variant)?;
         let limit = self.limits.max_candidates;
         if query.candidates.len() > limit {
-            return Err(Error::InvalidArgument(format!(
-                "{} candidates exceed max_candidates ({limit})",
-                query.candidates.len()
-            )));
+            return Err(Error::TooManyCandidates {
+                count: query.candidates.len(),
+                limit,
+            });
         }
         for (index, candidate) in query.candidates.iter().enumerate() {
             if !query.score_space.accepts(candidate.base_score) {
-                let space = match query.score_space {
-                    ScoreSpace::Linear => "LINEAR score space needs a finite base_score >= 0",
-                    ScoreSpace::Log => "LOG score space needs a finite base_score",
-                };
-                return Err(Error::InvalidArgument(format!(
-                    "candidates[{index}].base_score = {}: {space}",
-                    candidate.base_score
-                )));
+                return Err(Error::BadBaseScore {
+                    index,
+                    value: candidate.base_score,
+                    space: query.score_space,
+                });
             }
         }
         if query.candidates.is_empty() {
@@ -330,7 +327,7 @@ impl Engine {
     /// [`RankQuery::read_budget`].
     ///
     /// # Errors
-    /// [`Error::InvalidArgument`] over the limit, [`Error::UnknownVariant`].
+    /// [`Error::TooManyCreatorIds`], [`Error::UnknownVariant`].
     pub async fn creator_scores(
         &self,
         creator_ids: &[u64],
@@ -340,10 +337,10 @@ impl Engine {
         let variant = self.variant(variant)?;
         let limit = self.limits.max_creator_ids;
         if creator_ids.len() > limit {
-            return Err(Error::InvalidArgument(format!(
-                "{} creator_ids exceed max_creator_ids ({limit})",
-                creator_ids.len()
-            )));
+            return Err(Error::TooManyCreatorIds {
+                count: creator_ids.len(),
+                limit,
+            });
         }
         let mut distinct = creator_ids.to_vec();
         distinct.sort_unstable();
@@ -369,15 +366,15 @@ impl Engine {
     /// Validates and stores a batch; answers once accepted events are durable.
     ///
     /// # Errors
-    /// [`Error::InvalidArgument`] over the batch limit; [`Error::Store`] when
+    /// [`Error::TooManyEvents`]; [`Error::Store`] when
     /// the store cannot make the batch durable (nothing was acknowledged).
     pub async fn record(&self, events: Vec<RawEvent>) -> Result<RecordOutcome, Error> {
         let limit = self.limits.max_events_per_batch;
         if events.len() > limit {
-            return Err(Error::InvalidArgument(format!(
-                "{} events exceed max_events_per_batch ({limit})",
-                events.len()
-            )));
+            return Err(Error::TooManyEvents {
+                count: events.len(),
+                limit,
+            });
         }
         let now_ms = self.clock.now_ms();
         let mut outcome = RecordOutcome::default();

@@ -3,6 +3,7 @@
 
 use crate::engine::ingest::{RawEvent, RejectReason};
 use crate::engine::{Candidate, CreatorSlot, RankOutcome, RankQuery, RecordOutcome, ScoresOutcome};
+use crate::error::Error;
 use crate::model::{CreatorScore, EventKind, Relation, ScoreSpace};
 use crate::proto;
 
@@ -159,12 +160,12 @@ impl From<ScoreSpace> for proto::ScoreSpace {
 /// call's deadline.
 ///
 /// # Errors
-/// The message for an unknown `score_space`.
-pub fn rank_query(request: &proto::RankRequest, read_budget: Option<std::time::Duration>) -> Result<RankQuery, String> {
+/// [`Error::UnknownScoreSpace`].
+pub fn rank_query(request: &proto::RankRequest, read_budget: Option<std::time::Duration>) -> Result<RankQuery, Error> {
     let score_space = match proto::ScoreSpace::try_from(request.score_space) {
         Ok(proto::ScoreSpace::Linear) => ScoreSpace::Linear,
         Ok(proto::ScoreSpace::Log) => ScoreSpace::Log,
-        Err(_) => return Err(format!("unknown score_space {}", request.score_space)),
+        Err(_) => return Err(Error::UnknownScoreSpace(request.score_space)),
     };
     Ok(RankQuery {
         viewer_id: request.viewer_id,

@@ -23,18 +23,13 @@ use crate::store::StoreError;
 impl From<Error> for Status {
     fn from(error: Error) -> Status {
         match error {
-            Error::InvalidArgument(message) => Status::invalid_argument(message),
-            Error::UnknownVariant(name) => Status::invalid_argument(format!("unknown variant `{name}`")),
-            Error::Unauthenticated => Status::unauthenticated("missing or invalid bearer token"),
-            Error::Overloaded { limit } => {
-                let mut status = Status::resource_exhausted(format!(
-                    "server busy: {limit} calls in flight; retry after a short backoff"
-                ));
-                status
-                    .metadata_mut()
-                    .insert("retry-after-ms", tonic::metadata::MetadataValue::from_static("50"));
-                status
-            }
+            // The message names the field, index or limit at fault.
+            Error::TooManyCandidates { .. }
+            | Error::TooManyCreatorIds { .. }
+            | Error::TooManyEvents { .. }
+            | Error::BadBaseScore { .. }
+            | Error::UnknownScoreSpace(_)
+            | Error::UnknownVariant(_) => Status::invalid_argument(error.to_string()),
             Error::Store(store) => {
                 // The cause goes to the log; the client learns only that the
                 // store is unavailable and may retry.
@@ -92,7 +87,7 @@ impl GrpcService {
     async fn rank_call(&self, request: Request<proto::RankRequest>) -> Result<Response<proto::RankResponse>, Status> {
         let read_budget = read_budget(&request);
         let request = request.into_inner();
-        let query = convert::rank_query(&request, read_budget).map_err(Status::invalid_argument)?;
+        let query = convert::rank_query(&request, read_budget)?;
         let outcome = self.engine.rank(&query).await?;
         Ok(Response::new(convert::rank_response(&request, &outcome)))
     }

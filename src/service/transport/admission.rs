@@ -24,8 +24,8 @@ use tonic::Status;
 use tonic::body::Body;
 
 use crate::config::MessageLimits;
-use crate::error::Error;
 use crate::service::transport::Kind;
+use crate::service::transport::Refusal;
 use crate::service::transport::metrics::{Method, TransportMetrics};
 
 /// The in-flight budgets. Shared by the layer and the health watcher.
@@ -69,7 +69,7 @@ fn admit(budget: Option<&Arc<Semaphore>>, limit: usize) -> Result<Option<OwnedSe
         Some(semaphore) => Arc::clone(semaphore)
             .try_acquire_owned()
             .map(Some)
-            .map_err(|_| Error::Overloaded { limit }.into()),
+            .map_err(|_| Refusal::Overloaded { limit }.into()),
     }
 }
 

@@ -11,8 +11,8 @@ use futures_util::future::{Either, Ready, ready};
 use tonic::Status;
 use tonic::body::Body;
 
-use crate::error::Error;
 use crate::service::transport::Kind;
+use crate::service::transport::Refusal;
 use crate::service::transport::metrics::TransportMetrics;
 
 /// The tower layer; wrap it outside [`super::admission::AdmissionLayer`].
@@ -72,7 +72,7 @@ where
         if !kind.writes() || presents(request.headers(), expected) {
             return Either::Right(self.inner.call(request));
         }
-        let status = Status::from(Error::Unauthenticated);
+        let status = Status::from(Refusal::Unauthenticated);
         if let Some(method) = kind.method() {
             self.layer.metrics.observe_call(method, status.code(), Duration::ZERO);
         }

@@ -13,6 +13,35 @@ pub mod tls;
 
 use crate::service::transport::metrics::Method;
 
+/// A call the transport refuses before the domain sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    /// A write without the configured bearer token.
+    #[error("missing or invalid bearer token")]
+    Unauthenticated,
+    /// More calls in flight than the budget allows.
+    #[error("server busy: {limit} calls in flight; retry after a short backoff")]
+    Overloaded {
+        /// The budget.
+        limit: usize,
+    },
+}
+
+impl From<Refusal> for tonic::Status {
+    fn from(refusal: Refusal) -> tonic::Status {
+        match refusal {
+            Refusal::Unauthenticated => tonic::Status::unauthenticated(refusal.to_string()),
+            Refusal::Overloaded { .. } => {
+                let mut status = tonic::Status::resource_exhausted(refusal.to_string());
+                status
+                    .metadata_mut()
+                    .insert("retry-after-ms", tonic::metadata::MetadataValue::from_static("50"));
+                status
+            }
+        }
+    }
+}
+
 /// What a call is, from its path: decides its token, budget and message limit.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Kind {

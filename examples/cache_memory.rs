@@ -32,6 +32,7 @@ fn main() {
         viewers: 1,
         ttl_ms: 3_600_000,
         stale_ttl_ms: 3_600_000,
+        ..CacheConfig::default()
     });
     let before = rss_bytes();
     let generation = caches.generation();

@@ -122,6 +122,7 @@ pub async fn scores(args: ScoresArgs, out: &mut impl Write) -> Result<(), Comman
                 ingest: config.ingest.clone(),
                 dedupe_window_ms: 1,
                 on_commit: None,
+                page_cache_bytes: config.cache.embedded_bytes(),
             };
             let store = EmbeddedStore::open(&config.data_dir, settings).map_err(error)?;
             (

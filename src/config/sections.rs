@@ -171,6 +171,9 @@ settings! {
         /// How long, in milliseconds, an expired entry may still be served
         /// (flagged degraded) while the store is unreachable; >= ttl_ms.
         stale_ttl_ms: u64 = 60_000, flag "cache-stale-ttl-ms", env "CREATOR_BOOST_CACHE_STALE_TTL_MS";
+        /// Page cache of the embedded store (redb), in MiB: how much of the data
+        /// file is kept in memory. Count it in the process's memory limit.
+        embedded_mb: u64 = 1024, flag "cache-embedded-mb", env "CREATOR_BOOST_CACHE_EMBEDDED_MB";
     }
 }
 
@@ -275,6 +278,13 @@ pub(super) fn validate_cache(cache: &CacheConfig) -> Result<(), ConfigError> {
         )));
     }
     Ok(())
+}
+
+impl CacheConfig {
+    /// The embedded store's page cache, in bytes.
+    pub fn embedded_bytes(&self) -> usize {
+        usize::try_from(self.embedded_mb.saturating_mul(1 << 20)).unwrap_or(usize::MAX)
+    }
 }
 
 /// Checks the `[redis]` table.

@@ -76,6 +76,8 @@ pub struct WriterSettings {
     pub dedupe_window_ms: i64,
     /// Called after each commit, before acknowledging it.
     pub on_commit: Option<CommitHook>,
+    /// Bytes of the data file redb keeps in memory.
+    pub page_cache_bytes: usize,
 }
 
 impl EmbeddedStore {
@@ -92,7 +94,10 @@ impl EmbeddedStore {
         };
         std::fs::create_dir_all(data_dir).map_err(|e| cannot_open(data_dir, e.into()))?;
         let path = data_dir.join(DB_FILE);
-        let db = Database::create(&path).map_err(|e| cannot_open(&path, e.into()))?;
+        let db = Database::builder()
+            .set_cache_size(settings.page_cache_bytes)
+            .create(&path)
+            .map_err(|e| cannot_open(&path, e.into()))?;
         let db = Arc::new(db);
         create_tables(&db)?;
         check_decay(&db, &settings.ingest)?;
@@ -291,6 +296,7 @@ mod tests {
             ingest: IngestParams::default(),
             dedupe_window_ms: 1,
             on_commit: None,
+            page_cache_bytes: 1 << 20,
         };
         let Err(error) = EmbeddedStore::open(temp.path(), settings) else {
             panic!("a layout-1 store must not open");

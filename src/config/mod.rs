@@ -18,6 +18,7 @@ pub mod settings;
 pub mod variants;
 
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -349,6 +350,75 @@ fn parse_address(key: &str, text: &str) -> Result<Option<SocketAddr>, ConfigErro
     text.parse()
         .map(Some)
         .map_err(|_| ConfigError::Invalid(format!("{key}: `{text}` is not an IP:port address")))
+}
+
+/// The reference table (Markdown) of every setting, in file order.
+pub fn reference_table() -> String {
+    let mut rows = sections::TopLevel::reference();
+    rows.extend(sections::Limits::reference());
+    rows.extend(sections::TransportConfig::reference());
+    rows.extend(sections::CacheConfig::reference());
+    rows.extend(sections::RedisConfig::reference());
+    rows.extend(kafka::KafkaSettings::reference());
+    let mut out =
+        String::from("| file key | flag | environment variable | default | meaning |\n|---|---|---|---|---|\n");
+    for row in rows {
+        let default = if row.default.is_empty() {
+            "(none)".to_owned()
+        } else {
+            format!("`{}`", row.default)
+        };
+        // Writing to a String cannot fail.
+        let _ = writeln!(
+            out,
+            "| `{}` | `--{}` | `{}` | {} | {} |",
+            row.key,
+            row.flag,
+            row.env,
+            default,
+            row.doc.replace('|', "\\|")
+        );
+    }
+    out
+}
+
+#[cfg(test)]
+mod reference_tests {
+    use super::*;
+
+    const BEGIN: &str = "<!-- settings:begin -->\n";
+    const END: &str = "<!-- settings:end -->";
+
+    /// docs/configuration.md shows exactly the settings declared here;
+    /// `UPDATE_DOCS=1 cargo test --lib config` rewrites it.
+    #[test]
+    fn the_reference_page_matches_the_list() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/configuration.md");
+        let page = std::fs::read_to_string(path).expect("docs/configuration.md");
+        let start = page.find(BEGIN).expect("begin marker") + BEGIN.len();
+        let end = page.find(END).expect("end marker");
+        let table = reference_table();
+        if std::env::var_os("UPDATE_DOCS").is_some() {
+            let fresh = format!("{}{table}{}", &page[..start], &page[end..]);
+            std::fs::write(path, fresh).expect("write docs/configuration.md");
+            return;
+        }
+        assert_eq!(
+            page[start..end],
+            table,
+            "docs/configuration.md is out of date: run UPDATE_DOCS=1 cargo test --lib config"
+        );
+    }
+
+    #[test]
+    fn every_flag_and_variable_is_unique() {
+        let table = reference_table();
+        let mut flags: Vec<&str> = table.lines().filter_map(|l| l.split('|').nth(2)).collect();
+        let count = flags.len();
+        flags.sort_unstable();
+        flags.dedup();
+        assert_eq!(flags.len(), count);
+    }
 }
 
 #[cfg(test)]

@@ -582,11 +582,6 @@ impl Drop for KillOnDrop {
     }
 }
 
-fn free_port() -> u16 {
-    let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("probe");
-    probe.local_addr().expect("addr").port()
-}
-
 /// The state (`inactive`, `pending`, `firing`) of an alerting rule, from
 /// Prometheus's HTTP API.
 async fn alert_state(prometheus: SocketAddr, alert: &str) -> Result<String, String> {

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use common::harness::Need::{Kafka, Redis};
-use common::kafka::{Broker, eventually, metric};
+use common::kafka::{Broker, metric};
 use common::*;
 use creator_boost::cli::args::ScoresArgs;
 use creator_boost::cli::commands;

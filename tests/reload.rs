@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{free_port, scrape, start_binary, tls_channel, write_certificate};
+use common::{eventually, free_port, scrape, start_binary, tls_channel, write_certificate};
 use creator_boost::proto;
 use creator_boost::proto::creator_boost_client::CreatorBoostClient;
 use tonic::transport::Channel;
@@ -71,15 +71,11 @@ async fn sighup_applies_a_good_config_and_refuses_a_bad_one() {
     )
     .expect("write");
     hangup(&child);
-    let mut second = first.clone();
-    for _ in 0..200 {
-        second = model_version(&mut client, "").await.expect("version");
-        if second != first {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    assert_ne!(second, first, "reload did not apply");
+    let second = eventually("the reload to apply", Duration::from_secs(5), async || {
+        let version = model_version(&mut client, "").await.expect("version");
+        (version != first).then_some(version)
+    })
+    .await;
     model_version(&mut client, "fresh")
         .await
         .expect("the new variant answers");
@@ -98,15 +94,11 @@ async fn sighup_applies_a_good_config_and_refuses_a_bad_one() {
 
 /// Polls `/metrics` at `addr` until it contains `needle`, for at most 10 s.
 async fn wait_for_metric(addr: std::net::SocketAddr, needle: &str) -> String {
-    let mut text = String::new();
-    for _ in 0..400 {
-        text = scrape(addr).await;
-        if text.contains(needle) {
-            return text;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("`{needle}` never appeared in\n{text}");
+    eventually(&format!("`{needle}` in /metrics"), Duration::from_secs(10), async || {
+        let text = scrape(addr).await;
+        text.contains(needle).then_some(text)
+    })
+    .await
 }
 
 /// Whether a new TLS connection that trusts only `ca_pem` is served.

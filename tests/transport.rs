@@ -389,10 +389,7 @@ async fn stalled_uploads_keep_the_binarys_memory_bounded() {
 async fn the_accept_loop_survives_running_out_of_descriptors() {
     let data = tempfile::tempdir().expect("temp");
     let log = data.path().join("server.log");
-    let port = {
-        let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("probe");
-        probe.local_addr().expect("addr").port()
-    };
+    let port = free_port();
     let mut child = std::process::Command::new("prlimit")
         .args(["--nofile=64:64", env!("CARGO_BIN_EXE_creator-boost")])
         .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])

@@ -229,18 +229,6 @@ impl Drop for Broker {
     }
 }
 
-/// Waits, polling, until `check` returns `Some`, or panics with `what` after `limit`.
-pub async fn eventually<T>(what: &str, limit: Duration, mut check: impl AsyncFnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 /// The value of a metric series (name with labels, as rendered), or 0.
 pub fn metric(rendered: &str, series: &str) -> f64 {
     rendered

@@ -181,10 +181,30 @@ pub fn import_args(files: Vec<PathBuf>, data_dir: &Path) -> creator_boost::cli::
     }
 }
 
-/// A loopback port free a moment ago.
+/// A loopback port free a moment ago, with the port 10000 above it free
+/// too (a Redis Cluster node's bus port), so any test can use any port.
 pub fn free_port() -> u16 {
-    let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("probe");
-    probe.local_addr().expect("addr").port()
+    loop {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("probe port");
+        let port = probe.local_addr().expect("addr").port();
+        if port < 55_000 && std::net::TcpListener::bind(("127.0.0.1", port + 10_000)).is_ok() {
+            return port;
+        }
+    }
+}
+
+/// Polls `check` until it returns `Some`, and returns that; panics naming
+/// `what` once `limit` has passed. Tests wait for what they need through
+/// this, never for a fixed time.
+pub async fn eventually<T>(what: &str, limit: Duration, mut check: impl AsyncFnMut() -> Option<T>) -> T {
+    let started = std::time::Instant::now();
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(started.elapsed() < limit, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// A running server and what it needs to stop or restart.
@@ -416,10 +436,7 @@ pub fn loyal_creator_events(prefix: &str, creator_id: u64, viewers: std::ops::Ra
 /// Starts the real `creator-boost serve` binary on a free loopback port with
 /// `extra` arguments; returns the child and its URL once the port accepts.
 pub async fn start_binary(data: &Path, extra: &[&std::ffi::OsStr]) -> (std::process::Child, String) {
-    let port = {
-        let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("probe");
-        probe.local_addr().expect("addr").port()
-    };
+    let port = free_port();
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_creator-boost"))
         .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
         .arg(data)

@@ -17,6 +17,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+use super::free_port;
+
 /// Whether redis-server can be run here.
 pub fn installed() -> bool {
     static FOUND: OnceLock<bool> = OnceLock::new();
@@ -247,17 +249,6 @@ fn scratch_dir(name: &str) -> PathBuf {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("redis scratch dir");
     dir
-}
-
-/// A loopback port free now, with its cluster bus port (+10000) free too.
-fn free_port() -> u16 {
-    loop {
-        let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("probe port");
-        let port = probe.local_addr().expect("addr").port();
-        if port < 55_000 && std::net::TcpListener::bind(("127.0.0.1", port + 10_000)).is_ok() {
-            return port;
-        }
-    }
 }
 
 fn cli(port: u16, args: &[&str]) -> String {

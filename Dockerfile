@@ -36,7 +36,7 @@ COPY --from=planner /app/recipe.json recipe.json
 RUN cargo chef cook --release --recipe-path recipe.json
 COPY . .
 # The release profile keeps line tables for profiling on a workstation;
-# the image does without them (104 MB -> 22 MB), symbols stay for backtraces.
+# the image does without them (104 MB -> 21 MB), symbols stay for backtraces.
 RUN cargo build --release --locked --bin creator-boost \
  && mkdir /out \
  && strip --strip-debug -o /out/creator-boost target/release/creator-boost

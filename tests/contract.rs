@@ -6,14 +6,18 @@
 //! renumbered field is caught as breaking.
 //!
 //! `buf` is looked up on the PATH (npm package `@bufbuild/buf`). Where it is
-//! missing each test prints a NOTICE and passes, unless
+//! missing each test is reported as ignored, with the reason, unless
 //! `CREATOR_BOOST_REQUIRE_BUF=1` (`.ci/run` sets it after installing buf),
 //! which turns the absence into a failure.
+
+mod common;
 
 use std::collections::BTreeSet;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+
+use common::harness::{self, Need, Tool};
 
 /// The contract's one file, relative to `proto/`.
 const CONTRACT: &str = "creatorboost/v1/creator_boost.proto";
@@ -47,22 +51,6 @@ const FROZEN: [(&str, &str); 21] = [
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// Whether `buf` runs here; panics when it is required.
-fn buf_available() -> bool {
-    let found = Command::new("buf")
-        .arg("--version")
-        .output()
-        .is_ok_and(|output| output.status.success());
-    if !found {
-        assert!(
-            std::env::var("CREATOR_BOOST_REQUIRE_BUF").as_deref() != Ok("1"),
-            "buf is required (CREATOR_BOOST_REQUIRE_BUF=1) but did not run: npm install @bufbuild/buf"
-        );
-        eprintln!("NOTICE: buf did not run; test skipped (npm install @bufbuild/buf)");
-    }
-    found
 }
 
 /// Runs buf in `dir`, optionally feeding `stdin`; prints what it printed.
@@ -119,11 +107,7 @@ fn released_proto_tar() -> Vec<u8> {
 /// The released contract as buf's `--against` input read from stdin.
 const AGAINST_RELEASED: &str = "-#format=tar,subdir=proto";
 
-#[test]
 fn lint_passes_with_only_the_frozen_names_excepted() {
-    if !buf_available() {
-        return;
-    }
     let (output, _) = buf(&repo(), &["lint"], None);
     assert!(output.status.success(), "buf lint");
 
@@ -171,20 +155,12 @@ fn lint_passes_with_only_the_frozen_names_excepted() {
     }
 }
 
-#[test]
 fn format_is_what_buf_writes() {
-    if !buf_available() {
-        return;
-    }
     let (output, text) = buf(&repo(), &["format", "--diff", "--exit-code"], None);
     assert!(output.status.success() && text.trim().is_empty(), "buf format: {text}");
 }
 
-#[test]
 fn no_breaking_change_against_the_released_contract() {
-    if !buf_available() {
-        return;
-    }
     let released = released_proto_tar();
     let (output, text) = buf(&repo(), &["breaking", "--against", AGAINST_RELEASED], Some(&released));
     assert!(
@@ -197,11 +173,7 @@ fn no_breaking_change_against_the_released_contract() {
 /// A copy of `proto/` with one field renumbered fails `buf breaking` against
 /// the released contract; the same copy before the change passes (so the
 /// failure is the renumbering's).
-#[test]
 fn a_renumbered_field_is_a_breaking_change() {
-    if !buf_available() {
-        return;
-    }
     let released = released_proto_tar();
     let temp = tempfile::tempdir().expect("temp");
     let file = temp.path().join(CONTRACT);
@@ -234,4 +206,20 @@ fn a_renumbered_field_is_a_breaking_change() {
         text.contains(r#"Previously present field "1" with name "item_id" on message "Candidate" was deleted."#),
         "{text}"
     );
+}
+
+const BUF: Need = Need::Tool(Tool {
+    program: "buf",
+    args: &["--version"],
+    install: "npm install @bufbuild/buf",
+    required_by: Some("CREATOR_BOOST_REQUIRE_BUF"),
+});
+
+fn main() -> std::process::ExitCode {
+    harness::run(vec![
+        trial!(lint_passes_with_only_the_frozen_names_excepted).needs([BUF]),
+        trial!(format_is_what_buf_writes).needs([BUF]),
+        trial!(no_breaking_change_against_the_released_contract).needs([BUF]),
+        trial!(a_renumbered_field_is_a_breaking_change).needs([BUF]),
+    ])
 }

@@ -9,8 +9,8 @@
 //! passes the engine's own compose parser.
 //!
 //! The engine is `CREATOR_BOOST_CONTAINER_ENGINE` (podman or docker), else
-//! the first of podman and docker that answers. Where none does the test
-//! prints a NOTICE and passes, unless `CREATOR_BOOST_REQUIRE_IMAGE=1`
+//! the first of podman and docker that answers. Where none does the test is
+//! reported as ignored, with the reason, unless `CREATOR_BOOST_REQUIRE_IMAGE=1`
 //! (`.ci/run` sets it after installing podman), which turns that into a
 //! failure. docs/container.md has the commands by hand.
 
@@ -20,6 +20,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
+use common::harness::{self, Need, Tool};
 use common::{free_port, loyal_creator_events};
 use creator_boost::proto;
 use creator_boost::proto::creator_boost_client::CreatorBoostClient;
@@ -71,28 +72,17 @@ fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// The container engine to use, if one answers; panics when one is required.
-fn engine() -> Option<String> {
-    let wanted = std::env::var("CREATOR_BOOST_CONTAINER_ENGINE").ok();
-    let candidates = match &wanted {
-        Some(engine) => vec![engine.clone()],
-        None => vec!["podman".to_owned(), "docker".to_owned()],
-    };
-    let found = candidates.into_iter().find(|engine| {
-        Command::new(engine)
-            .arg("info")
-            .output()
-            .is_ok_and(|output| output.status.success())
-    });
-    if found.is_none() {
-        assert!(
-            std::env::var("CREATOR_BOOST_REQUIRE_IMAGE").as_deref() != Ok("1"),
-            "a container engine is required (CREATOR_BOOST_REQUIRE_IMAGE=1) but none answers \
-             (tried {wanted:?} or podman, docker): apt-get install podman"
-        );
-        eprintln!("NOTICE: neither podman nor docker answers; image test skipped (apt-get install podman)");
+/// The container engine: `CREATOR_BOOST_CONTAINER_ENGINE`, else the first
+/// of podman and docker that answers (podman when neither does, so the
+/// reason names it).
+fn engine() -> &'static str {
+    if let Ok(wanted) = std::env::var("CREATOR_BOOST_CONTAINER_ENGINE") {
+        return Box::leak(wanted.into_boxed_str());
     }
-    found
+    ["podman", "docker"]
+        .into_iter()
+        .find(|engine| harness::runs(engine, &["info"]))
+        .unwrap_or("podman")
 }
 
 /// Runs a command; returns its output and what it printed (both streams).
@@ -344,11 +334,8 @@ fn write_token(dir: &Path) -> (PathBuf, String) {
     (path, token)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_image_builds_runs_keeps_its_data_and_stops_cleanly() {
-    let Some(program) = engine() else {
-        return;
-    };
+    let program = engine().to_owned();
     let tag = format!("cb-smoke-{}", std::process::id());
     let mut engine = Engine {
         program,
@@ -482,4 +469,18 @@ async fn the_image_builds_runs_keeps_its_data_and_stops_cleanly() {
     let last = text.lines().last().unwrap_or_default();
     say!("{open}: exit {:?}: {last}", output.status.code());
     assert_eq!(output.status.code(), Some(64), "{text}");
+}
+
+fn main() -> std::process::ExitCode {
+    let engine = Need::Tool(Tool {
+        program: engine(),
+        args: &["info"],
+        install: "apt-get install podman",
+        required_by: Some("CREATOR_BOOST_REQUIRE_IMAGE"),
+    });
+    harness::run(vec![
+        trial!(async the_image_builds_runs_keeps_its_data_and_stops_cleanly)
+            .multi_thread(2)
+            .needs([engine]),
+    ])
 }

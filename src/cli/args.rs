@@ -244,9 +244,12 @@ pub struct GenerateArgs {
 /// `evaluate` flags.
 #[derive(Debug, clap::Args)]
 pub struct EvaluateArgs {
-    /// KuaiRand log file (plain or .gz).
+    /// Event log in an import format (plain or .gz).
     #[arg(long)]
     pub data: PathBuf,
+    /// Format of the log [default: guessed from the file name, as `import` does].
+    #[arg(long, value_enum)]
+    pub format: Option<Format>,
     /// Start of the judged window [default: middle of the data].
     #[arg(long)]
     pub split: Option<String>,

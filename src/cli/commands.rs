@@ -183,6 +183,7 @@ pub fn evaluate(args: EvaluateArgs) -> Result<String, CommandError> {
     let split_ms = optional_time(args.split.as_deref())?;
     let options = crate::offline::evaluate::EvalOptions {
         file: args.data,
+        format: args.format,
         split_ms,
         min_impressions: args.min_impressions,
         ingest: config.ingest.clone(),

@@ -72,6 +72,15 @@ pub struct ModelParams {
     pub non_fan_factor: f64,
     /// Default `μ_e` (weighted engagement per account shown) while data is thin.
     pub prior_engagement_rate: f64,
+    /// Default `μ_a` (share of the accounts shown that engage beyond
+    /// viewing) while data is thin.
+    pub prior_engaged_share: f64,
+    /// `β_d`: weight of the depth lift (layered engagement per account
+    /// shown) in fan value.
+    pub depth_lift_weight: f64,
+    /// `β_a`: weight of the share lift (share of the accounts shown that
+    /// engaged at all, each counted once) in fan value.
+    pub share_lift_weight: f64,
     /// Default `μ_u` (share of fans who leave).
     pub prior_churn_rate: f64,
     /// Default `μ_r` (reporters per account shown).
@@ -133,8 +142,11 @@ impl Default for ModelParams {
     fn default() -> Self {
         ModelParams {
             weights: KindWeights::default(),
-            non_fan_factor: 0.3,
+            non_fan_factor: 1.0,
             prior_engagement_rate: 0.045,
+            prior_engaged_share: 0.04,
+            depth_lift_weight: 1.0,
+            share_lift_weight: 0.5,
             prior_churn_rate: 0.1,
             prior_report_rate: 0.001,
             prior_strength: 10_000.0,
@@ -187,6 +199,12 @@ impl ModelParams {
         }
         in_unit_interval("non_fan_factor", self.non_fan_factor)?;
         positive("prior_engagement_rate", self.prior_engagement_rate)?;
+        positive("prior_engaged_share", self.prior_engaged_share)?;
+        if self.prior_engaged_share >= 1.0 {
+            return Err("prior_engaged_share must be below 1".into());
+        }
+        non_negative("depth_lift_weight", self.depth_lift_weight)?;
+        non_negative("share_lift_weight", self.share_lift_weight)?;
         positive("prior_churn_rate", self.prior_churn_rate)?;
         if self.prior_churn_rate >= 1.0 {
             return Err("prior_churn_rate must be below 1".into());
@@ -278,7 +296,7 @@ impl Default for IngestParams {
             depth_weights: KindWeights::default(),
             account_depth_cap: 1.5,
             prior_depth_cap: 1.0,
-            prior_pairs_per_viewer: 20.0,
+            prior_pairs_per_viewer: 10.0,
         }
     }
 }

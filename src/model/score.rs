@@ -10,6 +10,8 @@ use super::params::ModelParams;
 pub struct Priors {
     /// `μ_e`: weighted engagement per account shown.
     pub engagement_rate: f64,
+    /// `μ_a`: share of the accounts shown that engaged beyond viewing.
+    pub engaged_share: f64,
     /// `μ_u`: share of fans who leave.
     pub churn_rate: f64,
     /// `μ_r`: reporters per account shown.
@@ -31,10 +33,16 @@ pub struct CreatorScore {
     pub negative_accounts: f64,
     /// `D / (D + m_negative_accounts)`: how much of a long-term loss counts.
     pub negative_confidence: f64,
-    /// `B`: the share of the observed engagement lift believed (empirical
+    /// `B`: the share of the observed depth lift believed (empirical
     /// Bayes); low = the evidence rests on few accounts.
     pub fan_belief: f64,
-    /// Layered fan engagement per account shown, relative to the platform, times `fan_belief`.
+    /// Layered fan engagement per account shown, relative to the
+    /// platform, `fan_belief` of it believed.
+    pub depth_lift: f64,
+    /// Share of the accounts shown that engaged (`A / N`), relative to the
+    /// platform, believed as far as the account count carries it.
+    pub share_lift: f64,
+    /// `depth_lift^β_d · share_lift^β_a`: the creator's fan engagement relative to the platform.
     pub fan_lift: f64,
     /// Share of fans who left, relative to the platform.
     pub churn_lift: f64,
@@ -67,6 +75,8 @@ impl CreatorScore {
         negative_accounts: 0.0,
         negative_confidence: 0.0,
         fan_belief: 0.0,
+        depth_lift: 1.0,
+        share_lift: 1.0,
         fan_lift: 1.0,
         churn_lift: 1.0,
         report_lift: 1.0,
@@ -138,6 +148,8 @@ impl<'a> Scorer<'a> {
         let weights = params.weights.as_array();
         let strength = params.prior_strength;
         let (engagement, audience) = engagement_and_audience(params, &weights, global, engagement_scale);
+        let engaged = global.engaged * engagement_scale;
+        let shown_accounts = (global.audience_fan + global.audience_non_fan) * engagement_scale;
         let unfollows = global.unfollows * negative_scale;
         let reports = reports(params, global) * negative_scale;
         let shown = global.shown * negative_scale;
@@ -148,6 +160,7 @@ impl<'a> Scorer<'a> {
         // move the priors either.
         let priors = Priors {
             engagement_rate: (engagement + params.prior_engagement_rate * strength) / (audience + strength),
+            engaged_share: (engaged + params.prior_engaged_share * strength) / (shown_accounts + strength),
             churn_rate: (unfollows + params.prior_churn_rate * strength)
                 / (global.followers as f64 + unfollows + strength),
             report_rate: (reports + params.prior_report_rate * strength) / (shown + strength),
@@ -171,6 +184,7 @@ impl<'a> Scorer<'a> {
         let priors = &self.priors;
         let (engagement, audience) = engagement_and_audience(params, &self.weights, aggregate, self.engagement_scale);
         let engaged_accounts = aggregate.engaged * self.engagement_scale;
+        let shown_accounts = (aggregate.audience_fan + aggregate.audience_non_fan) * self.engagement_scale;
         let unfollows = aggregate.unfollows * self.negative_scale;
         let reports = reports(params, aggregate) * self.negative_scale;
         let shown = aggregate.shown * self.negative_scale;
@@ -178,7 +192,14 @@ impl<'a> Scorer<'a> {
 
         // Each lift is written so that with no evidence numerator and
         // denominator are the same product, making the lift exactly 1.
-        let (fan_lift, fan_belief) = believed_lift(params, priors.engagement_rate, engagement, audience);
+        // Two readings of the same fans, each shrunk by how many accounts
+        // carry it: how deep the accounts shown went (layered, each account
+        // capped), and how many of them engaged at all (each counts once).
+        let (depth_lift, fan_belief) =
+            believed_lift(params, params.account_cap, priors.engagement_rate, engagement, audience);
+        let (share_lift, _) = believed_lift(params, 1.0, priors.engaged_share, engaged_accounts, shown_accounts);
+        let fan_value = params.depth_lift_weight * depth_lift.ln() + params.share_lift_weight * share_lift.ln();
+        let fan_lift = fan_value.exp();
         let mu_u_m = priors.churn_rate * params.m_churn;
         let churn_lift = (unfollows + mu_u_m) / (priors.churn_rate * (followers + unfollows + params.m_churn));
         let mu_r_m = priors.report_rate * params.m_report;
@@ -194,7 +215,6 @@ impl<'a> Scorer<'a> {
         // value needs no such factor: its shrinkage already depends on how
         // many accounts carry the evidence.
         let confidence = engaged_accounts / (engaged_accounts + params.m_accounts);
-        let fan_value = fan_lift.ln();
         let long_term_value = -(params.churn_weight * churn_lift.ln() + params.report_weight * report_lift.ln());
         let negative_accounts = unfollows + reports;
         let negative_confidence = negative_accounts / (negative_accounts + params.m_negative_accounts);
@@ -213,6 +233,8 @@ impl<'a> Scorer<'a> {
             negative_accounts,
             negative_confidence,
             fan_belief,
+            depth_lift,
+            share_lift,
             fan_lift,
             churn_lift,
             report_lift,
@@ -281,6 +303,8 @@ impl CreatorScore {
             self.negative_accounts,
             self.negative_confidence,
             self.fan_belief,
+            self.depth_lift,
+            self.share_lift,
             self.fan_lift,
             self.churn_lift,
             self.report_lift,
@@ -311,15 +335,17 @@ fn engagement_and_audience(
     (engagement * scale, audience * scale)
 }
 
-/// `fan_lift`: the creator's engagement per account shown, relative to the
+/// A lift: the creator's evidence per account shown, relative to the
 /// platform's `μ`, shrunk by empirical Bayes. The observed rate
 /// `r = (E + μ·m_e)/(N + m_e)` has a sampling variance of about
-/// `s² = account_cap·(E + μ·m_e)/(N + 1)²` (each account adds at most
-/// `account_cap`), so ten accounts at the cap are far less certain than a
-/// thousand accounts adding the same total; `B = τ²μ²/(τ²μ² + s²)` of the
-/// difference is believed. `B·(r − μ)` rises with `E` whatever its sign
-/// (more engagement never lowers the lift), and is exactly 0 without evidence.
-fn believed_lift(params: &ModelParams, mu: f64, engagement: f64, audience: f64) -> (f64, f64) {
+/// `s² = cap·(E + μ·m_e)/(N + 1)²` (each account adds at most `cap`), so
+/// ten accounts at the cap are far less certain than a thousand accounts
+/// adding the same total; `B = τ²μ²/(τ²μ² + s²)` of the difference is
+/// believed. `B·(r − μ)` rises with `E` whatever its sign (more engagement
+/// never lowers the lift), and is exactly 0 without evidence. Used for the
+/// depth lift (`E` layered, `cap = account_cap`) and the share lift (`E` the
+/// accounts that engaged, `cap = 1`).
+fn believed_lift(params: &ModelParams, cap: f64, mu: f64, engagement: f64, audience: f64) -> (f64, f64) {
     if engagement == 0.0 && audience == 0.0 {
         return (1.0, 0.0);
     }
@@ -329,7 +355,7 @@ fn believed_lift(params: &ModelParams, mu: f64, engagement: f64, audience: f64) 
     // The variance of a mean over the accounts actually seen (the pseudo-
     // accounts are not evidence): one account's mean is barely known.
     let seen = audience + 1.0;
-    let sampling = params.account_cap * evidence / (seen * seen);
+    let sampling = cap * evidence / (seen * seen);
     let spread = params.fan_spread * mu;
     let believed = spread * spread / (spread * spread + sampling);
     (1.0 + believed * (observed - mu) / mu, believed)

@@ -1,5 +1,7 @@
-//! The evaluation's SVG charts: creator_value against the next window's
-//! engagement, and the spread of public boosts, drawn with plotters.
+//! The evaluation's SVG charts, drawn with plotters: the panel (each
+//! target's Spearman for the model and every baseline, with intervals),
+//! creator_value against the next window's layered engagement, and the
+//! spread of public boosts.
 
 use std::ops::Range;
 use std::path::{Path, PathBuf};
@@ -9,7 +11,7 @@ use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 
 use super::EvaluateError;
-use super::compute::SplitResult;
+use super::compute::{Estimate, Evaluation, Panel};
 use crate::model::ModelParams;
 
 /// A failure to draw (drawing into a string does not fail in practice).
@@ -18,15 +20,20 @@ pub(super) type DrawError = DrawingAreaErrorKind<std::io::Error>;
 const SIZE: (u32, u32) = (640, 400);
 const POINT: RGBColor = RGBColor(0x1f, 0x77, 0xb4);
 const BAR: RGBColor = RGBColor(0xff, 0x7f, 0x0e);
+const OTHER: RGBColor = RGBColor(0x99, 0x99, 0x99);
+const PANEL_SIZE: (u32, u32) = (800, 440);
 const BINS: usize = 30;
 
-/// Writes the scatter and the boost histogram of `configured` into `dir`.
+/// Writes the panel, the scatter and the boost histogram of the configured
+/// parameters into `dir`.
 ///
 /// # Errors
 /// [`EvaluateError`] when a chart cannot be drawn, or the folder or a file
 /// cannot be written.
-pub(super) fn write(dir: &Path, configured: &SplitResult, params: &ModelParams) -> Result<Vec<PathBuf>, EvaluateError> {
+pub(super) fn write(dir: &Path, evaluation: &Evaluation, params: &ModelParams) -> Result<Vec<PathBuf>, EvaluateError> {
     let draw_error = |chart: &'static str| move |source| EvaluateError::DrawChart { chart, source };
+    let configured = &evaluation.configured;
+    let panel = panel_svg(configured).map_err(draw_error("panel"))?;
     let scatter = scatter_svg(
         &configured.points,
         "creator_value (earlier window)",
@@ -41,6 +48,7 @@ pub(super) fn write(dir: &Path, configured: &SplitResult, params: &ModelParams) 
     })?;
     let mut written = Vec::new();
     for (name, svg) in [
+        ("evaluation-panel.svg", panel),
         ("evaluation-scatter.svg", scatter),
         ("evaluation-boosts.svg", histogram),
     ] {
@@ -52,6 +60,98 @@ pub(super) fn write(dir: &Path, configured: &SplitResult, params: &ModelParams) 
         written.push(path);
     }
     Ok(written)
+}
+
+/// The panel: per target, the Spearman of creator_value, of the best
+/// baseline and of the other baselines, each with its 95% bootstrap interval.
+pub(super) fn panel_svg(panel: &Panel) -> Result<String, DrawError> {
+    let estimates = panel
+        .targets
+        .iter()
+        .flat_map(|t| std::iter::once(&t.model).chain(&t.baselines));
+    let low = estimates.clone().map(|e| e.low).fold(0.0, f64::min);
+    let high = estimates.map(|e| e.high).fold(0.0, f64::max);
+    let y = (low - 0.05).max(-1.0)..(high + 0.05).min(1.0);
+    let count = panel.targets.len();
+    let names: Vec<&str> = panel.targets.iter().map(|t| t.target.short_name()).collect();
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, PANEL_SIZE).into_drawing_area();
+        root.fill(&WHITE)?;
+        let mut chart = ChartBuilder::on(&root)
+            .margin(16)
+            .x_label_area_size(40)
+            .y_label_area_size(56)
+            .build_cartesian_2d(-0.5..count as f64 - 0.5, y)?;
+        chart
+            .configure_mesh()
+            .disable_x_mesh()
+            .max_light_lines(0)
+            .y_desc("Spearman with the target (next window)")
+            .axis_desc_style(("sans-serif", 16))
+            .label_style(("sans-serif", 15))
+            .x_labels(count)
+            .x_label_formatter(&|v| {
+                let index = v.round();
+                if (v - index).abs() < 1e-6 && index >= 0.0 {
+                    names.get(index as usize).map_or(String::new(), |n| (*n).to_owned())
+                } else {
+                    String::new()
+                }
+            })
+            .y_label_formatter(&|v| tick(*v, 2.0))
+            .draw()?;
+        // Each target's predictors side by side: the model first, then the baselines.
+        let slots = 1 + panel.targets.first().map_or(0, |t| t.baselines.len());
+        let offset = |slot: usize| -0.4 + 0.8 * (slot as f64 + 0.5) / slots as f64;
+        let bar = |x: f64, e: &Estimate, color: RGBColor| {
+            let style = color.stroke_width(2);
+            [
+                PathElement::new(vec![(x, e.low), (x, e.high)], style),
+                PathElement::new(vec![(x - 0.02, e.low), (x + 0.02, e.low)], style),
+                PathElement::new(vec![(x - 0.02, e.high), (x + 0.02, e.high)], style),
+            ]
+        };
+        let mut series = |color: RGBColor, label: &str, pick: &dyn Fn(usize) -> Vec<(f64, Estimate)>| {
+            let points: Vec<(f64, Estimate)> = (0..count).flat_map(pick).collect();
+            chart
+                .draw_series(points.iter().flat_map(|(x, e)| bar(*x, e, color)))
+                .map(|_| ())?;
+            chart
+                .draw_series(
+                    points
+                        .iter()
+                        .map(|(x, e)| Circle::new((*x, e.value), 4, color.filled())),
+                )?
+                .label(label)
+                .legend(move |(x, y)| Circle::new((x + 8, y), 4, color.filled()));
+            Ok::<(), DrawError>(())
+        };
+        let targets = &panel.targets;
+        series(POINT, "creator_value", &|t| {
+            vec![(t as f64 + offset(0), targets[t].model)]
+        })?;
+        series(BAR, "best baseline", &|t| {
+            let best = targets[t].best;
+            vec![(t as f64 + offset(best + 1), targets[t].baselines[best])]
+        })?;
+        series(OTHER, "other baselines", &|t| {
+            let target = &targets[t];
+            (0..target.baselines.len())
+                .filter(|b| *b != target.best)
+                .map(|b| (t as f64 + offset(b + 1), target.baselines[b]))
+                .collect()
+        })?;
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.9))
+            .border_style(OTHER)
+            .label_font(("sans-serif", 14))
+            .position(SeriesLabelPosition::LowerRight)
+            .draw()?;
+        root.present()?;
+    }
+    Ok(svg)
 }
 
 /// A scatter plot of `points` (x, y).
@@ -172,6 +272,38 @@ mod tests {
         assert_eq!(svg.matches("fill=\"#FF7F0E\"").count(), 3, "{svg}");
         let svg = scatter_svg(&[(1.0, 1.0)], "x", "y").expect("one point");
         assert!(!svg.contains("NaN"), "{svg}");
+    }
+
+    #[test]
+    fn panel_chart_has_a_point_per_predictor() {
+        use super::super::compute::TargetResult;
+        use super::super::panel::TARGETS;
+        let estimate = |value: f64| Estimate {
+            value,
+            low: value - 0.1,
+            high: value + 0.1,
+            positive: 1.0,
+        };
+        let panel = Panel {
+            targets: TARGETS
+                .iter()
+                .map(|target| TargetResult {
+                    target: *target,
+                    creators: 10,
+                    model: estimate(0.5),
+                    baselines: vec![estimate(0.1), estimate(0.4), estimate(-0.2)],
+                    best: 1,
+                    gain: estimate(0.1),
+                })
+                .collect(),
+            points: Vec::new(),
+            boosts: Vec::new(),
+        };
+        let svg = panel_svg(&panel).expect("panel");
+        assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
+        // 4 targets × 4 predictors, and one mark per legend entry.
+        assert_eq!(svg.matches("<circle").count(), 16 + 3, "{svg}");
+        assert!(svg.contains("4 fans return") && svg.contains("best baseline"));
     }
 
     #[test]

@@ -1,16 +1,19 @@
-//! The evaluation's Markdown report.
+//! The evaluation's Markdown report: the panel as tables.
 
 use std::fmt::Write as _;
 
-use super::compute::{Evaluation, SplitResult, Tuning};
+use super::compute::{Estimate, Evaluation, Panel, Tuning};
+use super::panel::{BASELINES, MIN_FANS_FOR_RETURN};
 
-/// The report of `evaluation`: its window, then one table row per split.
+/// The report of `evaluation`: its window, the configured parameters'
+/// panel, and the tuning when asked.
 pub(super) fn render(evaluation: &Evaluation) -> String {
     let mut report = String::new();
     let window = &evaluation.window;
     let _ = writeln!(
         report,
-        "events {} from {} to {}; split at {}; creators need >= {} impressions in both windows\n",
+        "events {} from {} to {}; split at {}; creators need >= {} impressions in both windows \
+         (target 4 also >= {MIN_FANS_FOR_RETURN} engaged accounts in the earlier one)\n",
         evaluation.events,
         format_time(window.start_ms),
         format_time(window.end_ms),
@@ -19,59 +22,99 @@ pub(super) fn render(evaluation: &Evaluation) -> String {
     );
     let _ = writeln!(
         report,
-        "| split | creators | creator_value (configured) | popularity | raw engagement rate |"
+        "Outer split, configured parameters: Spearman [95% bootstrap interval]\n"
     );
-    let _ = writeln!(report, "|---|---|---|---|---|");
-    row(&mut report, "outer", &evaluation.configured);
-    let (low, high) = evaluation.configured_interval;
-    let _ = writeln!(
-        report,
-        "| outer, creator_value: 95% bootstrap interval [{low:.4}, {high:.4}] | | | | |"
-    );
+    panel_table(&mut report, &evaluation.configured);
     if let Some(tuning) = &evaluation.tuning {
-        tuning_rows(&mut report, tuning);
+        tuning_section(&mut report, tuning);
     }
     report
 }
 
-/// One split's row: creators judged and the three Spearman correlations.
-fn row(report: &mut String, name: &str, result: &SplitResult) {
-    let _ = writeln!(
-        report,
-        "| {name} | {} | {:.4} | {:.4} | {:.4} |",
-        result.creators, result.model, result.popularity, result.raw_rate
-    );
+/// The panel: one column per target, one row per predictor, then the best
+/// baseline and the model's paired difference with it.
+fn panel_table(report: &mut String, panel: &Panel) {
+    let _ = write!(report, "| |");
+    for target in &panel.targets {
+        let _ = write!(report, " {} |", target.target.name());
+    }
+    let _ = write!(report, "\n|---|");
+    for _ in &panel.targets {
+        let _ = write!(report, "---|");
+    }
+    let _ = write!(report, "\n| creators |");
+    for target in &panel.targets {
+        let _ = write!(report, " {} |", target.creators);
+    }
+    let _ = write!(report, "\n| **creator_value** |");
+    for target in &panel.targets {
+        let _ = write!(report, " **{}** |", interval(&target.model));
+    }
+    for (index, baseline) in BASELINES.iter().enumerate() {
+        let _ = write!(report, "\n| {} |", baseline.name());
+        for target in &panel.targets {
+            let mark = if target.best == index { "*" } else { "" };
+            let _ = write!(report, " {mark}{}{mark} |", interval(&target.baselines[index]));
+        }
+    }
+    let _ = write!(report, "\n| best baseline |");
+    for target in &panel.targets {
+        let _ = write!(report, " {} |", BASELINES[target.best].name());
+    }
+    let _ = write!(report, "\n| creator_value − best: paired interval, % > 0 |");
+    for target in &panel.targets {
+        let gain = &target.gain;
+        let _ = write!(
+            report,
+            " {:+.4} [{:+.4}, {:+.4}] {:.1}% {} |",
+            gain.value,
+            gain.low,
+            gain.high,
+            gain.positive * 100.0,
+            verdict(gain)
+        );
+    }
+    let _ = writeln!(report, "\n\n(* = the best baseline of the target)");
 }
 
-/// The tuned rows and the tuned parameters.
-fn tuning_rows(report: &mut String, tuning: &Tuning) {
-    row(report, "outer, tuned", &tuning.outer_tuned);
-    let gain = &tuning.gain;
+/// Win, tie or loss, by where the difference's interval lies.
+fn verdict(gain: &Estimate) -> &'static str {
+    if gain.low > 0.0 {
+        "win"
+    } else if gain.high < 0.0 {
+        "loss"
+    } else {
+        "tie"
+    }
+}
+
+fn interval(estimate: &Estimate) -> String {
+    format!("{:.4} [{:.3}, {:.3}]", estimate.value, estimate.low, estimate.high)
+}
+
+/// The tuned parameters' panel on the outer split, and the inner split's objective.
+fn tuning_section(report: &mut String, tuning: &Tuning) {
     let _ = writeln!(
         report,
-        "| outer, tuned minus raw rate: 95% bootstrap interval [{:.4}, {:.4}], positive in {:.1}% of resamples | | | | |",
-        gain.low,
-        gain.high,
-        gain.positive * 100.0
-    );
-    row(report, "inner (tuning), configured", &tuning.inner_configured);
-    let _ = writeln!(
-        report,
-        "| inner (tuning), tuned | {} | {:.4} | | |",
-        tuning.inner_configured.creators, tuning.inner_score
+        "\nGrid of {} points searched on the inner split ({} creators; objective: the model's mean \
+         Spearman over the four targets): configured {:.4}, tuned {:.4}.",
+        tuning.grid_points, tuning.inner_creators, tuning.inner_configured, tuning.inner_score
     );
     let (ingest, p) = (&tuning.tuned.ingest, &tuning.tuned.params);
     let _ = writeln!(
         report,
-        "\ngrid of {} points; tuned: engagement_half_life_days {}, weights.view {}, weights.profile_visit {}, fan_spread {}, m_engagement {}, long_term_value_weight {}",
-        tuning.grid_points,
+        "Tuned: engagement_half_life_days {}, weights.profile_visit {}, depth_lift_weight {}, \
+         share_lift_weight {}, m_engagement {}, fan_spread {}, non_fan_factor {}\n",
         ingest.engagement_half_life_days,
-        p.weights.view,
         p.weights.profile_visit,
-        p.fan_spread,
+        p.depth_lift_weight,
+        p.share_lift_weight,
         p.m_engagement,
-        p.long_term_value_weight
+        p.fan_spread,
+        p.non_fan_factor
     );
+    let _ = writeln!(report, "Outer split, tuned parameters (judged once):\n");
+    panel_table(report, &tuning.outer_tuned);
 }
 
 /// Unix milliseconds as RFC 3339 UTC with milliseconds

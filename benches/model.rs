@@ -10,7 +10,7 @@ use creator_boost::model::rank::{Candidate, score_batch};
 use creator_boost::model::score::Scorer;
 use creator_boost::model::{CreatorAggregate, Event, IngestParams, ModelParams, ScoreSpace, ViewerRecord};
 use creator_boost::offline::generate::{FIRST_CREATOR_ID, GenerateOptions, SeededRng, generate, seeded_rng};
-use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
+use criterion::{Criterion, criterion_group, criterion_main};
 use rand::RngExt;
 
 const END_MS: i64 = 1_780_000_000_000;
@@ -100,45 +100,18 @@ fn benches(c: &mut Criterion) {
     let candidates = batch(&mut rng);
     for top_k in [0usize, 50] {
         c.bench_function(&format!("batch 200 candidates / ~100 creators, top_k {top_k}"), |b| {
-            b.iter_batched(
-                || candidates.clone(),
-                |candidates| {
-                    let mut ids: Vec<u64> = candidates.iter().map(|c| c.creator_id).collect();
-                    ids.sort_unstable();
-                    ids.dedup();
-                    let aggregates: Vec<Option<&CreatorAggregate>> = ids.iter().map(|id| f.creators.get(id)).collect();
-                    score_batch(
-                        &scorer,
-                        &candidates,
-                        &ids,
-                        &aggregates,
-                        Some(viewer),
-                        ScoreSpace::Linear,
-                        top_k,
-                    )
-                },
-                BatchSize::SmallInput,
-            )
+            b.iter(|| {
+                score_batch(
+                    &scorer,
+                    black_box(&candidates),
+                    |id| f.creators.get(&id),
+                    Some(viewer),
+                    ScoreSpace::Linear,
+                    top_k,
+                )
+            })
         });
     }
-    // The same batch with the creators already looked up: the scoring cost alone.
-    let mut ids: Vec<u64> = candidates.iter().map(|c| c.creator_id).collect();
-    ids.sort_unstable();
-    ids.dedup();
-    let cached: Vec<Option<&CreatorAggregate>> = ids.iter().map(|id| f.creators.get(id)).collect();
-    c.bench_function("batch 200 / ~100 creators, scoring only", |b| {
-        b.iter(|| {
-            score_batch(
-                &scorer,
-                black_box(&candidates),
-                &ids,
-                &cached,
-                Some(viewer),
-                ScoreSpace::Linear,
-                0,
-            )
-        })
-    });
 }
 
 criterion_group!(model, benches);

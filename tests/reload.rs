@@ -94,10 +94,14 @@ async fn sighup_applies_a_good_config_and_refuses_a_bad_one() {
 
 /// Polls `/metrics` at `addr` until it contains `needle`, for at most 10 s.
 async fn wait_for_metric(addr: std::net::SocketAddr, needle: &str) -> String {
-    eventually(&format!("`{needle}` in /metrics"), Duration::from_secs(10), async || {
-        let text = scrape(addr).await;
-        text.contains(needle).then_some(text)
-    })
+    eventually(
+        &format!("`{needle}` in /metrics"),
+        Duration::from_secs(10),
+        async || {
+            let text = scrape(addr).await;
+            text.contains(needle).then_some(text)
+        },
+    )
     .await
 }
 

@@ -20,6 +20,14 @@
 //! generation counter tells the reader a commit happened while it was reading,
 //! and it is checked again after the insert, because the commit's refresh may
 //! have run between the first check and the insert.
+//!
+//! Beside the L1 sits a per-thread memo of creators' final scores
+//! ([`ScoreScope`]): a Rank of creators it has seen does no bucket lookup
+//! and no exp/ln, only one hash probe per creator. A memoized score is
+//! reused only under the same parameters (variant), platform aggregate,
+//! scoring instant and commit generation, and no longer than the L1 would
+//! have trusted the bucket it was computed from, so it is exactly the score
+//! the same call would compute from the L1.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -30,9 +38,10 @@ use std::time::{Duration, Instant};
 
 use moka::sync::Cache;
 
-use crate::config::CacheConfig;
+use crate::config::{CacheConfig, Variant};
 use crate::engine::clock::Clock;
-use crate::model::{CreatorAggregate, ViewerRecord};
+use crate::model::rank::CreatorSlot;
+use crate::model::{CreatorAggregate, CreatorScore, ViewerRecord};
 use crate::store::{Changes, CreatorBucket, Touched, creator_bucket};
 /// A cached viewer: `None` = known not to exist in the store.
 pub type CachedViewer = Option<Arc<ViewerRecord>>;
@@ -94,6 +103,63 @@ type L1Map = HashMap<(u64, u32), L1Entry, BuildHasherDefault<IdHasher>>;
 
 thread_local! {
     static L1: RefCell<L1Map> = RefCell::new(L1Map::default());
+    static MEMO: RefCell<Vec<MemoTable>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Score scopes a thread memoizes at once: a few variants in an A/B test
+/// each keep their scores.
+const MEMO_SCOPES: usize = 4;
+/// Scores memoized per scope and thread before the scope is cleared: at
+/// about 170 bytes each, at most `MEMO_SCOPES × MEMO_CAPACITY × 170` bytes
+/// (about 2.8 MB) per worker thread.
+const MEMO_CAPACITY: usize = 4_096;
+
+/// What a creator's score depends on besides its aggregate: the parameters,
+/// the platform aggregate (priors), the scoring instant and the caches'
+/// commit generation when the call began. Scopes hold their `Arc`s, so two
+/// scopes with the same pointers are the same values (no address reuse).
+#[derive(Clone)]
+pub struct ScoreScope {
+    /// The variant scored with.
+    pub variant: Arc<Variant>,
+    /// The platform aggregate the priors come from.
+    pub global: Arc<CreatorAggregate>,
+    /// The scoring instant, unix milliseconds.
+    pub as_of_ms: i64,
+    /// [`Caches::generation`] before the call read anything.
+    pub generation: u64,
+}
+
+impl ScoreScope {
+    fn same(&self, other: &ScoreScope) -> bool {
+        Arc::ptr_eq(&self.variant, &other.variant)
+            && Arc::ptr_eq(&self.global, &other.global)
+            && self.as_of_ms == other.as_of_ms
+            && self.generation == other.generation
+    }
+}
+
+struct Memoized {
+    /// When the bucket it was computed from stops being trusted.
+    trusted_until: Instant,
+    score: CreatorScore,
+}
+
+struct MemoTable {
+    instance: u64,
+    scope: ScoreScope,
+    /// Calls since the thread started, when this table was last used (LRU).
+    last_used: u64,
+    scores: HashMap<u64, Memoized, BuildHasherDefault<IdHasher>>,
+}
+
+/// A creator bucket in memory, and until when it may be trusted.
+#[derive(Clone)]
+pub struct BucketHit {
+    /// The bucket.
+    pub value: Arc<CreatorBucket>,
+    /// Past this, the bucket must be looked up again (L1 age or TTL).
+    pub trusted_until: Instant,
 }
 
 /// The caches of one replica.
@@ -157,13 +223,21 @@ impl Caches {
     /// A cached creator bucket, if present; `now` is the caller's clock
     /// reading, taken once per call rather than once per bucket.
     pub fn creator_bucket(&self, bucket: u32, now: Instant) -> Option<Arc<CreatorBucket>> {
+        self.creator_bucket_hit(bucket, now).map(|hit| hit.value)
+    }
+
+    /// [`Caches::creator_bucket`], with how long the bucket may be trusted.
+    pub fn creator_bucket_hit(&self, bucket: u32, now: Instant) -> Option<BucketHit> {
         let generation = self.generation();
         let key = (self.instance, bucket);
         let hit = L1.with(|l1| {
             l1.borrow()
                 .get(&key)
                 .filter(|entry| entry.generation == generation && now < entry.expires)
-                .map(|entry| Arc::clone(&entry.value))
+                .map(|entry| BucketHit {
+                    value: Arc::clone(&entry.value),
+                    trusted_until: entry.expires,
+                })
         });
         if hit.is_some() {
             return hit;
@@ -173,6 +247,7 @@ impl Caches {
             return None;
         }
         let value = entry.value;
+        let expires = now + self.l1_age;
         L1.with(|l1| {
             let mut l1 = l1.borrow_mut();
             if l1.len() >= L1_CAPACITY {
@@ -184,12 +259,105 @@ impl Caches {
                 key,
                 L1Entry {
                     generation,
-                    expires: now + self.l1_age,
+                    expires,
                     value: Arc::clone(&value),
                 },
             );
         });
-        Some(value)
+        Some(BucketHit {
+            value,
+            trusted_until: expires,
+        })
+    }
+
+    /// How long a bucket read from the store at `read_at` may be trusted
+    /// by this thread without a new lookup: as long as an L1 copy made then.
+    pub fn trusted_until(&self, read_at: Instant) -> Instant {
+        read_at + self.l1_age
+    }
+
+    /// Sets `slots[i].creator` to the memoized score of `slots[i].creator_id`
+    /// under `scope` where this thread has one still trusted at `now`; pushes
+    /// the positions it has none for onto `misses`. Returns the number of hits.
+    pub fn memoized_scores(
+        &self,
+        scope: &ScoreScope,
+        now: Instant,
+        slots: &mut [CreatorSlot],
+        misses: &mut Vec<usize>,
+    ) -> usize {
+        if scope.generation != self.generation() {
+            misses.extend(0..slots.len());
+            return 0;
+        }
+        MEMO.with(|memo| {
+            let mut memo = memo.borrow_mut();
+            let tick = next_tick(&memo);
+            let Some(table) = memo
+                .iter_mut()
+                .find(|table| table.instance == self.instance && table.scope.same(scope))
+            else {
+                misses.extend(0..slots.len());
+                return 0;
+            };
+            table.last_used = tick;
+            let mut hits = 0;
+            for (i, slot) in slots.iter_mut().enumerate() {
+                match table.scores.get(&slot.creator_id) {
+                    Some(memoized) if now < memoized.trusted_until => {
+                        slot.creator = memoized.score;
+                        hits += 1;
+                    }
+                    _ => misses.push(i),
+                }
+            }
+            hits
+        })
+    }
+
+    /// Memoizes scores computed under `scope`: `(creator_id, score, trusted_until)`.
+    pub fn memoize_scores(&self, scope: &ScoreScope, scores: impl Iterator<Item = (u64, CreatorScore, Instant)>) {
+        MEMO.with(|memo| {
+            let mut memo = memo.borrow_mut();
+            let tick = next_tick(&memo);
+            let position = memo
+                .iter()
+                .position(|table| table.instance == self.instance && table.scope.same(scope));
+            let position = match position {
+                Some(position) => position,
+                None if memo.len() < MEMO_SCOPES => {
+                    memo.push(MemoTable {
+                        instance: self.instance,
+                        scope: scope.clone(),
+                        last_used: tick,
+                        scores: HashMap::default(),
+                    });
+                    memo.len() - 1
+                }
+                None => {
+                    // The least recently used scope makes room; its map's
+                    // allocation is kept.
+                    let position = memo
+                        .iter()
+                        .enumerate()
+                        .min_by_key(|(_, table)| table.last_used)
+                        .map_or(0, |(position, _)| position);
+                    let table = &mut memo[position];
+                    table.instance = self.instance;
+                    table.scope = scope.clone();
+                    table.scores.clear();
+                    position
+                }
+            };
+            let table = &mut memo[position];
+            table.last_used = tick;
+            for (creator_id, score, trusted_until) in scores {
+                if table.scores.len() >= MEMO_CAPACITY {
+                    table.scores.clear();
+                }
+                table.scores.insert(creator_id, Memoized { trusted_until, score });
+            }
+        });
     }
 
     /// A cached creator bucket past its TTL but within the stale TTL, for
@@ -345,6 +513,14 @@ impl Caches {
         self.viewers.run_pending_tasks();
         (self.creators.weighted_size(), self.viewers.entry_count())
     }
+}
+
+/// A use counter for the memo's LRU: one past the latest use.
+fn next_tick(memo: &[MemoTable]) -> u64 {
+    memo.iter()
+        .map(|table| table.last_used)
+        .max()
+        .map_or(0, |latest| latest + 1)
 }
 
 fn insert_unless_raced<K, V>(cache: &Cache<K, V>, current: &AtomicU64, generation: u64, key: K, value: V)

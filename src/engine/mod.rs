@@ -24,15 +24,39 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use crate::config::{Limits, Variant, Variants};
-use crate::engine::cache::Caches;
+use crate::engine::cache::{BucketHit, CachedViewer, Caches, ScoreScope};
 use crate::engine::ingest::{RawEvent, RejectReason, validate};
 use crate::engine::metrics::EngineMetrics;
 use crate::error::Error;
-use crate::model::rank::score_batch;
+use crate::model::rank::{BatchCreators, rank_scored};
 pub use crate::model::rank::{Candidate, CreatorSlot};
 use crate::model::score::Scorer;
-use crate::model::{CreatorAggregate, CreatorScore, Decay, IngestParams, RankedItem, ScoreSpace, ViewerRecord};
-use crate::store::{AnyStore, Applied, CreatorBucket, Store, StoreError, creator_bucket};
+use crate::model::{
+    CreatorAggregate, CreatorScore, Decay, IngestParams, PrivateScore, RankedItem, ScoreSpace, ViewerRecord,
+};
+use crate::store::{AnyStore, Applied, CreatorBucket, ReadSet, Store, StoreError, creator_bucket};
+
+/// What a Rank call found in memory before reading the store.
+struct Cached {
+    global: Option<Arc<CreatorAggregate>>,
+    /// `Some(None)`: known not to exist (or anonymous).
+    viewer: Option<CachedViewer>,
+    /// [`Caches::generation`] before anything was read.
+    generation: u64,
+}
+
+/// Resolution of the instant the service scores as of. Scores are
+/// computed as of the clock rounded down to it, so a creator's score stays
+/// the same number for that long and is computed once per thread (the
+/// memo in [`crate::engine::cache`]), not once per call. Against half-lives
+/// of days, a second moves a decayed sum by about 6e-7 of itself, far less
+/// than the cache TTL's staleness already allows.
+pub const SCORING_QUANTUM_MS: i64 = 1_000;
+
+/// The instant a call scores as of: `now_ms` rounded down to [`SCORING_QUANTUM_MS`].
+pub fn scoring_instant(now_ms: i64) -> i64 {
+    now_ms - now_ms.rem_euclid(SCORING_QUANTUM_MS)
+}
 
 /// Creator buckets fetched for one call.
 struct BucketSet {
@@ -280,34 +304,114 @@ impl Engine {
             });
         }
 
-        let mut creator_ids: Vec<u64> = query.candidates.iter().map(|c| c.creator_id).collect();
-        creator_ids.sort_unstable();
-        creator_ids.dedup();
-        // The three reads go out together: on a cold cache over Redis they
-        // share one round trip.
-        let budget = query.read_budget;
-        let viewer = async {
-            if query.viewer_id == 0 {
-                (None, false)
-            } else {
-                self.viewer_record(query.viewer_id, budget).await
+        let creators = BatchCreators::of(&query.candidates);
+        let as_of_ms = scoring_instant(self.clock.now_ms());
+        let now = self.caches.now();
+        let generation = self.caches.generation();
+
+        // From memory: the platform aggregate, the viewer, and every creator
+        // whose score this thread has memoized under the same scope.
+        let cached_global = self.caches.global();
+        let cached_viewer = match query.viewer_id {
+            0 => Some(None),
+            viewer_id => self.caches.viewer(viewer_id),
+        };
+        let mut slots: Vec<CreatorSlot> = creators
+            .ids
+            .iter()
+            .map(|&creator_id| CreatorSlot {
+                creator_id,
+                creator: CreatorScore::NEUTRAL,
+                private: PrivateScore::NEUTRAL,
+            })
+            .collect();
+        let mut misses: Vec<usize> = Vec::new();
+        let memo_hits = match &cached_global {
+            Some(global) => {
+                let scope = ScoreScope {
+                    variant: Arc::clone(&variant),
+                    global: Arc::clone(global),
+                    as_of_ms,
+                    generation,
+                };
+                self.caches.memoized_scores(&scope, now, &mut slots, &mut misses)
+            }
+            None => {
+                misses.extend(0..creators.ids.len());
+                0
             }
         };
-        let ((buckets, buckets_degraded), (viewer, viewer_degraded), (global, global_degraded)) =
-            tokio::join!(self.creator_buckets(&creator_ids, budget), viewer, self.global(budget));
-        let degraded = buckets_degraded || viewer_degraded || global_degraded || self.store_down();
-        let aggregates: Vec<Option<&CreatorAggregate>> = creator_ids.iter().map(|id| buckets.get(*id)).collect();
+        // The buckets of the creators still to score: from memory, else one
+        // store round for all of them, the viewer and the platform aggregate.
+        let mut buckets: Vec<u32> = misses.iter().map(|i| creator_bucket(creators.ids[*i])).collect();
+        buckets.sort_unstable();
+        buckets.dedup();
+        let mut found: Vec<Option<BucketHit>> = buckets
+            .iter()
+            .map(|bucket| self.caches.creator_bucket_hit(*bucket, now))
+            .collect();
+        let wanted = ReadSet {
+            buckets: buckets
+                .iter()
+                .zip(&found)
+                .filter(|(_, hit)| hit.is_none())
+                .map(|(bucket, _)| *bucket)
+                .collect(),
+            viewer: if cached_viewer.is_none() {
+                Some(query.viewer_id)
+            } else {
+                None
+            },
+            global: cached_global.is_none(),
+        };
+        self.metrics
+            .creator_lookups(memo_hits + buckets.len() - wanted.buckets.len(), wanted.buckets.len());
+        if query.viewer_id != 0 {
+            self.metrics.viewer_lookup(cached_viewer.is_some());
+        }
+        let cached = Cached {
+            global: cached_global,
+            viewer: cached_viewer,
+            generation,
+        };
+        let (global, viewer, fresh) = if wanted.is_empty() {
+            (cached.global.unwrap_or_default(), cached.viewer.flatten(), true)
+        } else {
+            self.read_missing(query, wanted, &buckets, &mut found, cached).await
+        };
+        let degraded = !fresh || self.store_down();
 
-        let scorer = Scorer::new(&variant.params, &self.decay, &global, self.clock.now_ms());
-        let (items, slots) = score_batch(
-            &scorer,
-            &query.candidates,
-            &creator_ids,
-            &aggregates,
-            viewer.as_deref(),
-            query.score_space,
-            query.top_k,
-        );
+        let scorer = Scorer::new(&variant.params, &self.decay, &global, as_of_ms);
+        // Only scores from fresh data are memoized; the stale or neutral
+        // scores of a degraded call are computed again by the next one.
+        let mut memoize = Vec::with_capacity(if fresh { misses.len() } else { 0 });
+        for &i in &misses {
+            let creator_id = creators.ids[i];
+            let hit = buckets
+                .binary_search(&creator_bucket(creator_id))
+                .ok()
+                .and_then(|b| found[b].as_ref());
+            let score = scorer.creator(hit.and_then(|hit| hit.value.get(creator_id)));
+            slots[i].creator = score;
+            if let (true, Some(hit)) = (fresh, hit) {
+                memoize.push((creator_id, score, hit.trusted_until));
+            }
+        }
+        if !memoize.is_empty() {
+            let scope = ScoreScope {
+                variant: Arc::clone(&variant),
+                global: Arc::clone(&global),
+                as_of_ms,
+                generation,
+            };
+            self.caches.memoize_scores(&scope, memoize.into_iter());
+        }
+        if let Some(viewer) = viewer.as_deref() {
+            for slot in &mut slots {
+                slot.private = scorer.private(viewer.relation(slot.creator_id));
+            }
+        }
+        let items = rank_scored(&query.candidates, &creators, &slots, query.score_space, query.top_k);
         if degraded {
             self.metrics.degraded_answer();
             tracing::debug!(
@@ -321,6 +425,83 @@ impl Engine {
             variant,
             degraded,
         })
+    }
+
+    /// One store round for what a Rank call found in no cache; what it read
+    /// is cached, and `found` completed. On failure the missing values come
+    /// from expired cache entries still held (stale), else are neutral.
+    /// Returns the platform aggregate, the viewer, and whether everything
+    /// is fresh (else the call is degraded).
+    async fn read_missing(
+        &self,
+        query: &RankQuery,
+        wanted: ReadSet,
+        buckets: &[u32],
+        found: &mut [Option<BucketHit>],
+        cached: Cached,
+    ) -> (Arc<CreatorAggregate>, Option<Arc<ViewerRecord>>, bool) {
+        let Cached {
+            global: cached_global,
+            viewer: cached_viewer,
+            generation,
+        } = cached;
+        let viewer_id = query.viewer_id;
+        let missing: Vec<usize> = (0..buckets.len()).filter(|i| found[*i].is_none()).collect();
+        let read_at = self.caches.now();
+        // Boxed: the backends' read futures are large (the Redis one holds
+        // three pipelined reads), and inline they would make every Rank
+        // call's future as large, copied whole when the call is boxed and
+        // spawned, even when everything is in memory.
+        let read = Box::pin(self.store.read_set(wanted));
+        match self.read(query.read_budget, read).await {
+            Ok(result) => {
+                let trusted_until = self.caches.trusted_until(read_at);
+                for (i, bucket) in missing.into_iter().zip(result.buckets) {
+                    let bucket = Arc::new(bucket);
+                    self.caches
+                        .insert_creator_bucket(generation, buckets[i], Arc::clone(&bucket));
+                    found[i] = Some(BucketHit {
+                        value: bucket,
+                        trusted_until,
+                    });
+                }
+                let viewer = match cached_viewer {
+                    Some(viewer) => viewer,
+                    None => {
+                        let viewer = result.viewer.map(Arc::new);
+                        self.caches.insert_viewer(generation, viewer_id, viewer.clone());
+                        viewer
+                    }
+                };
+                let global = match (cached_global, result.global) {
+                    (Some(global), _) => global,
+                    (None, global) => {
+                        let global = Arc::new(global.unwrap_or_default());
+                        self.caches.insert_global(generation, Arc::clone(&global));
+                        global
+                    }
+                };
+                (global, viewer, true)
+            }
+            Err(error) => {
+                tracing::debug!(%error, misses = missing.len(), "rank read failed; stale or neutral boosts");
+                // Stale copies stand in (never memoized: the call is not fresh).
+                for i in missing {
+                    if let Some(bucket) = self.caches.stale_creator_bucket(buckets[i]) {
+                        found[i] = Some(BucketHit {
+                            value: bucket,
+                            trusted_until: read_at,
+                        });
+                    }
+                }
+                let viewer = match cached_viewer {
+                    Some(viewer) => viewer,
+                    None => self.caches.stale_viewer(viewer_id).flatten(),
+                };
+                let global = cached_global.or_else(|| self.caches.stale_global()).unwrap_or_default();
+                (global, viewer, false)
+            }
+        }
     }
 
     /// Scores of the given creators, in request order; `read_budget` as for
@@ -347,7 +528,12 @@ impl Engine {
         distinct.dedup();
         let ((buckets, degraded), (global, global_degraded)) =
             tokio::join!(self.creator_buckets(&distinct, read_budget), self.global(read_budget));
-        let scorer = Scorer::new(&variant.params, &self.decay, &global, self.clock.now_ms());
+        let scorer = Scorer::new(
+            &variant.params,
+            &self.decay,
+            &global,
+            scoring_instant(self.clock.now_ms()),
+        );
         let scores = creator_ids
             .iter()
             .map(|id| (*id, scorer.creator(buckets.get(*id))))
@@ -438,26 +624,6 @@ impl Engine {
             }
         }
         (BucketSet { buckets, values }, degraded)
-    }
-
-    async fn viewer_record(&self, viewer_id: u64, budget: Option<Duration>) -> (Option<Arc<ViewerRecord>>, bool) {
-        if let Some(cached) = self.caches.viewer(viewer_id) {
-            self.metrics.viewer_lookup(true);
-            return (cached, false);
-        }
-        self.metrics.viewer_lookup(false);
-        let generation = self.caches.generation();
-        match self.read(budget, self.store.viewer(viewer_id)).await {
-            Ok(record) => {
-                let value = record.map(Arc::new);
-                self.caches.insert_viewer(generation, viewer_id, value.clone());
-                (value, false)
-            }
-            Err(error) => {
-                tracing::debug!(%error, viewer_id, "viewer read failed; stale or neutral private boosts");
-                (self.caches.stale_viewer(viewer_id).flatten(), true)
-            }
-        }
     }
 
     async fn global(&self, budget: Option<Duration>) -> (Arc<CreatorAggregate>, bool) {

@@ -99,6 +99,37 @@ impl CreatorBucket {
     }
 }
 
+/// What one call needs from the store beyond its caches: read together, so
+/// a call costs one store round (one read transaction and one blocking task
+/// on the embedded store, one round trip on Redis) however much it misses.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ReadSet {
+    /// Creator buckets, in the order wanted.
+    pub buckets: Vec<u32>,
+    /// A viewer's record.
+    pub viewer: Option<u64>,
+    /// The platform aggregate.
+    pub global: bool,
+}
+
+impl ReadSet {
+    /// Whether nothing is wanted.
+    pub fn is_empty(&self) -> bool {
+        self.buckets.is_empty() && self.viewer.is_none() && !self.global
+    }
+}
+
+/// What a [`ReadSet`] found.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ReadResult {
+    /// The buckets, in the order asked (an empty bucket = no creators).
+    pub buckets: Vec<CreatorBucket>,
+    /// The viewer's record (`None` = never seen, or not asked).
+    pub viewer: Option<ViewerRecord>,
+    /// The platform aggregate, if asked.
+    pub global: Option<CreatorAggregate>,
+}
+
 /// The operations the engine needs from a backend.
 pub trait Store: Send + Sync + 'static {
     /// Whole creator buckets, in the order asked (an empty bucket = no creators).
@@ -110,6 +141,45 @@ pub trait Store: Send + Sync + 'static {
 
     /// The platform-wide aggregate.
     fn global(&self) -> impl Future<Output = Result<CreatorAggregate, StoreError>> + Send;
+
+    /// Everything in `wanted`, in one store round. The default sends the
+    /// three reads at once (a backend that pipelines them answers in one
+    /// round trip).
+    fn read_set(&self, wanted: ReadSet) -> impl Future<Output = Result<ReadResult, StoreError>> + Send {
+        async move {
+            let ReadSet {
+                buckets,
+                viewer,
+                global,
+            } = wanted;
+            let buckets = async {
+                if buckets.is_empty() {
+                    Ok(Vec::new())
+                } else {
+                    self.creator_buckets(buckets).await
+                }
+            };
+            let viewer = async {
+                match viewer {
+                    Some(viewer_id) => self.viewer(viewer_id).await,
+                    None => Ok(None),
+                }
+            };
+            let global = async {
+                if global {
+                    self.global().await.map(Some)
+                } else {
+                    Ok(None)
+                }
+            };
+            let (buckets, viewer, global) = tokio::join!(buckets, viewer, global);
+            Ok(ReadResult {
+                buckets: buckets?,
+                viewer: viewer?,
+                global: global?,
+            })
+        }
+    }
 
     /// Deduplicates and applies validated events; resolves once the accepted
     /// ones are durable. `now_ms` stamps the dedupe window.
@@ -161,6 +231,13 @@ impl Store for AnyStore {
         match self {
             AnyStore::Embedded(store) => store.global().await,
             AnyStore::Redis(store) => store.global().await,
+        }
+    }
+
+    async fn read_set(&self, wanted: ReadSet) -> Result<ReadResult, StoreError> {
+        match self {
+            AnyStore::Embedded(store) => store.read_set(wanted).await,
+            AnyStore::Redis(store) => store.read_set(wanted).await,
         }
     }
 

@@ -24,10 +24,10 @@ pub use compute::spearman;
 pub use panel::target_weight;
 
 use crate::config::Limits;
+use crate::engine::ingest::RawEvent;
 use crate::model::{Event, IngestParams, ModelParams};
 use crate::offline::import::Format;
 use crate::offline::import::impressions::{Columns, MissingColumn};
-use crate::engine::ingest::RawEvent;
 
 /// Evaluation settings.
 #[derive(Clone, Debug)]
@@ -232,8 +232,8 @@ mod tests {
     use std::io::Write as _;
 
     use super::*;
-    use crate::offline::generate::{GenerateOptions, generate};
     use crate::engine::jsonl;
+    use crate::offline::generate::{GenerateOptions, generate};
 
     /// `evaluate` reads a log in the JSON Lines import format, prints the
     /// whole panel and draws the charts.

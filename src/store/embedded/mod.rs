@@ -12,11 +12,13 @@ mod commit;
 use std::path::Path;
 use std::sync::Arc;
 
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{Database, ReadTransaction, ReadableDatabase, ReadableTable, TableDefinition};
 use tokio::sync::{mpsc, oneshot};
 
 use super::codec::{decode_creator, decode_viewer};
-use super::{Applied, CommitHook, CreatorBucket, Store, StoreError, creator_bucket, decay_signature};
+use super::{
+    Applied, CommitHook, CreatorBucket, ReadResult, ReadSet, Store, StoreError, creator_bucket, decay_signature,
+};
 use crate::model::{CreatorAggregate, Event, IngestParams, ViewerRecord};
 
 /// `bucket << 64 | creator_id` → aggregate: a bucket is one contiguous range.
@@ -165,22 +167,37 @@ impl Store for EmbeddedStore {
     async fn creator_buckets(&self, buckets: Vec<u32>) -> Result<Vec<CreatorBucket>, StoreError> {
         self.read(move |db| {
             let txn = db.begin_read().map_err(backend)?;
-            let table = txn.open_table(CREATORS).map_err(backend)?;
-            buckets
-                .iter()
-                .map(|bucket| {
-                    let low = u128::from(*bucket) << 64;
-                    let high = low | u128::from(u64::MAX);
-                    let mut creators = Vec::new();
-                    for entry in table.range(low..=high).map_err(backend)? {
-                        let (key, value) = entry.map_err(backend)?;
-                        creators.push((key.value() as u64, decode_creator(value.value())?));
-                    }
-                    // Cached as is: no spare capacity.
-                    creators.shrink_to_fit();
-                    Ok(CreatorBucket { creators })
-                })
-                .collect()
+            read_buckets(&txn, &buckets)
+        })
+        .await
+    }
+
+    async fn read_set(&self, wanted: ReadSet) -> Result<ReadResult, StoreError> {
+        let weights = self.intimacy_weights;
+        // One blocking task and one read transaction (one consistent
+        // snapshot) for everything a call misses, where three reads cost
+        // three tasks, three transactions and three wake-ups.
+        self.read(move |db| {
+            let txn = db.begin_read().map_err(backend)?;
+            let buckets = if wanted.buckets.is_empty() {
+                Vec::new()
+            } else {
+                read_buckets(&txn, &wanted.buckets)?
+            };
+            let viewer = match wanted.viewer {
+                Some(viewer_id) => read_viewer(&txn, viewer_id, &weights)?,
+                None => None,
+            };
+            let global = if wanted.global {
+                Some(read_global_in(&txn)?)
+            } else {
+                None
+            };
+            Ok(ReadResult {
+                buckets,
+                viewer,
+                global,
+            })
         })
         .await
     }
@@ -189,11 +206,7 @@ impl Store for EmbeddedStore {
         let weights = self.intimacy_weights;
         self.read(move |db| {
             let txn = db.begin_read().map_err(backend)?;
-            let table = txn.open_table(VIEWERS).map_err(backend)?;
-            match table.get(viewer_id).map_err(backend)? {
-                Some(value) => decode_viewer(value.value(), &weights).map(Some),
-                None => Ok(None),
-            }
+            read_viewer(&txn, viewer_id, &weights)
         })
         .await
     }
@@ -260,8 +273,42 @@ fn check_decay(db: &Database, ingest: &IngestParams) -> Result<(), StoreError> {
     txn.commit().map_err(backend)
 }
 
+fn read_buckets(txn: &ReadTransaction, buckets: &[u32]) -> Result<Vec<CreatorBucket>, StoreError> {
+    let table = txn.open_table(CREATORS).map_err(backend)?;
+    buckets
+        .iter()
+        .map(|bucket| {
+            let low = u128::from(*bucket) << 64;
+            let high = low | u128::from(u64::MAX);
+            let mut creators = Vec::new();
+            for entry in table.range(low..=high).map_err(backend)? {
+                let (key, value) = entry.map_err(backend)?;
+                creators.push((key.value() as u64, decode_creator(value.value())?));
+            }
+            // Cached as is: no spare capacity.
+            creators.shrink_to_fit();
+            Ok(CreatorBucket { creators })
+        })
+        .collect()
+}
+
+fn read_viewer(
+    txn: &ReadTransaction,
+    viewer_id: u64,
+    weights: &crate::model::params::KindWeights,
+) -> Result<Option<ViewerRecord>, StoreError> {
+    let table = txn.open_table(VIEWERS).map_err(backend)?;
+    match table.get(viewer_id).map_err(backend)? {
+        Some(value) => decode_viewer(value.value(), weights).map(Some),
+        None => Ok(None),
+    }
+}
+
 fn read_global(db: &Database) -> Result<CreatorAggregate, StoreError> {
-    let txn = db.begin_read().map_err(backend)?;
+    read_global_in(&db.begin_read().map_err(backend)?)
+}
+
+fn read_global_in(txn: &ReadTransaction) -> Result<CreatorAggregate, StoreError> {
     let table = txn.open_table(META).map_err(backend)?;
     match table.get(GLOBAL_KEY).map_err(backend)? {
         Some(value) => decode_creator(value.value()),

@@ -1,6 +1,6 @@
 //! Criterion benchmarks of the Rank core as the service runs it: the engine
 //! over a real embedded store holding seeded synthetic events, caches warm,
-//! no transport. One call is what `bench/run.sh` drives over gRPC minus
+//! no transport. One call is what `load/run.sh` drives over gRPC minus
 //! protobuf and HTTP/2: creators deduplicated, scores from the per-thread
 //! memo (or computed), private boosts, sort; and the same plus the answer
 //! built as the proto message.

@@ -2,8 +2,8 @@
 # The Redis backend beside the embedded one, same data, same run: durable
 # ingest, Redis memory per event, and Rank warm and cold.
 #
-#   bench/redis.sh             # about 5 minutes
-#   DURATION=5 bench/redis.sh  # shorter Rank runs
+#   load/redis.sh             # about 5 minutes
+#   DURATION=5 load/redis.sh  # shorter Rank runs
 #
 # 1. Ingest through the service (StreamEvents, `loadgen ingest`): INGEST
 #    events with ids over 20,000 creators and 100,000 viewers in time order,
@@ -32,8 +32,8 @@ CLIENT_CORE=${CLIENT_CORE:-1}
 command -v h2load >/dev/null || { echo "h2load missing: apt-get install -y nghttp2-client" >&2; exit 1; }
 command -v redis-server >/dev/null || { echo "redis-server missing: apt-get install -y redis-server" >&2; exit 1; }
 
-# shellcheck source=bench/lib.sh
-. bench/lib.sh
+# shellcheck source=load/lib.sh
+. load/lib.sh
 
 redis_port=$(free_port)
 taskset -c "$CLIENT_CORE" redis-server --port "$redis_port" --bind 127.0.0.1 --save '' --appendonly no \

@@ -1,4 +1,4 @@
-//! Hostile and careless clients, for `bench/abuse.sh`: each scenario runs
+//! Hostile and careless clients, for `load/abuse.sh`: each scenario runs
 //! against a server at ADDR (host:port) and prints one result line.
 //!
 //! ```text

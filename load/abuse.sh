@@ -3,10 +3,10 @@
 # server's RSS read from /proc. Bounded time (about 2 minutes); no network
 # beyond loopback. Prints one line per finding.
 #
-#   bench/abuse.sh                      # build and try target/release/creator-boost
-#   bench/abuse.sh path/to/creator-boost  # try another build (e.g. an older commit)
+#   load/abuse.sh                      # build and try target/release/creator-boost
+#   load/abuse.sh path/to/creator-boost  # try another build (e.g. an older commit)
 #
-# The client (examples/abuse.rs) speaks plain HTTP/2 and gRPC, so it works
+# The client (load/bin/abuse.rs) speaks plain HTTP/2 and gRPC, so it works
 # against any version of the server.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -45,7 +45,7 @@ peak_rss_during() { # pid command...
   wait "$client" || true
   echo "$peak"
 }
-# Scenarios to run (default all): SCENARIOS="3 4" bench/abuse.sh
+# Scenarios to run (default all): SCENARIOS="3 4" load/abuse.sh
 SCENARIOS=${SCENARIOS:-1 2 3 4 5 6 7}
 want() { [[ " $SCENARIOS " == *" $1 "* ]]; }
 start() { # port args... ; sets $server

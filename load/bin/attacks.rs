@@ -8,7 +8,7 @@
 //!
 //! Use a fresh store: the background platform is written into it.
 
-#[path = "../tests/common/attacks.rs"]
+#[path = "../../tests/common/attacks.rs"]
 mod attacks;
 
 use creator_boost::proto::creator_boost_client::CreatorBoostClient;

@@ -1,4 +1,4 @@
-//! Load-test helper, used by `bench/run.sh`:
+//! Load-test helper, used by `load/run.sh`:
 //!
 //! - `frame OUT [--seed N]`: writes a pre-encoded gRPC frame of a Rank request
 //!   (200 candidates over 100 distinct creators of the synthetic generator,

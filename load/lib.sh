@@ -1,4 +1,4 @@
-# Shared by bench/run.sh and bench/redis.sh (sourced): builds the release
+# Shared by load/run.sh and load/redis.sh (sourced): builds the release
 # binaries, makes a scratch directory and stops every server started with
 # `serve` on exit; ports, servers pinned to a core, saturation and
 # paced-latency runs with h2load. Expects $DURATION, $WARMUP, $SERVER_CORE

@@ -2,8 +2,8 @@
 # Instructions per Rank call and per ingested event, counted by valgrind's
 # callgrind: exact and repeatable, so two builds compare on a noisy machine.
 #
-#   bench/callgrind.sh                     # this tree's release build
-#   BIN=/path/to/creator-boost bench/callgrind.sh   # another build
+#   load/callgrind.sh                     # this tree's release build
+#   BIN=/path/to/creator-boost load/callgrind.sh   # another build
 #
 # The server (one worker thread) runs under callgrind twice per measure, with
 # N and 2N calls (or events); the figure is the difference over N, so start-up
@@ -14,8 +14,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v valgrind >/dev/null || { echo "valgrind missing: apt-get install -y valgrind" >&2; exit 1; }
 DURATION=0 WARMUP=0 SERVER_CORE=0 CLIENT_CORE=0
-# shellcheck source=bench/lib.sh
-. bench/lib.sh
+# shellcheck source=load/lib.sh
+. load/lib.sh
 
 "$bin" generate --seed 42 --creators 2000 --viewers 20000 --events 100000 --end 2026-01-01T00:00:00Z > "$work/events.jsonl"
 "$bin" import "$work/events.jsonl" --data-dir "$work/data" >/dev/null 2>&1

@@ -1,16 +1,16 @@
 #!/usr/bin/env bash
 # Load benchmark of the running service, beside its baselines, in one run.
 #
-#   bench/run.sh            # full run (about 3 minutes)
-#   DURATION=5 bench/run.sh # shorter
-#   INGEST=0 bench/run.sh   # Rank only (no ingest section)
-#   ROUNDS=3 bench/run.sh   # echo and warm Rank alternated 3 times, medians
+#   load/run.sh            # full run (about 3 minutes)
+#   DURATION=5 load/run.sh # shorter
+#   INGEST=0 load/run.sh   # Rank only (no ingest section)
+#   ROUNDS=3 load/run.sh   # echo and warm Rank alternated 3 times, medians
 #
 # Servers run on core 0, the load generator (h2load, from Debian's
 # nghttp2-client) on core 1. Measured in one run:
 #   1. baselines: grpc.health.v1.Health/Check on the real server, and an echo
 #      server built from the same proto whose Rank only decodes and answers
-#      a same-size response (examples/echo_server.rs);
+#      a same-size response (load/bin/echo_server.rs);
 #   2. Rank, 200 candidates over 100 distinct creators, warm cache;
 #   3. Rank with a cold cache (one entry, 1 ms TTL: a thread still reuses
 #      what it read for up to 1 ms, so under load most calls are served
@@ -33,8 +33,8 @@ INGEST=${INGEST:-1}
 ROUNDS=${ROUNDS:-1}
 command -v h2load >/dev/null || { echo "h2load missing: apt-get install -y nghttp2-client" >&2; exit 1; }
 
-# shellcheck source=bench/lib.sh
-. bench/lib.sh
+# shellcheck source=load/lib.sh
+. load/lib.sh
 
 echo "== data: $EVENTS synthetic events (10,000 creators, 200,000 viewers)" >&2
 "$bin" generate --seed 42 --creators 10000 --viewers 200000 --events "$EVENTS" --end now > "$work/events.jsonl"

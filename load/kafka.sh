@@ -4,8 +4,8 @@
 # server into the embedded store, then into Redis; StreamEvents ingest of the
 # same events into a fresh embedded store for comparison.
 #
-#   bench/kafka.sh               # 200,000 events
-#   EVENTS=50000 bench/kafka.sh  # shorter
+#   load/kafka.sh               # 200,000 events
+#   EVENTS=50000 load/kafka.sh  # shorter
 #
 # events/s = events / (time from server start until every event is counted
 # accepted); the broker and the server share the machine's 2 cores.
@@ -18,8 +18,8 @@ tansu=${TANSU:-../shared/tools/tansu/tansu}
 tansu=$(realpath "$tansu")
 command -v redis-server >/dev/null || { echo "redis-server missing: apt-get install -y redis-server" >&2; exit 1; }
 
-# shellcheck source=bench/lib.sh
-. bench/lib.sh
+# shellcheck source=load/lib.sh
+. load/lib.sh
 cargo build --release --locked --example kafka_produce >&2
 produce=target/release/examples/kafka_produce
 

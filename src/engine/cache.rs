@@ -551,7 +551,7 @@ mod tests {
 
     #[test]
     fn expired_entries_answer_only_as_stale_until_the_stale_ttl() {
-        let clock = Clock::manual(0);
+        let clock = Clock::frozen(0);
         let caches = Caches::with_clock(&config(20_000, 200_000), clock.clone());
         let bucket = Arc::new(CreatorBucket::default());
         caches.insert_creator_bucket(caches.generation(), 7, Arc::clone(&bucket));

@@ -15,7 +15,13 @@ pub struct Clock(Option<Arc<Manual>>);
 #[derive(Debug)]
 struct Manual {
     wall_ms: AtomicI64,
-    monotonic: Mutex<Instant>,
+    /// The monotonic reading when the clock was made.
+    start: Instant,
+    /// How far [`Clock::advance`] moved monotonic time.
+    advanced: Mutex<Duration>,
+    /// Whether monotonic time stands still between advances; else it runs
+    /// with the system's (plus the advances).
+    frozen: bool,
 }
 
 impl Clock {
@@ -24,12 +30,26 @@ impl Clock {
         Clock(None)
     }
 
-    /// A clock standing still at `now_ms` (wall) and at the moment it was
-    /// made (monotonic), until [`Clock::set`] or [`Clock::advance`].
+    /// Wall time standing still at `now_ms` until [`Clock::set`] or
+    /// [`Clock::advance`] (scores as of a fixed instant: tests, replays);
+    /// monotonic time runs with the system's, so cache ages, timeouts and
+    /// the breaker behave as in production, plus any advance.
     pub fn manual(now_ms: i64) -> Clock {
+        Clock::made(now_ms, false)
+    }
+
+    /// Wall and monotonic time both standing still until moved: for tests
+    /// that check an age to the millisecond.
+    pub fn frozen(now_ms: i64) -> Clock {
+        Clock::made(now_ms, true)
+    }
+
+    fn made(now_ms: i64, frozen: bool) -> Clock {
         Clock(Some(Arc::new(Manual {
             wall_ms: AtomicI64::new(now_ms),
-            monotonic: Mutex::new(Instant::now()),
+            start: Instant::now(),
+            advanced: Mutex::new(Duration::ZERO),
+            frozen,
         })))
     }
 
@@ -47,7 +67,7 @@ impl Clock {
         if let Some(manual) = &self.0 {
             let by_ms = i64::try_from(by.as_millis()).unwrap_or(i64::MAX);
             manual.wall_ms.fetch_add(by_ms, Ordering::AcqRel);
-            *manual.monotonic.lock().unwrap_or_else(PoisonError::into_inner) += by;
+            *manual.advanced.lock().unwrap_or_else(PoisonError::into_inner) += by;
         }
     }
 
@@ -66,7 +86,11 @@ impl Clock {
     pub fn instant(&self) -> Instant {
         match &self.0 {
             None => Instant::now(),
-            Some(manual) => *manual.monotonic.lock().unwrap_or_else(PoisonError::into_inner),
+            Some(manual) => {
+                let advanced = *manual.advanced.lock().unwrap_or_else(PoisonError::into_inner);
+                let base = if manual.frozen { manual.start } else { Instant::now() };
+                base + advanced
+            }
         }
     }
 }
@@ -76,8 +100,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_manual_clock_moves_only_when_told() {
-        let clock = Clock::manual(1_000);
+    fn a_frozen_clock_moves_only_when_told() {
+        let clock = Clock::frozen(1_000);
         let start = clock.instant();
         assert_eq!(clock.now_ms(), 1_000);
         clock.advance(Duration::from_millis(250));
@@ -86,6 +110,18 @@ mod tests {
         clock.set(5_000);
         assert_eq!(clock.now_ms(), 5_000);
         assert_eq!(clock.instant() - start, Duration::from_millis(250));
+    }
+
+    #[test]
+    fn a_manual_clock_holds_wall_time_and_lets_monotonic_time_run() {
+        let clock = Clock::manual(1_000);
+        let start = clock.instant();
+        std::thread::sleep(Duration::from_millis(2));
+        assert_eq!(clock.now_ms(), 1_000);
+        assert!(clock.instant() - start >= Duration::from_millis(2));
+        clock.advance(Duration::from_secs(60));
+        assert_eq!(clock.now_ms(), 61_000);
+        assert!(clock.instant() - start >= Duration::from_secs(60));
     }
 
     #[test]

@@ -279,22 +279,7 @@ impl Engine {
     /// offending index, or [`Error::UnknownVariant`]. A store failure is not an error: it degrades.
     pub async fn rank(&self, query: &RankQuery) -> Result<RankOutcome, Error> {
         let variant = self.variant(&query.variant)?;
-        let limit = self.limits.max_candidates;
-        if query.candidates.len() > limit {
-            return Err(Error::TooManyCandidates {
-                count: query.candidates.len(),
-                limit,
-            });
-        }
-        for (index, candidate) in query.candidates.iter().enumerate() {
-            if !query.score_space.accepts(candidate.base_score) {
-                return Err(Error::BadBaseScore {
-                    index,
-                    value: candidate.base_score,
-                    space: query.score_space,
-                });
-            }
-        }
+        self.check_rank(query)?;
         if query.candidates.is_empty() {
             return Ok(RankOutcome {
                 items: Vec::new(),
@@ -303,7 +288,6 @@ impl Engine {
                 degraded: false,
             });
         }
-
         let creators = BatchCreators::of(&query.candidates);
         let as_of_ms = scoring_instant(self.clock.now_ms());
         let now = self.caches.now();
@@ -316,54 +300,17 @@ impl Engine {
             0 => Some(None),
             viewer_id => self.caches.viewer(viewer_id),
         };
-        let mut slots: Vec<CreatorSlot> = creators
-            .ids
-            .iter()
-            .map(|&creator_id| CreatorSlot {
-                creator_id,
-                creator: CreatorScore::NEUTRAL,
-                private: PrivateScore::NEUTRAL,
-            })
-            .collect();
-        let mut misses: Vec<usize> = Vec::new();
-        let memo_hits = match &cached_global {
-            Some(global) => {
-                let scope = ScoreScope {
-                    variant: Arc::clone(&variant),
-                    global: Arc::clone(global),
-                    as_of_ms,
-                    generation,
-                };
-                self.caches.memoized_scores(&scope, now, &mut slots, &mut misses)
-            }
-            None => {
-                misses.extend(0..creators.ids.len());
-                0
-            }
+        let scope = |global: &Arc<CreatorAggregate>| ScoreScope {
+            variant: Arc::clone(&variant),
+            global: Arc::clone(global),
+            as_of_ms,
+            generation,
         };
+        let (mut slots, misses, memo_hits) = self.memoized_slots(&creators, cached_global.as_ref().map(scope), now);
         // The buckets of the creators still to score: from memory, else one
         // store round for all of them, the viewer and the platform aggregate.
-        let mut buckets: Vec<u32> = misses.iter().map(|i| creator_bucket(creators.ids[*i])).collect();
-        buckets.sort_unstable();
-        buckets.dedup();
-        let mut found: Vec<Option<BucketHit>> = buckets
-            .iter()
-            .map(|bucket| self.caches.creator_bucket_hit(*bucket, now))
-            .collect();
-        let wanted = ReadSet {
-            buckets: buckets
-                .iter()
-                .zip(&found)
-                .filter(|(_, hit)| hit.is_none())
-                .map(|(bucket, _)| *bucket)
-                .collect(),
-            viewer: if cached_viewer.is_none() {
-                Some(query.viewer_id)
-            } else {
-                None
-            },
-            global: cached_global.is_none(),
-        };
+        let (buckets, mut found, wanted) =
+            self.plan_reads(query, &creators, &misses, now, &cached_viewer, &cached_global);
         self.metrics
             .creator_lookups(memo_hits + buckets.len() - wanted.buckets.len(), wanted.buckets.len());
         if query.viewer_id != 0 {
@@ -384,28 +331,8 @@ impl Engine {
         let scorer = Scorer::new(&variant.params, &self.decay, &global, as_of_ms);
         // Only scores from fresh data are memoized; the stale or neutral
         // scores of a degraded call are computed again by the next one.
-        let mut memoize = Vec::with_capacity(if fresh { misses.len() } else { 0 });
-        for &i in &misses {
-            let creator_id = creators.ids[i];
-            let hit = buckets
-                .binary_search(&creator_bucket(creator_id))
-                .ok()
-                .and_then(|b| found[b].as_ref());
-            let score = scorer.creator(hit.and_then(|hit| hit.value.get(creator_id)));
-            slots[i].creator = score;
-            if let (true, Some(hit)) = (fresh, hit) {
-                memoize.push((creator_id, score, hit.trusted_until));
-            }
-        }
-        if !memoize.is_empty() {
-            let scope = ScoreScope {
-                variant: Arc::clone(&variant),
-                global: Arc::clone(&global),
-                as_of_ms,
-                generation,
-            };
-            self.caches.memoize_scores(&scope, memoize.into_iter());
-        }
+        let memoize = fresh.then(|| scope(&global));
+        self.score_misses(&scorer, (&creators, &misses), (&buckets, &found), memoize, &mut slots);
         if let Some(viewer) = viewer.as_deref() {
             for slot in &mut slots {
                 slot.private = scorer.private(viewer.relation(slot.creator_id));
@@ -425,6 +352,119 @@ impl Engine {
             variant,
             degraded,
         })
+    }
+
+    /// Refuses a Rank over the candidate limit or with a base score its
+    /// score space cannot take.
+    fn check_rank(&self, query: &RankQuery) -> Result<(), Error> {
+        let limit = self.limits.max_candidates;
+        if query.candidates.len() > limit {
+            return Err(Error::TooManyCandidates {
+                count: query.candidates.len(),
+                limit,
+            });
+        }
+        for (index, candidate) in query.candidates.iter().enumerate() {
+            if !query.score_space.accepts(candidate.base_score) {
+                return Err(Error::BadBaseScore {
+                    index,
+                    value: candidate.base_score,
+                    space: query.score_space,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// One slot per distinct creator, neutral or filled from this thread's
+    /// memo under `scope`; the indices left to score, and the memo's hits.
+    fn memoized_slots(
+        &self,
+        creators: &BatchCreators,
+        scope: Option<ScoreScope>,
+        now: Instant,
+    ) -> (Vec<CreatorSlot>, Vec<usize>, usize) {
+        let mut slots: Vec<CreatorSlot> = creators
+            .ids
+            .iter()
+            .map(|&creator_id| CreatorSlot {
+                creator_id,
+                creator: CreatorScore::NEUTRAL,
+                private: PrivateScore::NEUTRAL,
+            })
+            .collect();
+        let mut misses: Vec<usize> = Vec::new();
+        let memo_hits = match scope {
+            Some(scope) => self.caches.memoized_scores(&scope, now, &mut slots, &mut misses),
+            None => {
+                misses.extend(0..creators.ids.len());
+                0
+            }
+        };
+        (slots, misses, memo_hits)
+    }
+
+    /// The sorted buckets the `misses` live in, those found in memory, and
+    /// what is left to read from the store.
+    fn plan_reads(
+        &self,
+        query: &RankQuery,
+        creators: &BatchCreators,
+        misses: &[usize],
+        now: Instant,
+        cached_viewer: &Option<CachedViewer>,
+        cached_global: &Option<Arc<CreatorAggregate>>,
+    ) -> (Vec<u32>, Vec<Option<BucketHit>>, ReadSet) {
+        let mut buckets: Vec<u32> = misses.iter().map(|i| creator_bucket(creators.ids[*i])).collect();
+        buckets.sort_unstable();
+        buckets.dedup();
+        let found: Vec<Option<BucketHit>> = buckets
+            .iter()
+            .map(|bucket| self.caches.creator_bucket_hit(*bucket, now))
+            .collect();
+        let wanted = ReadSet {
+            buckets: buckets
+                .iter()
+                .zip(&found)
+                .filter(|(_, hit)| hit.is_none())
+                .map(|(bucket, _)| *bucket)
+                .collect(),
+            viewer: if cached_viewer.is_none() {
+                Some(query.viewer_id)
+            } else {
+                None
+            },
+            global: cached_global.is_none(),
+        };
+        (buckets, found, wanted)
+    }
+
+    /// Scores the creators at `misses` from their buckets, and memoizes the
+    /// scores under `memoize` (fresh data only).
+    fn score_misses(
+        &self,
+        scorer: &Scorer,
+        (creators, misses): (&BatchCreators, &[usize]),
+        (buckets, found): (&[u32], &[Option<BucketHit>]),
+        memoize: Option<ScoreScope>,
+        slots: &mut [CreatorSlot],
+    ) {
+        let mut fresh_scores = Vec::with_capacity(if memoize.is_some() { misses.len() } else { 0 });
+        for &i in misses {
+            let creator_id = creators.ids[i];
+            let hit = buckets
+                .binary_search(&creator_bucket(creator_id))
+                .ok()
+                .and_then(|b| found[b].as_ref());
+            let score = scorer.creator(hit.and_then(|hit| hit.value.get(creator_id)));
+            slots[i].creator = score;
+            if let (true, Some(hit)) = (memoize.is_some(), hit) {
+                fresh_scores.push((creator_id, score, hit.trusted_until));
+            }
+        }
+        if let (Some(scope), false) = (memoize, fresh_scores.is_empty()) {
+            self.caches.memoize_scores(&scope, fresh_scores.into_iter());
+        }
     }
 
     /// One store round for what a Rank call found in no cache; what it read

@@ -765,26 +765,6 @@ fn declared_probes() -> Vec<(&'static str, String)> {
         .collect()
 }
 
-/// What the kubelet's gRPC probe does: a new connection, one
-/// `Health/Check(service)` within the timeout; success only on SERVING.
-async fn kubelet_probe(url: &str, service: &str) -> Result<ServingStatus, String> {
-    let timeout = Duration::from_secs(1);
-    let channel = tonic::transport::Channel::from_shared(url.to_owned())
-        .expect("url")
-        .connect_timeout(timeout)
-        .timeout(timeout)
-        .connect()
-        .await
-        .map_err(|e| format!("connect: {e}"))?;
-    let response = HealthClient::new(channel)
-        .check(HealthCheckRequest {
-            service: service.to_owned(),
-        })
-        .await
-        .map_err(|status| format!("{:?}: {}", status.code(), status.message()))?;
-    Ok(ServingStatus::try_from(response.into_inner().status).unwrap_or(ServingStatus::Unknown))
-}
-
 /// The exec form (compose and the Dockerfile): `creator-boost health`.
 fn health_command(url: &str, service: &str) -> (bool, String) {
     let output = Command::new(env!("CARGO_BIN_EXE_creator-boost"))
@@ -827,7 +807,7 @@ async fn declared_probes_pass_then_fail_while_draining() {
     let mut child = KillOnDrop(child);
 
     for (kind, service) in &probes {
-        let status = kubelet_probe(&url, service).await;
+        let status = health_check(&url, service, Duration::from_secs(1)).await;
         eprintln!("serving: {kind} (service {service:?}): {status:?}");
         assert_eq!(status, Ok(ServingStatus::Serving), "{kind}");
         let (ok, printed) = health_command(&url, service);
@@ -867,7 +847,7 @@ async fn declared_probes_pass_then_fail_while_draining() {
         terminated.elapsed()
     );
     for (kind, service) in &probes {
-        let status = kubelet_probe(&url, service).await;
+        let status = health_check(&url, service, Duration::from_secs(1)).await;
         eprintln!("draining: {kind} (service {service:?}): {status:?}");
         assert_ne!(status, Ok(ServingStatus::Serving), "{kind} passes while draining");
         let (ok, printed) = health_command(&url, service);

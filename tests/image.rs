@@ -21,13 +21,11 @@ use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use common::harness::{self, Need, Tool};
-use common::{free_port, loyal_creator_events};
+use common::{free_port, health_check, loyal_creator_events};
 use creator_boost::proto;
 use creator_boost::proto::creator_boost_client::CreatorBoostClient;
 use tonic::transport::Channel;
-use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
-use tonic_health::pb::health_client::HealthClient;
 
 /// The tag `deploy/image/build.sh` leaves.
 const IMAGE: &str = "creator-boost:local";
@@ -153,29 +151,11 @@ impl Drop for Engine {
     }
 }
 
-/// Health/Check(service) from the host, once.
-async fn health(url: &str, service: &str) -> Result<ServingStatus, String> {
-    let channel = Channel::from_shared(url.to_owned())
-        .expect("url")
-        .connect_timeout(Duration::from_secs(1))
-        .timeout(Duration::from_secs(2))
-        .connect()
-        .await
-        .map_err(|e| format!("connect: {e}"))?;
-    let response = HealthClient::new(channel)
-        .check(HealthCheckRequest {
-            service: service.to_owned(),
-        })
-        .await
-        .map_err(|status| format!("{:?}: {}", status.code(), status.message()))?;
-    Ok(ServingStatus::try_from(response.into_inner().status).unwrap_or(ServingStatus::Unknown))
-}
-
 /// Waits for SERVING on the published port; returns how long it took.
 async fn wait_serving(engine: &Engine, name: &str, url: &str) -> Duration {
     let started = Instant::now();
     loop {
-        let status = health(url, "creatorboost.v1.CreatorBoost").await;
+        let status = health_check(url, "creatorboost.v1.CreatorBoost", Duration::from_secs(2)).await;
         if status == Ok(ServingStatus::Serving) {
             return started.elapsed();
         }

@@ -456,3 +456,27 @@ pub async fn start_binary(data: &Path, extra: &[&std::ffi::OsStr]) -> (std::proc
     let _ = child.wait();
     panic!("server did not start on port {port}");
 }
+
+/// Health/Check of `service` at `url`, once, as a probe asks it: connect
+/// and answer each within `timeout`.
+pub async fn health_check(
+    url: &str,
+    service: &str,
+    timeout: Duration,
+) -> Result<tonic_health::pb::health_check_response::ServingStatus, String> {
+    use tonic_health::pb::health_check_response::ServingStatus;
+    let channel = tonic::transport::Channel::from_shared(url.to_owned())
+        .expect("url")
+        .connect_timeout(timeout)
+        .timeout(timeout)
+        .connect()
+        .await
+        .map_err(|e| format!("connect: {e}"))?;
+    let response = tonic_health::pb::health_client::HealthClient::new(channel)
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: service.to_owned(),
+        })
+        .await
+        .map_err(|status| format!("{:?}: {}", status.code(), status.message()))?;
+    Ok(ServingStatus::try_from(response.into_inner().status).unwrap_or(ServingStatus::Unknown))
+}

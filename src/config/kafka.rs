@@ -33,7 +33,7 @@ pub const DEFAULT_KAFKA_GROUP: &str = "creator-boost";
 
 settings! {
     /// The `[kafka]` table as written; `brokers` and `topic` turn ingest on.
-    KafkaSettings / KafkaFlags, section "kafka" {
+    KafkaSettings / KafkaFlags, section "kafka", heading "Kafka ingest ([kafka])" {
         /// Consume events from Kafka: bootstrap brokers HOST:PORT[,HOST:PORT...]
         /// (with topic); empty = off.
         brokers: String = String::new(), flag "kafka-brokers", env "CREATOR_BOOST_KAFKA_BROKERS";

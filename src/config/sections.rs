@@ -42,7 +42,7 @@ impl Shown for LogFormat {
 settings! {
     /// The top level of the file: where the server listens, where it keeps
     /// its data, who may write, how it runs.
-    TopLevel / TopLevelFlags, section "" {
+    TopLevel / TopLevelFlags, section "", heading "Server (top level of the file)" {
         /// gRPC listen address (IP:port).
         listen: String = "127.0.0.1:50051".to_owned(), flag "listen", env "CREATOR_BOOST_LISTEN";
         /// Directory of the embedded store.
@@ -86,7 +86,7 @@ settings! {
 
 settings! {
     /// Limits on request sizes and event fields.
-    Limits / LimitFlags, section "limits" {
+    Limits / LimitFlags, section "limits", heading "Request limits ([limits])" {
         /// Most candidates in one Rank request.
         max_candidates: usize = 2_000, flag "limits-max-candidates", env "CREATOR_BOOST_LIMITS_MAX_CANDIDATES";
         /// Most creator ids in one GetCreatorScores request.
@@ -114,7 +114,7 @@ settings! {
     /// Limits of the transport: connections, HTTP/2, message arrival.
     /// Every default is chosen from the contract (docs/operations.md gives
     /// the reason for each).
-    TransportConfig / TransportFlags, section "transport" {
+    TransportConfig / TransportFlags, section "transport", heading "Transport ([transport])" {
         /// Most open client connections; beyond it the server stops accepting
         /// (new clients wait in the kernel backlog) until one closes.
         max_connections: usize = 1_024,
@@ -160,7 +160,7 @@ settings! {
 
 settings! {
     /// Cache sizes and freshness.
-    CacheConfig / CacheFlags, section "cache" {
+    CacheConfig / CacheFlags, section "cache", heading "Caches ([cache])" {
         /// Creator aggregates kept in memory.
         creators: u64 = 1_000_000, flag "cache-creators", env "CREATOR_BOOST_CACHE_CREATORS";
         /// Viewer records kept in memory.
@@ -179,7 +179,7 @@ settings! {
 
 settings! {
     /// The Redis backend's time limits and key names.
-    RedisConfig / RedisFlags, section "redis" {
+    RedisConfig / RedisFlags, section "redis", heading "Redis ([redis])" {
         /// Longest a read may take, in milliseconds; past it a Rank answers
         /// from cache or neutral, flagged degraded.
         read_timeout_ms: u64 = 100, flag "redis-read-timeout-ms", env "CREATOR_BOOST_REDIS_READ_TIMEOUT_MS";

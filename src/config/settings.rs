@@ -51,10 +51,11 @@ impl Shown for PathBuf {
 /// Declares a table of settings and derives its file table, its flags and
 /// its reference rows. Each entry:
 /// `/// doc` `name: Type = default, flag "name", env "VAR" [, arg(extra clap args)];`
+/// under `Settings / Flags, section "file table", heading "help heading"`.
 macro_rules! settings {
     (
         $(#[doc = $struct_doc:literal])*
-        $Settings:ident / $Flags:ident, section $section:literal {
+        $Settings:ident / $Flags:ident, section $section:literal, heading $heading:literal {
             $(
                 $(#[doc = $doc:literal])*
                 $field:ident: $ty:ty = $default:expr, flag $flag:literal, env $env:literal
@@ -82,6 +83,7 @@ macro_rules! settings {
 
         #[doc = concat!("The flags and environment variables of the `", $section, "` settings; those given win over the file.")]
         #[derive(Clone, Debug, Default, clap::Args)]
+        #[command(next_help_heading = $heading)]
         pub struct $Flags {
             $(
                 $(#[doc = $doc])*

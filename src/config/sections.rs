@@ -191,6 +191,19 @@ settings! {
     }
 }
 
+/// Checks each `(key, value, low, high)` of `section`: the first value out
+/// of its range is refused, named with its section.
+fn within<T: PartialOrd + std::fmt::Display>(section: &str, checks: &[(&str, T, T, T)]) -> Result<(), ConfigError> {
+    for (name, value, low, high) in checks {
+        if !(low..=high).contains(&value) {
+            return Err(ConfigError::Invalid(format!(
+                "{section}.{name} must be in [{low}, {high}], got {value}"
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Checks the `[limits]` table.
 pub(super) fn validate_limits(limits: &Limits) -> Result<(), ConfigError> {
     let checks = [
@@ -200,13 +213,7 @@ pub(super) fn validate_limits(limits: &Limits) -> Result<(), ConfigError> {
         ("max_event_id_bytes", limits.max_event_id_bytes, 1, 4096),
         ("max_message_bytes", limits.max_message_bytes, 1024, 1 << 30),
     ];
-    for (name, value, low, high) in checks {
-        if !(low..=high).contains(&value) {
-            return Err(ConfigError::Invalid(format!(
-                "limits.{name} must be in [{low}, {high}], got {value}"
-            )));
-        }
-    }
+    within("limits", &checks)?;
     if limits.dedupe_window_secs == 0 {
         return Err(ConfigError::Invalid("limits.dedupe_window_secs must be > 0".into()));
     }
@@ -246,13 +253,7 @@ pub(super) fn validate_transport(transport: &TransportConfig) -> Result<(), Conf
             86_400_000,
         ),
     ];
-    for (name, value, low, high) in checks {
-        if !(low..=high).contains(&value) {
-            return Err(ConfigError::Invalid(format!(
-                "transport.{name} must be in [{low}, {high}], got {value}"
-            )));
-        }
-    }
+    within("transport", &checks)?;
     if transport.connection_window_bytes < transport.stream_window_bytes
         || transport.connection_window_bytes > (1 << 31) - 1
     {

@@ -153,6 +153,13 @@ struct MemoTable {
     scores: HashMap<u64, Memoized, BuildHasherDefault<IdHasher>>,
 }
 
+impl MemoTable {
+    /// Whether this table holds the scores of `instance`'s caches under `scope`.
+    fn holds(&self, instance: u64, scope: &ScoreScope) -> bool {
+        self.instance == instance && self.scope.same(scope)
+    }
+}
+
 /// A creator bucket in memory, and until when it may be trusted.
 #[derive(Clone)]
 pub struct BucketHit {
@@ -247,7 +254,7 @@ impl Caches {
             return None;
         }
         let value = entry.value;
-        let expires = now + self.l1_age;
+        let expires = self.trusted_until(now);
         L1.with(|l1| {
             let mut l1 = l1.borrow_mut();
             if l1.len() >= L1_CAPACITY {
@@ -293,10 +300,7 @@ impl Caches {
         MEMO.with(|memo| {
             let mut memo = memo.borrow_mut();
             let tick = next_tick(&memo);
-            let Some(table) = memo
-                .iter_mut()
-                .find(|table| table.instance == self.instance && table.scope.same(scope))
-            else {
+            let Some(table) = memo.iter_mut().find(|table| table.holds(self.instance, scope)) else {
                 misses.extend(0..slots.len());
                 return 0;
             };
@@ -320,9 +324,7 @@ impl Caches {
         MEMO.with(|memo| {
             let mut memo = memo.borrow_mut();
             let tick = next_tick(&memo);
-            let position = memo
-                .iter()
-                .position(|table| table.instance == self.instance && table.scope.same(scope));
+            let position = memo.iter().position(|table| table.holds(self.instance, scope));
             let position = match position {
                 Some(position) => position,
                 None if memo.len() < MEMO_SCOPES => {

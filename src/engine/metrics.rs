@@ -146,7 +146,8 @@ impl EngineMetrics {
         let caches = &self.caches;
         caches.hits.inc_by(hits as u64);
         caches.misses.inc_by(misses as u64);
-        let (hits, lookups) = (caches.hits.get(), caches.hits.get() + caches.misses.get());
+        let hits = caches.hits.get();
+        let lookups = hits + caches.misses.get();
         if lookups > 0 {
             caches.hit_ratio.set(hits as f64 / lookups as f64);
         }

@@ -259,11 +259,6 @@ impl Engine {
         &self.store
     }
 
-    /// The metrics registry.
-    pub fn metrics(&self) -> &Arc<EngineMetrics> {
-        &self.metrics
-    }
-
     fn variant(&self, name: &str) -> Result<Arc<Variant>, Error> {
         let variants = self.variants.read().unwrap_or_else(|poisoned| poisoned.into_inner());
         variants

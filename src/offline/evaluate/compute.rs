@@ -92,12 +92,7 @@ pub(super) struct Panel {
 pub(super) fn evaluate(events: &[Event], window: Window, options: &EvalOptions) -> Evaluation {
     let outer = Split::new(events, window.start_ms, window.split_ms, window.end_ms);
     let configured = outer
-        .judge(
-            &replay(outer.history, &options.ingest),
-            &options.ingest,
-            &options.params,
-            options.min_impressions,
-        )
+        .judge_replayed(&options.ingest, &options.params, options.min_impressions)
         .panel(RESAMPLES);
     let tuning = if options.tune {
         tune(events, window, &outer, options)
@@ -123,19 +118,9 @@ fn tune(events: &[Event], window: Window, outer: &Split<'_>, options: &EvalOptio
     let tuning_min = (options.min_impressions / 2).max(1);
     let candidates = grid(&options.ingest, &options.params);
     let (inner_score, tuned) = best_candidate(&inner, &candidates, tuning_min)?;
-    let configured_inner = inner.judge(
-        &replay(inner.history, &options.ingest),
-        &options.ingest,
-        &options.params,
-        tuning_min,
-    );
+    let configured_inner = inner.judge_replayed(&options.ingest, &options.params, tuning_min);
     let outer_tuned = outer
-        .judge(
-            &replay(outer.history, &tuned.ingest),
-            &tuned.ingest,
-            &tuned.params,
-            options.min_impressions,
-        )
+        .judge_replayed(&tuned.ingest, &tuned.params, options.min_impressions)
         .panel(RESAMPLES);
     Some(Tuning {
         grid_points: candidates.len(),
@@ -360,6 +345,11 @@ impl<'a> Split<'a> {
     /// Scores creators with `params` on the replayed history and lines up
     /// every target with the model and the baselines, over creators with
     /// `min` impressions in both windows (and, for each target, a defined value).
+    /// Replays this split's history with `ingest` and judges `params` on it.
+    fn judge_replayed(&self, ingest: &IngestParams, params: &ModelParams, min: u64) -> Judged {
+        self.judge(&replay(self.history, ingest), ingest, params, min)
+    }
+
     fn judge(&self, replayed: &Replay, ingest: &IngestParams, params: &ModelParams, min: u64) -> Judged {
         let scorer = Scorer::new(params, &ingest.decay(), &replayed.global, self.split_ms);
         let windows = &self.windows;

@@ -9,8 +9,10 @@ use common::*;
 use creator_boost::proto;
 use creator_boost::proto::EventKind::*;
 use rand::RngExt;
+use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tonic::Code;
+use tonic_health::pb::health_check_response::ServingStatus;
 
 fn rank_request() -> proto::RankRequest {
     proto::RankRequest {
@@ -337,58 +339,216 @@ async fn tls_round_trip_and_plaintext_is_refused() {
     }
 }
 
-/// A full disk under the embedded store: writes fail with a clear
-/// UNAVAILABLE (nothing acknowledged), reads keep answering. Needs to mount a
-/// small tmpfs (root): ignored otherwise.
-async fn disk_full_fails_writes_clearly_and_reads_go_on() {
-    let temp = tempfile::tempdir().expect("temp");
-    let mount_point = temp.path().join("small");
-    std::fs::create_dir_all(&mount_point).expect("dir");
-    let mounted = std::process::Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=8m", "tmpfs"])
-        .arg(&mount_point)
-        .stderr(std::process::Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(mounted, "mount a tmpfs at {}", mount_point.display());
-    struct Unmount(std::path::PathBuf);
-    impl Drop for Unmount {
-        fn drop(&mut self) {
-            let _ = std::process::Command::new("umount").arg("-l").arg(&self.0).status();
+/// A small tmpfs mounted for one test (root), with a filler file that a
+/// test deletes to give space back; unmounted when dropped.
+struct SmallVolume {
+    path: std::path::PathBuf,
+    filler: std::path::PathBuf,
+    _temp: tempfile::TempDir,
+}
+
+impl SmallVolume {
+    /// A tmpfs of `size_mib`, `filler_mib` of it taken by a file.
+    fn mount(size_mib: u32, filler_mib: usize) -> SmallVolume {
+        let temp = tempfile::tempdir().expect("temp");
+        let path = temp.path().join("small");
+        std::fs::create_dir_all(&path).expect("dir");
+        let mounted = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size_mib}m"), "tmpfs"])
+            .arg(&path)
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(mounted, "mount a tmpfs at {}", path.display());
+        let filler = path.join("filler");
+        std::fs::write(&filler, vec![0xA5u8; filler_mib << 20]).expect("filler");
+        SmallVolume {
+            path,
+            filler,
+            _temp: temp,
         }
     }
-    let _unmount = Unmount(mount_point.clone());
 
+    /// Gives the filler's space back.
+    fn free_space(&self) {
+        std::fs::remove_file(&self.filler).expect("remove the filler");
+    }
+}
+
+impl Drop for SmallVolume {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg("-l").arg(&self.path).status();
+    }
+}
+
+/// 500 views of creator 9 by new viewers, with ids unique to `batch`.
+fn filling_batch(batch: u64) -> Vec<proto::Event> {
+    (0..500)
+        .map(|i| {
+            let mut e = event(
+                &format!("full-{batch}-{i}-{}", "x".repeat(40)),
+                View,
+                1 + batch * 500 + i,
+                9,
+            );
+            e.amount = 0.5;
+            e
+        })
+        .collect()
+}
+
+/// Sends filling batches until one is refused: the events acknowledged
+/// before, the refused batch's number and the refusal.
+async fn fill_until_refused(
+    client: &mut proto::creator_boost_client::CreatorBoostClient<tonic::transport::Channel>,
+) -> (u64, u64, tonic::Status) {
+    let mut accepted = 0u64;
+    for batch in 0..4_000u64 {
+        let request = proto::RecordEventsRequest {
+            events: filling_batch(batch),
+        };
+        match client.record_events(request).await {
+            Ok(response) => accepted += u64::from(response.into_inner().accepted),
+            Err(status) => return (accepted, batch, status),
+        }
+    }
+    panic!("the volume never filled up ({accepted} events accepted)");
+}
+
+/// Sends `batch` again until it is acknowledged: how long that took and
+/// what it acknowledged (accepted, duplicates).
+async fn resend_until_acknowledged(
+    client: &mut proto::creator_boost_client::CreatorBoostClient<tonic::transport::Channel>,
+    batch: u64,
+) -> (Duration, u32, u32) {
+    let started = std::time::Instant::now();
+    let mut client = client.clone();
+    eventually(
+        "the refused batch to be acknowledged once space returned",
+        Duration::from_secs(30),
+        async || {
+            let request = proto::RecordEventsRequest {
+                events: filling_batch(batch),
+            };
+            let response = client.record_events(request).await.ok()?.into_inner();
+            Some((started.elapsed(), response.accepted, response.duplicates))
+        },
+    )
+    .await
+}
+
+/// A gauge's value in `/metrics` text, by its whole name and labels.
+fn gauge(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
+/// Waits until the Writes health service reports `want`, and the gauge of
+/// `cause` the matching value.
+async fn writes_health_becomes(server: &TestServer, want: ServingStatus, cause: &str) -> String {
+    let series = format!("creator_boost_writes_blocked{{cause=\"{cause}\"}}");
+    let blocked = f64::from(want != ServingStatus::Serving);
+    let url = server.url();
+    eventually(
+        &format!("writes health {want:?}"),
+        Duration::from_secs(10),
+        async || {
+            let status = health_check(&url, "creatorboost.v1.Writes", Duration::from_secs(2))
+                .await
+                .ok()?;
+            let text = server.metrics.render();
+            (status == want && gauge(&text, &series) == Some(blocked)).then_some(text)
+        },
+    )
+    .await
+}
+
+/// Below the free-space floor writes are refused at once with
+/// RESOURCE_EXHAUSTED (why, and what to do), reads go on, health and a gauge
+/// say so, and writes resume by themselves when space returns, with every
+/// acknowledged event counted once.
+async fn below_the_disk_floor_writes_are_refused_at_once_and_resume_by_themselves() {
+    let volume = SmallVolume::mount(40, 24);
     let server = spawn_with(Spawn {
-        data_dir: Some(mount_point.join("data")),
+        config: Some(format!("{TEST_CONFIG}\n[embedded]\nmin_free_mb = 8\n")),
+        data_dir: Some(volume.path.join("data")),
         ..Spawn::default()
     })
     .await;
     let mut client = server.client().await;
-    let mut failure = None;
-    let mut accepted = 0u64;
-    for batch in 0..2_000u64 {
-        let events: Vec<proto::Event> = (0..500)
-            .map(|i| {
-                let mut e = event(
-                    &format!("full-{batch}-{i}-{}", "x".repeat(40)),
-                    View,
-                    1 + batch * 500 + i,
-                    9,
-                );
-                e.amount = 0.5;
-                e
-            })
-            .collect();
-        match client.record_events(proto::RecordEventsRequest { events }).await {
-            Ok(response) => accepted += u64::from(response.into_inner().accepted),
-            Err(status) => {
-                failure = Some(status);
-                break;
-            }
-        }
+    let (accepted, refused_batch, status) = fill_until_refused(&mut client).await;
+    assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+    for words in [
+        "below its floor",
+        "nothing from this batch was acknowledged",
+        "resume by themselves",
+    ] {
+        assert!(status.message().contains(words), "{}", status.message());
     }
-    let status = failure.expect("the disk never filled up");
+    assert!(accepted > 0);
+    // Refused at once, before the writer: time a second refusal.
+    let started = std::time::Instant::now();
+    let again = client
+        .record_events(proto::RecordEventsRequest {
+            events: filling_batch(refused_batch),
+        })
+        .await
+        .expect_err("still below the floor");
+    let refusal_took = started.elapsed();
+    assert_eq!(again.code(), Code::ResourceExhausted);
+    let text = writes_health_becomes(&server, ServingStatus::NotServing, "disk_floor").await;
+    let free = gauge(&text, "creator_boost_store_free_bytes").expect("free bytes");
+    let floor = gauge(&text, "creator_boost_store_free_floor_bytes").expect("floor");
+    assert!(
+        free < floor && floor == f64::from(8u32 << 20),
+        "free {free}, floor {floor}"
+    );
+    let store = health_check(&server.url(), "creatorboost.v1.Store", Duration::from_secs(2)).await;
+    assert_eq!(store, Ok(ServingStatus::Serving), "reads are unaffected");
+    // Reads go on.
+    assert_eq!(creator_score(&client, 9).await.evidence, accepted);
+    let rank = client
+        .rank(proto::RankRequest {
+            viewer_id: 1,
+            candidates: vec![candidate(1, 9, 1.0)],
+            ..Default::default()
+        })
+        .await
+        .expect("rank below the floor")
+        .into_inner();
+    assert_eq!(rank.results.len(), 1);
+
+    volume.free_space();
+    let (recovered_in, resent, duplicates) = resend_until_acknowledged(&mut client, refused_batch).await;
+    assert_eq!((resent, duplicates), (500, 0), "nothing of a refused batch was written");
+    writes_health_becomes(&server, ServingStatus::Serving, "disk_floor").await;
+    let evidence = creator_score(&client, 9).await.evidence;
+    assert_eq!(evidence, accepted + 500, "every acknowledged event counted once");
+    eprintln!(
+        "disk floor: {accepted} events acknowledged before the floor; refusal {:?} (RESOURCE_EXHAUSTED), \
+         second refusal took {refusal_took:?}; free {:.3} MiB under a floor of {:.3} MiB; writes health \
+         NOT_SERVING, store health SERVING, reads answered; space freed -> the refused batch acknowledged \
+         after {recovered_in:?}; evidence {evidence} = {accepted} + 500",
+        status.message(),
+        free / f64::from(1u32 << 20),
+        floor / f64::from(1u32 << 20),
+    );
+}
+
+/// With the floor off, a full disk fails writes with UNAVAILABLE and latches
+/// an I/O error in the database; once space returns the store is closed and
+/// reopened by itself (no restart), and every acknowledged event is there,
+/// also after a restart.
+async fn a_full_disk_without_a_floor_reopens_the_store_once_space_returns() {
+    let volume = SmallVolume::mount(40, 24);
+    let server = spawn_with(Spawn {
+        config: Some(format!("{TEST_CONFIG}\n[embedded]\nmin_free_mb = 0\n")),
+        data_dir: Some(volume.path.join("data")),
+        ..Spawn::default()
+    })
+    .await;
+    let mut client = server.client().await;
+    let (accepted, refused_batch, status) = fill_until_refused(&mut client).await;
     assert_eq!(status.code(), Code::Unavailable, "{status:?}");
     assert!(
         status.message().contains("nothing from this batch was acknowledged"),
@@ -396,16 +556,39 @@ async fn disk_full_fails_writes_clearly_and_reads_go_on() {
         status.message()
     );
     assert!(accepted > 0);
-    // Reads still answer.
-    let response = client
+    writes_health_becomes(&server, ServingStatus::NotServing, "store_io_error").await;
+    // Reads go on from the cache and the file as it was.
+    assert_eq!(creator_score(&client, 9).await.evidence, accepted);
+    let rank = client
         .rank(proto::RankRequest {
             viewer_id: 1,
             candidates: vec![candidate(1, 9, 1.0)],
             ..Default::default()
         })
         .await
-        .expect("rank with a full disk");
-    assert_eq!(response.into_inner().results.len(), 1);
+        .expect("rank with a full disk")
+        .into_inner();
+    assert_eq!(rank.results.len(), 1);
+
+    volume.free_space();
+    let (recovered_in, resent, duplicates) = resend_until_acknowledged(&mut client, refused_batch).await;
+    assert_eq!(duplicates, 0, "a failed commit wrote nothing");
+    writes_health_becomes(&server, ServingStatus::Serving, "store_io_error").await;
+    let evidence = creator_score(&client, 9).await.evidence;
+    assert_eq!(evidence, accepted + u64::from(resent));
+    let server = server.restart().await;
+    let after_restart = creator_score(&server.client().await, 9).await.evidence;
+    assert_eq!(
+        after_restart, evidence,
+        "acknowledged events are durable across a restart"
+    );
+    eprintln!(
+        "full disk, no floor: {accepted} events acknowledged before the disk filled; refusal {:?}; writes \
+         health NOT_SERVING with store_io_error = 1, reads answered; space freed -> store reopened and the \
+         refused batch acknowledged after {recovered_in:?}; evidence {evidence} before and {after_restart} \
+         after a restart",
+        status.code(),
+    );
 }
 
 async fn malformed_protobuf_gets_an_error_and_the_server_goes_on() {
@@ -459,7 +642,9 @@ fn main() -> std::process::ExitCode {
         trial!(async metrics_answer_a_request_split_across_writes),
         trial!(async kill_9_during_stream_events_loses_no_acked_event),
         trial!(async tls_round_trip_and_plaintext_is_refused),
-        trial!(async disk_full_fails_writes_clearly_and_reads_go_on).needs([harness::Need::Tmpfs]),
+        trial!(async below_the_disk_floor_writes_are_refused_at_once_and_resume_by_themselves)
+            .needs([harness::Need::Tmpfs]),
+        trial!(async a_full_disk_without_a_floor_reopens_the_store_once_space_returns).needs([harness::Need::Tmpfs]),
         trial!(async malformed_protobuf_gets_an_error_and_the_server_goes_on),
         trial!(async shutdown_drains_calls_in_flight).multi_thread(2),
     ])

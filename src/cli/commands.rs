@@ -123,6 +123,8 @@ pub async fn scores(args: ScoresArgs, out: &mut impl Write) -> Result<(), Comman
                 dedupe_window_ms: 1,
                 on_commit: None,
                 page_cache_bytes: config.cache.embedded_bytes(),
+                // Reads only.
+                disk_floor: crate::store::embedded::DiskFloor::NONE,
             };
             let store = EmbeddedStore::open(&config.data_dir, settings).map_err(error)?;
             (

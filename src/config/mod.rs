@@ -5,7 +5,7 @@
 //!   default, flag, environment variable and doc line; flags and variables
 //!   win over the file. docs/configuration.md is its reference.
 //! - [`sections`]: the top level, `[limits]`, `[transport]`, `[cache]`,
-//!   `[redis]`, and their checks; [`kafka`]: `[kafka]`.
+//!   `[embedded]`, `[redis]`, and their checks; [`kafka`]: `[kafka]`.
 //! - [`variants`]: `[model]` and `[variants.NAME]`, the parameter sets a
 //!   reload swaps in.
 //!
@@ -29,8 +29,9 @@ use crate::model::IngestParams;
 
 pub use kafka::{DEFAULT_KAFKA_GROUP, KafkaConfig, KafkaFlags, KafkaFormat, KafkaSettings};
 pub use sections::{
-    CacheConfig, CacheFlags, DEFAULT_MAX_IN_FLIGHT, DEFAULT_MAX_WRITES_IN_FLIGHT, LimitFlags, Limits, LogFormat,
-    MessageLimits, RedisConfig, RedisFlags, TopLevel, TopLevelFlags, TransportConfig, TransportFlags,
+    CacheConfig, CacheFlags, DEFAULT_MAX_IN_FLIGHT, DEFAULT_MAX_WRITES_IN_FLIGHT, EmbeddedConfig, EmbeddedFlags,
+    LimitFlags, Limits, LogFormat, MessageLimits, RedisConfig, RedisFlags, TopLevel, TopLevelFlags, TransportConfig,
+    TransportFlags,
 };
 pub use variants::{Variant, Variants};
 
@@ -126,6 +127,8 @@ pub struct Config {
     pub limits: Limits,
     /// Cache settings.
     pub cache: CacheConfig,
+    /// The embedded store's data volume.
+    pub embedded: EmbeddedConfig,
     /// What is stored per event.
     pub ingest: IngestParams,
     /// Scoring parameter sets.
@@ -147,6 +150,8 @@ struct RawConfig {
     transport: TransportConfig,
     #[serde(default)]
     cache: CacheConfig,
+    #[serde(default)]
+    embedded: EmbeddedConfig,
     #[serde(default)]
     redis: RedisConfig,
     #[serde(default)]
@@ -175,6 +180,9 @@ pub struct Overrides {
     /// `[cache]`.
     #[command(flatten)]
     pub cache: CacheFlags,
+    /// `[embedded]`.
+    #[command(flatten)]
+    pub embedded: EmbeddedFlags,
     /// `[redis]`.
     #[command(flatten)]
     pub redis: RedisFlags,
@@ -197,6 +205,7 @@ impl Overrides {
         self.limits.apply(&mut raw.limits);
         self.transport.apply(&mut raw.transport);
         self.cache.apply(&mut raw.cache);
+        self.embedded.apply(&mut raw.embedded);
         self.redis.apply(&mut raw.redis);
         self.kafka.apply(&mut raw.kafka);
     }
@@ -227,7 +236,7 @@ impl Config {
             live: variants;
             restart: listen, data_dir, store, redis, max_in_flight, max_writes_in_flight, allow_open_writes,
                 transport, metrics_listen, write_token_file, tls, shutdown_grace, worker_threads, log_format,
-                limits, cache, ingest, kafka,
+                limits, cache, embedded, ingest, kafka,
         )
     }
 
@@ -263,6 +272,7 @@ impl Config {
             limits,
             transport,
             cache,
+            embedded,
             redis,
             ingest,
             kafka,
@@ -272,6 +282,7 @@ impl Config {
         sections::validate_limits(&limits)?;
         sections::validate_transport(&transport)?;
         sections::validate_cache(&cache)?;
+        sections::validate_embedded(&embedded)?;
         sections::validate_redis(&redis)?;
         ingest
             .validate()
@@ -311,6 +322,7 @@ impl Config {
             log_format: top.log_format,
             limits,
             cache,
+            embedded,
             ingest,
             variants,
             kafka,
@@ -358,6 +370,7 @@ pub fn reference_table() -> String {
     rows.extend(sections::Limits::reference());
     rows.extend(sections::TransportConfig::reference());
     rows.extend(sections::CacheConfig::reference());
+    rows.extend(sections::EmbeddedConfig::reference());
     rows.extend(sections::RedisConfig::reference());
     rows.extend(kafka::KafkaSettings::reference());
     let mut out =

@@ -1,5 +1,5 @@
 //! The settings tables: the top level of the file and its `[limits]`,
-//! `[transport]`, `[cache]` and `[redis]` tables, each declared once in
+//! `[transport]`, `[cache]`, `[embedded]` and `[redis]` tables, each declared once in
 //! [`settings!`], with the checks each table's values must pass.
 
 use std::path::PathBuf;
@@ -178,6 +178,21 @@ settings! {
 }
 
 settings! {
+    /// The embedded store's data volume.
+    EmbeddedConfig / EmbeddedFlags, section "embedded", heading "Embedded store ([embedded])" {
+        /// Free space, in MiB, the data volume keeps: below it (or below
+        /// min_free_percent) writes are refused with RESOURCE_EXHAUSTED, reads go
+        /// on, and writes resume by themselves once space returns. The default is
+        /// about ten times what the largest group commit can add (0 = no MiB floor).
+        min_free_mb: u64 = 512, flag "embedded-min-free-mb", env "CREATOR_BOOST_EMBEDDED_MIN_FREE_MB";
+        /// Free space, in percent of the volume's size, the data volume keeps; the
+        /// floor is the larger of the two (0 = no percent floor; 5 is Elasticsearch's
+        /// flood stage, for a volume shared with other files).
+        min_free_percent: u32 = 0, flag "embedded-min-free-percent", env "CREATOR_BOOST_EMBEDDED_MIN_FREE_PERCENT";
+    }
+}
+
+settings! {
     /// The Redis backend's time limits and key names.
     RedisConfig / RedisFlags, section "redis", heading "Redis ([redis])" {
         /// Longest a read may take, in milliseconds; past it a Rank answers
@@ -285,6 +300,21 @@ impl CacheConfig {
     /// The embedded store's page cache, in bytes.
     pub fn embedded_bytes(&self) -> usize {
         usize::try_from(self.embedded_mb.saturating_mul(1 << 20)).unwrap_or(usize::MAX)
+    }
+}
+
+/// Checks the `[embedded]` table.
+pub(super) fn validate_embedded(embedded: &EmbeddedConfig) -> Result<(), ConfigError> {
+    within("embedded", &[("min_free_percent", embedded.min_free_percent, 0, 50)])
+}
+
+impl EmbeddedConfig {
+    /// The free-space floor these settings make.
+    pub fn disk_floor(&self) -> crate::store::embedded::DiskFloor {
+        crate::store::embedded::DiskFloor {
+            min_free_bytes: self.min_free_mb.saturating_mul(1 << 20),
+            min_free_percent: f64::from(self.min_free_percent),
+        }
     }
 }
 

@@ -64,7 +64,8 @@ impl CacheMetrics {
     }
 }
 
-/// The store: read and commit latency, failures, the probe, degraded answers.
+/// The store: read and commit latency, failures, the probe, degraded
+/// answers, and what refuses writes.
 #[derive(Debug)]
 struct StoreMetrics {
     reads: Histogram,
@@ -72,6 +73,23 @@ struct StoreMetrics {
     errors: Counter,
     up: Gauge,
     degraded: Counter,
+    writes_blocked: WritesBlocked,
+    free_bytes: Gauge,
+    floor_bytes: Gauge,
+}
+
+/// `creator_boost_writes_blocked{cause}`: 1 while that cause refuses writes.
+#[derive(Debug)]
+struct WritesBlocked {
+    disk_floor: Gauge,
+    io_error: Gauge,
+    unreachable: Gauge,
+}
+
+/// The `cause` label of `creator_boost_writes_blocked`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
+struct CauseLabel {
+    cause: &'static str,
 }
 
 impl StoreMetrics {
@@ -101,7 +119,38 @@ impl StoreMetrics {
                 "creator_boost_degraded_answers",
                 "Answers flagged degraded (store unreachable).",
             ),
+            writes_blocked: {
+                let family = Family::<CauseLabel, Gauge>::default();
+                let cause = |cause| family.get_or_create(&CauseLabel { cause }).clone();
+                let blocked = WritesBlocked {
+                    disk_floor: cause("disk_floor"),
+                    io_error: cause("store_io_error"),
+                    unreachable: cause("store_unreachable"),
+                };
+                r.register(
+                    "creator_boost_writes_blocked",
+                    "Whether writes are refused now (1) for this cause: disk_floor (the data volume below its \
+                     free-space floor), store_io_error (the embedded store reopening after an I/O error), \
+                     store_unreachable (the latest probe failed).",
+                    family,
+                );
+                blocked
+            },
+            free_bytes: register(
+                r,
+                "creator_boost_store_free_bytes",
+                "Free bytes on the embedded store's data volume (-1 = not on a local volume).",
+                Gauge::default(),
+            ),
+            floor_bytes: register(
+                r,
+                "creator_boost_store_free_floor_bytes",
+                "The data volume's free-space floor: below it writes are refused (-1 = not on a local volume).",
+                Gauge::default(),
+            ),
         };
+        store.free_bytes.set(-1);
+        store.floor_bytes.set(-1);
         store.up.set(1);
         store
     }
@@ -182,6 +231,17 @@ impl EngineMetrics {
     /// The outcome of the latest store probe.
     pub fn store_probe(&self, up: bool) {
         self.store.up.set(i64::from(up));
+    }
+
+    /// What the latest probe found of the write path.
+    pub fn write_health(&self, health: &crate::store::WriteHealth, reachable: bool) {
+        let store = &self.store;
+        store.writes_blocked.disk_floor.set(i64::from(health.disk_floor));
+        store.writes_blocked.io_error.set(i64::from(health.io_error));
+        store.writes_blocked.unreachable.set(i64::from(!reachable));
+        let bytes = |value: Option<u64>| value.map_or(-1, |v| i64::try_from(v).unwrap_or(i64::MAX));
+        store.free_bytes.set(bytes(health.free_bytes));
+        store.floor_bytes.set(bytes(health.floor_bytes));
     }
 
     /// One answer flagged degraded.

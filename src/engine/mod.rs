@@ -34,7 +34,7 @@ use crate::model::score::Scorer;
 use crate::model::{
     CreatorAggregate, CreatorScore, Decay, IngestParams, PrivateScore, RankedItem, ScoreSpace, ViewerRecord,
 };
-use crate::store::{AnyStore, Applied, CreatorBucket, ReadSet, Store, StoreError, creator_bucket};
+use crate::store::{AnyStore, Applied, CreatorBucket, ReadSet, Store, StoreError, WriteHealth, creator_bucket};
 
 /// What a Rank call found in memory before reading the store.
 struct Cached {
@@ -127,6 +127,23 @@ pub struct RecordOutcome {
     pub rejected: Vec<(u32, RejectReason)>,
 }
 
+/// What one probe of the store found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StoreProbe {
+    /// The store answered.
+    pub reachable: bool,
+    /// What the backend itself knows of its write path.
+    pub writes: WriteHealth,
+}
+
+impl StoreProbe {
+    /// Whether a batch would be written now: the store answers and nothing
+    /// it knows of refuses writes.
+    pub fn writable(&self) -> bool {
+        self.reachable && !self.writes.disk_floor && !self.writes.io_error
+    }
+}
+
 /// The engine's fixed settings.
 #[derive(Clone, Debug)]
 pub struct EngineSettings {
@@ -201,22 +218,28 @@ impl Engine {
         *guard = Arc::new(variants);
     }
 
-    /// Probes the store (health, `creator_boost_store_up`).
-    pub async fn store_reachable(&self) -> bool {
-        let up = match self.store.ping().await {
+    /// Probes the store: whether it answers (health, `creator_boost_store_up`)
+    /// and what refuses writes now (`creator_boost_writes_blocked`).
+    pub async fn probe_store(&self) -> StoreProbe {
+        let reachable = match self.store.ping().await {
             Ok(()) => true,
             Err(error) => {
                 tracing::debug!(%error, "store probe failed");
                 false
             }
         };
-        self.metrics.store_probe(up);
-        if up {
+        self.metrics.store_probe(reachable);
+        if reachable {
             self.store_failed_at.store(0, Ordering::Relaxed);
         } else {
             self.store_failed();
         }
-        up
+        let probe = StoreProbe {
+            reachable,
+            writes: self.store.write_health(),
+        };
+        self.metrics.write_health(&probe.writes, reachable);
+        probe
     }
 
     fn elapsed_ms(&self) -> u64 {

@@ -50,6 +50,7 @@ pub async fn open_engine(config: &Config, clock: Clock, registry: &MetricsRegist
                 dedupe_window_ms,
                 on_commit: Some(Arc::new(move |changes| hook_caches.apply_commit(changes))),
                 page_cache_bytes: config.cache.embedded_bytes(),
+                disk_floor: config.embedded.disk_floor(),
             },
         )?),
     };

@@ -45,6 +45,12 @@ impl From<Error> for Status {
                     | StoreError::Closed => {
                         Status::unavailable("store unavailable; nothing from this batch was acknowledged")
                     }
+                    // Says why and what to do; the data dir stays in the log.
+                    StoreError::DiskFloor { .. } => Status::resource_exhausted(store.to_string()),
+                    StoreError::Reopening { .. } => Status::unavailable(
+                        "the store is being reopened after an I/O error; nothing from this batch was \
+                         acknowledged, send it again",
+                    ),
                     StoreError::Incompatible { .. } => {
                         Status::failed_precondition("the store was written with another layout or other half-lives")
                     }

@@ -438,16 +438,56 @@ async fn drain(
 /// down, because Rank still answers (degraded); writes fail until it is back.
 pub const STORE_HEALTH_SERVICE: &str = "creatorboost.v1.Store";
 
+/// Health service name that reports whether a batch would be written now:
+/// NOT_SERVING while the store is unreachable, the data volume is below its
+/// free-space floor, or the embedded store is reopening after an I/O error —
+/// while reads may well go on (`creator_boost_writes_blocked` says which).
+pub const WRITES_HEALTH_SERVICE: &str = "creatorboost.v1.Writes";
+
 /// How often the store is probed.
 const STORE_PROBE_INTERVAL: Duration = Duration::from_secs(1);
 
+/// Sets [`WRITES_HEALTH_SERVICE`] from a probe when it changed, and logs why.
+async fn report_writes(
+    reporter: &tonic_health::server::HealthReporter,
+    probe: crate::engine::StoreProbe,
+    last: &mut Option<bool>,
+) {
+    let writable = probe.writable();
+    if *last == Some(writable) {
+        return;
+    }
+    if last.is_some() {
+        if writable {
+            tracing::info!("writes accepted again");
+        } else {
+            tracing::warn!(
+                unreachable = !probe.reachable,
+                disk_floor = probe.writes.disk_floor,
+                io_error = probe.writes.io_error,
+                "writes refused: health of creatorboost.v1.Writes NOT_SERVING"
+            );
+        }
+    }
+    let status = if writable {
+        tonic_health::ServingStatus::Serving
+    } else {
+        tonic_health::ServingStatus::NotServing
+    };
+    reporter.set_service_status(WRITES_HEALTH_SERVICE, status).await;
+    *last = Some(writable);
+}
+
 async fn probe_store(engine: Arc<Engine>, reporter: tonic_health::server::HealthReporter) {
     let mut last = None;
+    let mut last_writes = None;
     let mut ticks = tokio::time::interval(STORE_PROBE_INTERVAL);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticks.tick().await;
-        let up = engine.store_reachable().await;
+        let probe = engine.probe_store().await;
+        report_writes(&reporter, probe, &mut last_writes).await;
+        let up = probe.reachable;
         if last != Some(up) {
             if last.is_some() {
                 if up {

@@ -76,6 +76,33 @@ pub enum StoreError {
     /// The store has been shut down.
     #[error("store is closed")]
     Closed,
+    /// The data volume of the embedded store has less free space than its
+    /// floor: writes are refused before the database meets a full disk.
+    #[error(
+        "the data volume has {} MiB free, below its floor of {} MiB (embedded.min_free_mb, \
+         embedded.min_free_percent): writes are refused and nothing from this batch was acknowledged; \
+         free space or grow the volume, and writes resume by themselves",
+        free_bytes >> 20,
+        floor_bytes >> 20
+    )]
+    DiskFloor {
+        /// The data directory.
+        dir: PathBuf,
+        /// Free bytes when measured.
+        free_bytes: u64,
+        /// The floor, in bytes.
+        floor_bytes: u64,
+    },
+    /// The embedded store met an I/O error and is being closed and
+    /// reopened; writes are refused until it is open again.
+    #[error(
+        "the embedded store is being reopened after an I/O error ({cause}); nothing from this batch was \
+         acknowledged, send it again"
+    )]
+    Reopening {
+        /// The error that closed it, or why the latest reopen failed.
+        cause: String,
+    },
 }
 
 /// What a [`StoreError::Timeout`] was waiting for.

@@ -189,6 +189,26 @@ pub trait Store: Send + Sync + 'static {
     fn ping(&self) -> impl Future<Output = Result<(), StoreError>> + Send {
         async { Ok(()) }
     }
+
+    /// Why writes are refused now, if the backend itself knows, and its
+    /// volume's free space (as of the latest write or probe).
+    fn write_health(&self) -> WriteHealth {
+        WriteHealth::default()
+    }
+}
+
+/// What a backend knows of its own write path: faults that refuse writes
+/// while reads go on, and the data volume's free space.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WriteHealth {
+    /// The data volume is below its free-space floor.
+    pub disk_floor: bool,
+    /// An I/O error latched and the store is being reopened.
+    pub io_error: bool,
+    /// Free bytes on the data volume (`None` = not on a local volume).
+    pub free_bytes: Option<u64>,
+    /// The free-space floor, in bytes (`None` = not on a local volume).
+    pub floor_bytes: Option<u64>,
 }
 
 /// The backend chosen at start: `--data-dir` (embedded) or `--store URL` (Redis).
@@ -252,6 +272,13 @@ impl Store for AnyStore {
         match self {
             AnyStore::Embedded(store) => store.ping().await,
             AnyStore::Redis(store) => store.ping().await,
+        }
+    }
+
+    fn write_health(&self) -> WriteHealth {
+        match self {
+            AnyStore::Embedded(store) => store.write_health(),
+            AnyStore::Redis(store) => store.write_health(),
         }
     }
 }

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use redb::{Database, ReadableTable, Table, WriteTransaction};
 use tokio::sync::mpsc;
 
-use super::{CREATORS, DEDUPE, GLOBAL_KEY, META, VIEWERS, WriteJob, WriterSettings, backend, creator_key};
+use super::{CREATORS, DEDUPE, GLOBAL_KEY, Job, META, Shared, VIEWERS, WriteJob, WriterSettings, backend, creator_key};
 use crate::model::aggregate::apply_event;
 use crate::model::params::KindWeights;
 use crate::model::{CreatorAggregate, Decay, Event, ViewerRecord};
@@ -29,20 +29,31 @@ const SWEEP_KEY: &str = "dedupe_sweep_cursor";
 /// Per batch of a group, each event's status; and what the group changed.
 type GroupOutcome = (Vec<Vec<Applied>>, Changes);
 
-/// The writer thread's loop: until the queue closes, gather a group, commit
-/// it, answer it.
-pub(super) fn writer_loop(db: &Database, settings: &WriterSettings, mut jobs: mpsc::Receiver<WriteJob>) {
+/// The writer thread's loop: until the queue closes, gather a group, check
+/// that it may be written (the volume's floor, a pending reopen), commit it,
+/// answer it.
+pub(super) fn writer_loop(shared: &Shared, settings: &WriterSettings, mut jobs: mpsc::Receiver<Job>) {
     let decay = settings.ingest.decay();
-    while let Some(first) = jobs.blocking_recv() {
+    while let Some(job) = jobs.blocking_recv() {
+        let first = match job {
+            Job::Write(first) => first,
+            Job::Recover => {
+                shared.recover();
+                continue;
+            }
+        };
         let (group, events) = gather_group(first, &mut jobs);
-        let outcome = commit_group(db, settings, &decay, &group);
+        let outcome = shared
+            .writable()
+            .and_then(|db| commit_group(&db, settings, &decay, &group));
+        shared.committed(outcome.as_ref().map(|_| ()));
         answer_group(settings, group, events, outcome);
     }
 }
 
 /// `first` and the batches that arrive within [`GROUP_LINGER`], up to
 /// [`MAX_GROUP_EVENTS`] events; returns them and their event count.
-fn gather_group(first: WriteJob, jobs: &mut mpsc::Receiver<WriteJob>) -> (Vec<WriteJob>, usize) {
+fn gather_group(first: WriteJob, jobs: &mut mpsc::Receiver<Job>) -> (Vec<WriteJob>, usize) {
     let mut events = first.events.len();
     let mut group = vec![first];
     // Writers that were waiting for the previous commit send their next
@@ -51,10 +62,12 @@ fn gather_group(first: WriteJob, jobs: &mut mpsc::Receiver<WriteJob>) -> (Vec<Wr
     let linger_until = Instant::now() + GROUP_LINGER;
     while events < MAX_GROUP_EVENTS {
         match jobs.try_recv() {
-            Ok(job) => {
+            Ok(Job::Write(job)) => {
                 events += job.events.len();
                 group.push(job);
             }
+            // The group about to be written checks for a pending reopen.
+            Ok(Job::Recover) => {}
             Err(mpsc::error::TryRecvError::Empty) if Instant::now() < linger_until => {
                 std::thread::sleep(Duration::from_micros(100));
             }
@@ -83,7 +96,13 @@ fn answer_group(
             }
         }
         Err(error) => {
-            tracing::error!(%error, batches = group.len(), events, "store commit failed");
+            // A refusal for the floor or a pending reopen was logged once
+            // when it began; the batches refused meanwhile are not.
+            if matches!(error, StoreError::DiskFloor { .. } | StoreError::Reopening { .. }) {
+                tracing::debug!(%error, batches = group.len(), events, "store write refused");
+            } else {
+                tracing::error!(%error, batches = group.len(), events, "store commit failed");
+            }
             for job in group {
                 let _ = job.reply.send(Err(error.clone()));
             }

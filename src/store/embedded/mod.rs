@@ -6,18 +6,31 @@
 //! durably (fsync), runs the commit hook, then acknowledges each batch. Many
 //! small concurrent batches thus share one fsync. The writer thread is in
 //! `commit.rs`; reads and the tables are here.
+//!
+//! Two faults are handled without a restart. Below a free-space floor on the
+//! data volume (`space.rs`) writes are refused at once, before the database
+//! meets a full disk. And after an I/O error (redb then refuses every write
+//! until it is closed and opened again) the writer closes and reopens the
+//! file, with a bounded back-off, refusing writes meanwhile.
 
 mod commit;
+mod space;
 
-use std::path::Path;
-use std::sync::Arc;
+use std::io::ErrorKind;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
 
 use redb::{Database, ReadTransaction, ReadableDatabase, ReadableTable, TableDefinition};
 use tokio::sync::{mpsc, oneshot};
 
+pub use self::space::DiskFloor;
+use self::space::Volume;
 use super::codec::{decode_creator, decode_viewer};
 use super::{
-    Applied, CommitHook, CreatorBucket, ReadResult, ReadSet, Store, StoreError, creator_bucket, decay_signature,
+    Applied, CommitHook, CreatorBucket, ReadResult, ReadSet, Store, StoreError, WriteHealth, creator_bucket,
+    decay_signature,
 };
 use crate::model::{CreatorAggregate, Event, IngestParams, ViewerRecord};
 
@@ -30,24 +43,69 @@ const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 const DEDUPE: TableDefinition<u128, i64> = TableDefinition::new("dedupe_v2");
 const GLOBAL_KEY: &str = "global";
 const DECAY_KEY: &str = "decay";
+/// When the write path was last proven after an I/O error (unix ms).
+const WRITE_PROBE_KEY: &str = "write_probe";
 
 /// File name of the database inside the data directory.
 pub const DB_FILE: &str = "creator-boost.redb";
+
+/// First wait before reopening again after a failed reopen; it doubles up
+/// to [`REOPEN_BACKOFF_MAX`].
+const REOPEN_BACKOFF_FIRST: Duration = Duration::from_millis(100);
+/// Longest wait between two reopen attempts.
+const REOPEN_BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// After running out of space, the free space that must come back before
+/// the file is reopened.
+const REOPEN_SPACE_BACK: u64 = 16 << 20;
+/// How long a reopen waits for reads in flight to let go of the old file.
+const REOPEN_DRAIN: Duration = Duration::from_millis(200);
 
 /// Handle to the embedded store; cheap to clone. When the last clone is
 /// dropped the writer finishes its queue and the file is closed, so the same
 /// directory can be opened again at once (a restart in tests).
 #[derive(Clone)]
 pub struct EmbeddedStore {
-    db: Arc<Database>,
+    shared: Arc<Shared>,
     writer: Arc<Writer>,
     /// What viewer records' intimacy is summed with when they are read.
     intimacy_weights: crate::model::params::KindWeights,
 }
 
+/// What readers, the writer and the probe share: the open database
+/// (replaced when it is reopened), the data volume, and the I/O failure
+/// being recovered from, if any.
+struct Shared {
+    /// `None` only inside a reopen, between closing the file and opening it.
+    db: RwLock<Option<Arc<Database>>>,
+    path: PathBuf,
+    page_cache_bytes: usize,
+    volume: Volume,
+    /// Whether an I/O error latched and the file is not reopened yet.
+    failed: AtomicBool,
+    failure: Mutex<Option<Failure>>,
+}
+
+/// An I/O failure being recovered from: it ends with the first commit
+/// that succeeds after the file was reopened.
+struct Failure {
+    cause: String,
+    since: Instant,
+    /// Reopens tried.
+    attempts: u32,
+    /// Reopened since the latest I/O error.
+    reopened: bool,
+    /// The disk was full (ENOSPC or a quota).
+    out_of_space: bool,
+    /// Free bytes on the volume at the latest failure.
+    free_at_failure: Option<u64>,
+    /// Wait before the next reopen; doubles each time.
+    backoff: Duration,
+    next_attempt: Instant,
+}
+
 /// The writer thread's queue and handle.
 struct Writer {
-    jobs: Option<mpsc::Sender<WriteJob>>,
+    jobs: Option<mpsc::Sender<Job>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -61,6 +119,15 @@ impl Drop for Writer {
             tracing::error!("store writer thread panicked");
         }
     }
+}
+
+/// What the writer thread is asked to do.
+enum Job {
+    /// Apply a batch.
+    Write(WriteJob),
+    /// Reopen the file if an I/O error latched (sent by the probe, so the
+    /// store recovers while no batch arrives).
+    Recover,
 }
 
 struct WriteJob {
@@ -80,6 +147,8 @@ pub struct WriterSettings {
     pub on_commit: Option<CommitHook>,
     /// Bytes of the data file redb keeps in memory.
     pub page_cache_bytes: usize,
+    /// Free space the data volume keeps; below it writes are refused.
+    pub disk_floor: DiskFloor,
 }
 
 impl EmbeddedStore {
@@ -90,25 +159,28 @@ impl EmbeddedStore {
     /// [`StoreError::Incompatible`] when it was written with another layout
     /// or other half-lives.
     pub fn open(data_dir: &Path, settings: WriterSettings) -> Result<EmbeddedStore, StoreError> {
-        let cannot_open = |path: &Path, error: redb::Error| StoreError::Open {
-            path: path.to_owned(),
-            source: Arc::new(error),
-        };
-        std::fs::create_dir_all(data_dir).map_err(|e| cannot_open(data_dir, e.into()))?;
+        std::fs::create_dir_all(data_dir).map_err(|error| StoreError::Open {
+            path: data_dir.to_owned(),
+            source: Arc::new(error.into()),
+        })?;
         let path = data_dir.join(DB_FILE);
-        let db = Database::builder()
-            .set_cache_size(settings.page_cache_bytes)
-            .create(&path)
-            .map_err(|e| cannot_open(&path, e.into()))?;
-        let db = Arc::new(db);
+        let db = open_database(&path, settings.page_cache_bytes)?;
         create_tables(&db)?;
         check_decay(&db, &settings.ingest)?;
+        let shared = Arc::new(Shared {
+            db: RwLock::new(Some(Arc::new(db))),
+            path,
+            page_cache_bytes: settings.page_cache_bytes,
+            volume: Volume::new(data_dir, settings.disk_floor),
+            failed: AtomicBool::new(false),
+            failure: Mutex::new(None),
+        });
         let intimacy_weights = settings.ingest.intimacy_weights;
         let (sender, jobs) = mpsc::channel(1024);
-        let thread_db = Arc::clone(&db);
+        let thread_shared = Arc::clone(&shared);
         let thread = std::thread::Builder::new()
             .name("store-writer".into())
-            .spawn(move || commit::writer_loop(&thread_db, &settings, jobs))
+            .spawn(move || commit::writer_loop(&thread_shared, &settings, jobs))
             .map_err(|e| StoreError::Task {
                 task: "cannot start the writer thread",
                 source: Arc::new(e),
@@ -118,7 +190,7 @@ impl EmbeddedStore {
             thread: Some(thread),
         });
         Ok(EmbeddedStore {
-            db,
+            shared,
             writer,
             intimacy_weights,
         })
@@ -129,7 +201,7 @@ impl EmbeddedStore {
     /// # Errors
     /// [`StoreError`] on a read failure or a corrupt record.
     pub fn scan_creators(&self) -> Result<Vec<(u64, CreatorAggregate)>, StoreError> {
-        let txn = self.db.begin_read().map_err(backend)?;
+        let txn = self.shared.database()?.begin_read().map_err(backend)?;
         let table = txn.open_table(CREATORS).map_err(backend)?;
         let mut out = Vec::new();
         for entry in table.iter().map_err(backend)? {
@@ -145,7 +217,7 @@ impl EmbeddedStore {
     /// # Errors
     /// [`StoreError`] on a read failure or a corrupt record.
     pub fn global_blocking(&self) -> Result<CreatorAggregate, StoreError> {
-        read_global(&self.db)
+        read_global(&*self.shared.database()?)
     }
 
     async fn read<T, F>(&self, read: F) -> Result<T, StoreError>
@@ -153,7 +225,7 @@ impl EmbeddedStore {
         T: Send + 'static,
         F: FnOnce(&Database) -> Result<T, StoreError> + Send + 'static,
     {
-        let db = Arc::clone(&self.db);
+        let db = self.shared.database()?;
         tokio::task::spawn_blocking(move || read(&db))
             .await
             .map_err(|e| StoreError::Task {
@@ -219,13 +291,239 @@ impl Store for EmbeddedStore {
         if events.is_empty() {
             return Ok(Vec::new());
         }
+        // Below the floor a batch is refused here, at once; the volume is
+        // measured again so that writes resume as soon as space returns.
+        if self.shared.volume.below() {
+            self.shared.volume.check()?;
+        }
         let (reply, answer) = oneshot::channel();
         let jobs = self.writer.jobs.as_ref().ok_or(StoreError::Closed)?;
-        jobs.send(WriteJob { events, now_ms, reply })
+        jobs.send(Job::Write(WriteJob { events, now_ms, reply }))
             .await
             .map_err(|_| StoreError::Closed)?;
         answer.await.map_err(|_| StoreError::Closed)?
     }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        // Keeps the volume's figures (and the floor) current while no
+        // batch arrives, and has the writer retry a pending reopen.
+        let _ = self.shared.volume.check();
+        if self.shared.failed.load(Ordering::Relaxed)
+            && let Some(jobs) = &self.writer.jobs
+        {
+            let _ = jobs.try_send(Job::Recover);
+        }
+        self.shared.database().map(drop)
+    }
+
+    fn write_health(&self) -> WriteHealth {
+        let (free_bytes, floor_bytes) = match self.shared.volume.last() {
+            Some((free, floor)) => (Some(free), Some(floor)),
+            None => (None, None),
+        };
+        WriteHealth {
+            disk_floor: self.shared.volume.below(),
+            io_error: self.shared.failed.load(Ordering::Relaxed),
+            free_bytes,
+            floor_bytes,
+        }
+    }
+}
+
+impl Shared {
+    /// The open database.
+    ///
+    /// # Errors
+    /// [`StoreError::Reopening`] inside a reopen.
+    fn database(&self) -> Result<Arc<Database>, StoreError> {
+        // The lock is let go before `reopening` takes the failure's.
+        let db = self
+            .db
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        db.ok_or_else(|| self.reopening())
+    }
+
+    fn reopening(&self) -> StoreError {
+        let failure = self.failure.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        StoreError::Reopening {
+            cause: failure
+                .as_ref()
+                .map_or_else(|| "closed".to_owned(), |failure| failure.cause.clone()),
+        }
+    }
+
+    /// The database a group of batches may be written to now: the volume is
+    /// above its floor, and after an I/O error the file has been reopened
+    /// (when its back-off allows). The failure stands until a commit succeeds.
+    ///
+    /// # Errors
+    /// [`StoreError::DiskFloor`] or [`StoreError::Reopening`].
+    fn writable(&self) -> Result<Arc<Database>, StoreError> {
+        self.volume.check()?;
+        if self.failed.load(Ordering::Relaxed) {
+            self.reopen_if_due()?;
+        }
+        self.database()
+    }
+
+    /// Records what a commit did. An I/O error latches in redb (every later
+    /// write fails until the file is reopened), so it starts a recovery; a
+    /// success ends one.
+    fn committed(&self, outcome: Result<(), &StoreError>) {
+        let error = match outcome {
+            Ok(()) => {
+                if self.failed.load(Ordering::Relaxed) {
+                    let mut failure = self.failure.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                    if let Some(ended) = failure.take() {
+                        tracing::info!(
+                            reopens = ended.attempts,
+                            down_ms = ended.since.elapsed().as_millis() as u64,
+                            "embedded store writes again after an I/O error"
+                        );
+                    }
+                    self.failed.store(false, Ordering::Relaxed);
+                }
+                return;
+            }
+            Err(error) => error,
+        };
+        let StoreError::Embedded(inner) = error else {
+            return;
+        };
+        let out_of_space = match &**inner {
+            redb::Error::Io(io) => matches!(io.kind(), ErrorKind::StorageFull | ErrorKind::QuotaExceeded),
+            redb::Error::PreviousIo => false,
+            _ => return,
+        };
+        // Measured now, so that a reopen after running out of space waits
+        // for space to come back.
+        let _ = self.volume.check();
+        let free_at_failure = self.volume.last().map(|(free, _)| free);
+        let mut failure = self.failure.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        match failure.as_mut() {
+            // Failed again after a reopen: the next one waits longer.
+            Some(failure) => {
+                failure.cause = error.to_string();
+                failure.reopened = false;
+                failure.out_of_space |= out_of_space;
+                failure.free_at_failure = free_at_failure;
+            }
+            None => {
+                tracing::error!(%error, "embedded store I/O error: closing and reopening it; writes refused meanwhile");
+                let now = Instant::now();
+                *failure = Some(Failure {
+                    cause: error.to_string(),
+                    since: now,
+                    attempts: 0,
+                    reopened: false,
+                    out_of_space,
+                    free_at_failure,
+                    backoff: REOPEN_BACKOFF_FIRST,
+                    next_attempt: now,
+                });
+                self.failed.store(true, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// After an I/O error, proves the write path with one small commit once
+    /// the file is reopened (the probe asks for it, so the store recovers
+    /// while no batch arrives).
+    fn recover(&self) {
+        if !self.failed.load(Ordering::Relaxed) {
+            return;
+        }
+        let outcome = self.writable().and_then(|db| {
+            let txn = db.begin_write().map_err(backend)?;
+            {
+                let mut meta = txn.open_table(META).map_err(backend)?;
+                let now_ms = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |elapsed| elapsed.as_millis() as u64);
+                meta.insert(WRITE_PROBE_KEY, now_ms.to_le_bytes().as_slice())
+                    .map_err(backend)?;
+            }
+            txn.commit().map_err(backend)
+        });
+        self.committed(outcome.as_ref().map(|_| ()));
+    }
+
+    /// Closes and reopens the file after an I/O error, unless that was done
+    /// since the error or its back-off has not passed. Called on the writer
+    /// thread only, so no write transaction is open meanwhile.
+    ///
+    /// # Errors
+    /// [`StoreError::Reopening`] when it is not time yet or the open failed.
+    fn reopen_if_due(&self) -> Result<(), StoreError> {
+        let mut guard = self.failure.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let Some(failure) = guard.as_mut() else {
+            return Ok(());
+        };
+        if failure.reopened {
+            return Ok(());
+        }
+        let now = Instant::now();
+        // Closing the file stops reads too until it opens again, and after
+        // running out of space it would not open (redb writes as it opens an
+        // uncleanly closed file): so wait for space to come back first.
+        let space_back = match (failure.out_of_space, failure.free_at_failure, self.volume.last()) {
+            (true, Some(then), Some((free, _))) => free >= then.saturating_add(REOPEN_SPACE_BACK),
+            _ => true,
+        };
+        if now < failure.next_attempt || !space_back {
+            return Err(StoreError::Reopening {
+                cause: failure.cause.clone(),
+            });
+        }
+        failure.attempts += 1;
+        failure.next_attempt = now + failure.backoff;
+        failure.backoff = (failure.backoff * 2).min(REOPEN_BACKOFF_MAX);
+        // The file's lock must be let go before it can be opened again:
+        // take the database out and wait briefly for reads still using it.
+        let old = self
+            .db
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        if let Some(old) = old {
+            let drained_by = now + REOPEN_DRAIN;
+            while Arc::strong_count(&old) > 1 && Instant::now() < drained_by {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            drop(old);
+        }
+        match open_database(&self.path, self.page_cache_bytes) {
+            Ok(db) => {
+                *self.db.write().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(Arc::new(db));
+                failure.reopened = true;
+                tracing::info!(
+                    attempts = failure.attempts,
+                    "embedded store reopened after an I/O error"
+                );
+                Ok(())
+            }
+            Err(error) => {
+                failure.cause = error.to_string();
+                tracing::warn!(%error, attempts = failure.attempts, "embedded store reopen failed");
+                Err(StoreError::Reopening {
+                    cause: failure.cause.clone(),
+                })
+            }
+        }
+    }
+}
+
+/// Opens (or creates) the database file with a page cache of `page_cache_bytes`.
+fn open_database(path: &Path, page_cache_bytes: usize) -> Result<Database, StoreError> {
+    Database::builder()
+        .set_cache_size(page_cache_bytes)
+        .create(path)
+        .map_err(|error| StoreError::Open {
+            path: path.to_owned(),
+            source: Arc::new(error.into()),
+        })
 }
 
 fn creator_key(creator_id: u64) -> u128 {
@@ -344,6 +642,7 @@ mod tests {
             dedupe_window_ms: 1,
             on_commit: None,
             page_cache_bytes: 1 << 20,
+            disk_floor: DiskFloor::NONE,
         };
         let Err(error) = EmbeddedStore::open(temp.path(), settings) else {
             panic!("a layout-1 store must not open");

@@ -87,7 +87,7 @@ echo "-- import into Redis" >&2
 "$bin" import "$work/events.jsonl" --store "$store" >&2
 echo "redis: $(redis-cli -p "$redis_port" dbsize) keys, $(redis-cli -p "$redis_port" info memory | grep -E '^used_memory_human' | tr -d '\r')" >&2
 "$loadgen" frame "$work/rank.bin"
-printf '[cache]\ncreators = 1\nviewers = 1\nttl_ms = 1\n' > "$work/cold.toml"
+printf '[cache]\ncreators = 1\nviewers_mb = 1\nttl_ms = 1\n' > "$work/cold.toml"
 
 # One server: check its answers, saturate, pace; then report the answers it
 # flagged degraded (a store too slow for its read timeout would make fast,

@@ -41,7 +41,7 @@ echo "== data: $EVENTS synthetic events (10,000 creators, 200,000 viewers)" >&2
 "$bin" import "$work/events.jsonl" --data-dir "$work/data" >&2
 "$loadgen" frame "$work/rank.bin"
 "$loadgen" health-frame "$work/health.bin"
-printf '[cache]\ncreators = 1\nviewers = 1\nttl_ms = 1\n' > "$work/cold.toml"
+printf '[cache]\ncreators = 1\nviewers_mb = 1\nttl_ms = 1\n' > "$work/cold.toml"
 
 main_port=$(free_port); echo_port=$(free_port)
 serve main "$main_port" "$bin" serve --listen "127.0.0.1:$main_port" --data-dir "$work/data"

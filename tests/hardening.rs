@@ -591,6 +591,107 @@ async fn a_full_disk_without_a_floor_reopens_the_store_once_space_returns() {
     );
 }
 
+/// Resident memory of process `pid`, in KiB.
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .expect("VmRSS")
+}
+
+/// As many relations as a viewer keeps (`ingest.max_relations_per_viewer`).
+const HEAVY_RELATIONS: u64 = 1_000;
+const HEAVY_VIEWERS: u64 = 200;
+
+/// The real binary on `data` with `flags`, and a client to it.
+async fn binary_with_client(
+    data: &std::path::Path,
+    flags: &[&str],
+) -> (
+    std::process::Child,
+    proto::creator_boost_client::CreatorBoostClient<tonic::transport::Channel>,
+) {
+    let flags: Vec<&std::ffi::OsStr> = flags.iter().map(std::ffi::OsStr::new).collect();
+    let (child, url) = start_binary(data, &flags).await;
+    let channel = tonic::transport::Channel::from_shared(url)
+        .expect("url")
+        .connect()
+        .await
+        .expect("connect");
+    (child, proto::creator_boost_client::CreatorBoostClient::new(channel))
+}
+
+/// A Rank of `viewer` over ten of the heavy viewers' creators.
+fn heavy_rank(viewer: u64) -> proto::RankRequest {
+    proto::RankRequest {
+        viewer_id: viewer,
+        candidates: (0..10).map(|i| candidate(i, 1_000_001 + i * 7, 1.0)).collect(),
+        ..Default::default()
+    }
+}
+
+/// Heavy viewers read by Rank into the viewer cache of a fresh process on
+/// `data` whose budget is `viewers_mb`: RSS growth (MiB) over two passes of
+/// reads, from after a first Rank of a light viewer.
+async fn rss_growth_reading_heavy_viewers(data: &std::path::Path, viewers_mb: &str) -> f64 {
+    let (mut child, mut client) =
+        binary_with_client(data, &["--cache-viewers-mb", viewers_mb, "--cache-embedded-mb", "8"]).await;
+    // What the first Rank allocates once (the model's buffers) is in the baseline.
+    client.rank(heavy_rank(HEAVY_VIEWERS + 1)).await.expect("rank");
+    let before = rss_kib(child.id());
+    for _pass in 0..2 {
+        for viewer in 1..=HEAVY_VIEWERS {
+            client.rank(heavy_rank(viewer)).await.expect("rank");
+        }
+    }
+    let after = rss_kib(child.id());
+    let _ = child.kill();
+    let _ = child.wait();
+    (after as f64 - before as f64) / 1024.0
+}
+
+/// The viewer cache is bounded in bytes: 200 viewers of 1,000 relations
+/// (about 26 MiB of records) read twice through an 8 MiB budget grow RSS by
+/// at most the budget, plus redb's page cache (8 MiB here, filled by the
+/// same reads), plus 4 MiB of slack for the allocator; through a 1 GiB
+/// budget the same reads grow it by the records' size and the page cache,
+/// so the bound is the budget's doing. Each is a fresh
+/// process on the same store, so the ingest's memory is in neither.
+async fn heavy_viewers_stay_within_the_viewer_cache_byte_budget() {
+    let data = tempfile::tempdir().expect("temp");
+    {
+        let (mut child, mut client) = binary_with_client(data.path(), &[]).await;
+        for viewer in 1..=HEAVY_VIEWERS {
+            let events = (1..=HEAVY_RELATIONS)
+                .map(|creator| event(&format!("heavy-{viewer}-{creator}"), View, viewer, 1_000_000 + creator))
+                .collect();
+            client
+                .record_events(proto::RecordEventsRequest { events })
+                .await
+                .expect("ingest");
+        }
+        // SIGTERM: a clean close, so the next process opens the file at once.
+        let _ = std::process::Command::new("kill").arg(child.id().to_string()).status();
+        let _ = child.wait();
+    }
+    let bounded = rss_growth_reading_heavy_viewers(data.path(), "8").await;
+    let unbounded = rss_growth_reading_heavy_viewers(data.path(), "1024").await;
+    eprintln!(
+        "heavy viewers: 200 x 1,000 relations (~26 MiB of records) read twice by a fresh process; RSS growth \
+         {bounded:.1} MiB with an 8 MiB viewer budget, {unbounded:.1} MiB with 1 GiB"
+    );
+    assert!(
+        bounded <= 8.0 + 8.0 + 4.0,
+        "RSS grew {bounded:.1} MiB with an 8 MiB budget"
+    );
+    assert!(
+        unbounded >= 26.0,
+        "the reads cache ~26 MiB without a tight budget: {unbounded:.1} MiB"
+    );
+}
+
 async fn malformed_protobuf_gets_an_error_and_the_server_goes_on() {
     let server = spawn_server().await;
     let mut rng = creator_boost::offline::generate::seeded_rng(5);
@@ -645,6 +746,7 @@ fn main() -> std::process::ExitCode {
         trial!(async below_the_disk_floor_writes_are_refused_at_once_and_resume_by_themselves)
             .needs([harness::Need::Tmpfs]),
         trial!(async a_full_disk_without_a_floor_reopens_the_store_once_space_returns).needs([harness::Need::Tmpfs]),
+        trial!(async heavy_viewers_stay_within_the_viewer_cache_byte_budget).needs([harness::Need::Procfs]),
         trial!(async malformed_protobuf_gets_an_error_and_the_server_goes_on),
         trial!(async shutdown_drains_calls_in_flight).multi_thread(2),
     ])

@@ -527,11 +527,11 @@ mod tests {
         let mut overrides = Overrides::default();
         overrides.top.listen = Some("127.0.0.1:1".into());
         overrides.top.max_in_flight = Some(3);
-        overrides.cache.viewers = Some(7);
+        overrides.cache.viewers_mb = Some(7);
         let config = Config::from_toml("listen = \"127.0.0.1:2\"\nmax_in_flight = 9", Path::new("x"), overrides)
             .expect("config");
         assert_eq!(config.listen.port(), 1);
         assert_eq!(config.max_in_flight, 3);
-        assert_eq!(config.cache.viewers, 7);
+        assert_eq!(config.cache.viewers_mb, 7);
     }
 }

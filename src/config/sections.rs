@@ -163,8 +163,10 @@ settings! {
     CacheConfig / CacheFlags, section "cache", heading "Caches ([cache])" {
         /// Creator aggregates kept in memory.
         creators: u64 = 1_000_000, flag "cache-creators", env "CREATOR_BOOST_CACHE_CREATORS";
-        /// Viewer records kept in memory.
-        viewers: u64 = 200_000, flag "cache-viewers", env "CREATOR_BOOST_CACHE_VIEWERS";
+        /// Memory, in MiB, the viewer records kept in memory may take, counted
+        /// from each record's real size (a viewer with thousands of relations
+        /// weighs thousands of times one with a few).
+        viewers_mb: u64 = 256, flag "cache-viewers-mb", env "CREATOR_BOOST_CACHE_VIEWERS_MB";
         /// Time to live of a cached entry, in milliseconds: the bound on how stale
         /// a replica can be about writes made through another replica.
         ttl_ms: u64 = 5_000, flag "cache-ttl-ms", env "CREATOR_BOOST_CACHE_TTL_MS";
@@ -282,9 +284,9 @@ pub(super) fn validate_transport(transport: &TransportConfig) -> Result<(), Conf
 
 /// Checks the `[cache]` table.
 pub(super) fn validate_cache(cache: &CacheConfig) -> Result<(), ConfigError> {
-    if cache.ttl_ms == 0 || cache.creators == 0 || cache.viewers == 0 {
+    if cache.ttl_ms == 0 || cache.creators == 0 || cache.viewers_mb == 0 {
         return Err(ConfigError::Invalid(
-            "cache: creators, viewers and ttl_ms must be > 0".into(),
+            "cache: creators, viewers_mb and ttl_ms must be > 0".into(),
         ));
     }
     if cache.stale_ttl_ms < cache.ttl_ms {
@@ -297,6 +299,11 @@ pub(super) fn validate_cache(cache: &CacheConfig) -> Result<(), ConfigError> {
 }
 
 impl CacheConfig {
+    /// The viewer cache's budget, in bytes.
+    pub fn viewer_bytes(&self) -> u64 {
+        self.viewers_mb.saturating_mul(1 << 20)
+    }
+
     /// The embedded store's page cache, in bytes.
     pub fn embedded_bytes(&self) -> usize {
         usize::try_from(self.embedded_mb.saturating_mul(1 << 20)).unwrap_or(usize::MAX)

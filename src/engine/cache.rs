@@ -205,7 +205,8 @@ impl Caches {
                 .time_to_live(stale_ttl)
                 .build(),
             viewers: Cache::builder()
-                .max_capacity(config.viewers)
+                .max_capacity(config.viewer_bytes())
+                .weigher(|_, viewer: &Timed<CachedViewer>| viewer_weight(&viewer.value))
                 .time_to_live(stale_ttl)
                 .build(),
             global: RwLock::new(None),
@@ -515,6 +516,33 @@ impl Caches {
         self.viewers.run_pending_tasks();
         (self.creators.weighted_size(), self.viewers.entry_count())
     }
+
+    /// Bytes the cached viewer records weigh (what `cache.viewers_mb`
+    /// bounds), after pending maintenance.
+    pub fn viewer_bytes(&self) -> u64 {
+        self.viewers.run_pending_tasks();
+        self.viewers.weighted_size()
+    }
+}
+
+/// What one cached viewer costs beyond its record: moka's entry (key, hash,
+/// timestamps, its place in the eviction order), the [`Timed`] wrapper and
+/// the `Arc`'s counts: 381-397 bytes of RSS per viewer beyond its record
+/// (`cargo run --release --example cache_memory -- viewers 200000 4`).
+const VIEWER_ENTRY_BYTES: usize = 400;
+
+/// The memory a cached viewer takes, in bytes: the record, its relations'
+/// buffer (by capacity), its platform shares and the entry itself.
+fn viewer_weight(viewer: &CachedViewer) -> u32 {
+    let record = viewer.as_deref().map_or(0, |record| {
+        std::mem::size_of::<ViewerRecord>()
+            + record.relations.capacity() * std::mem::size_of::<crate::model::PairRelation>()
+            + record
+                .platform
+                .as_ref()
+                .map_or(0, |platform| std::mem::size_of_val(&**platform))
+    });
+    u32::try_from(VIEWER_ENTRY_BYTES + record).unwrap_or(u32::MAX)
 }
 
 /// A use counter for the memo's LRU: one past the latest use.

@@ -191,6 +191,8 @@ fn decode_viewer_v3(mut bytes: &[u8], weights: &[f64; ENGAGEMENT_KINDS]) -> Resu
             intimacy,
         });
     }
+    // Cached as is: no spare capacity (the viewer cache weighs it).
+    relations.shrink_to_fit();
     Ok(ViewerRecord {
         relations,
         pairs_seen,

@@ -356,7 +356,7 @@ fn assert_close(what: &str, got: &CreatorAggregate, want: &CreatorAggregate, sca
 
 /// A writer's events: viewers `writer, writer + writers, …` with 12 creators;
 /// follows, unfollows, fan-group joins and leaves, engagement of every kind,
-/// reports, and some anonymous views and events without ids.
+/// purchases and refunds, reports, and some anonymous views and events without ids.
 fn writer_events(writer: u64, writers: u64) -> Vec<proto::Event> {
     let kinds = [
         Follow,
@@ -367,6 +367,7 @@ fn writer_events(writer: u64, writers: u64) -> Vec<proto::Event> {
         Share,
         Tip,
         Purchase,
+        Refund,
         Unfollow,
         View,
         LeaveFanGroup,
@@ -393,7 +394,7 @@ fn writer_events(writer: u64, writers: u64) -> Vec<proto::Event> {
             let mut event = event(&id, *kind, viewer, creator);
             event.timestamp_ms = NOW_MS - 86_400_000 + (round * 100 + n as u64) as i64 * 1_000 + next() as i64 % 500;
             event.amount = match kind {
-                Tip | Purchase => (next() % 50) as f64,
+                Tip | Purchase | Refund => (next() % 50) as f64,
                 View => (next() % 100) as f64 / 100.0,
                 _ => 0.0,
             };
@@ -437,6 +438,7 @@ fn model_event(event: &proto::Event) -> Event {
         LeaveFanGroup => EventKind::LeaveFanGroup,
         Report => EventKind::Report,
         ProfileVisit => EventKind::ProfileVisit,
+        Refund => EventKind::Refund,
         Unspecified => panic!("unspecified kind"),
     };
     Event {

@@ -164,7 +164,7 @@ mod tests {
             "[]",
             r#"{"kind":"LIKE"}"#,
             r#"{"kind":"SMILE","creator_id":1}"#,
-            r#"{"kind":13,"creator_id":1}"#,
+            r#"{"kind":14,"creator_id":1}"#,
             r#"{"kind":true,"creator_id":1}"#,
             r#"{"kind":"LIKE","creator_id":-1}"#,
             r#"{"kind":"LIKE","creator_id":1,"extra":1}"#,

@@ -40,6 +40,18 @@ pub struct CreatorAggregate {
     pub reports_unshown: f64,
     /// Accounts shown the creator, unweighted (negative half-life).
     pub shown: f64,
+    /// Buyers: Σ over accounts shown of how much of a buyer each is
+    /// ([`PairRelation::buyer`], at most 1), decaying from its latest purchase.
+    pub buyers: f64,
+    /// Repeat buyers: the same for accounts that came back
+    /// ([`PairRelation::repeat_buyer`], at most 1).
+    pub repeat_buyers: f64,
+    /// Accounts shown that bought or refunded (negative half-life): what
+    /// the refund share is measured against.
+    pub transacted: f64,
+    /// Refunders: Σ over those accounts of the share of their money
+    /// returned ([`PairRelation::refunder`], at most 1; negative half-life).
+    pub refunders: f64,
     /// Exact follower count.
     pub followers: u64,
     /// Exact fan-group member count.
@@ -74,7 +86,27 @@ pub struct PairRelation {
     pub layers: [f64; ENGAGEMENT_KINDS],
     /// Forward-decayed weighted engagement of the viewer with the creator.
     pub intimacy: f64,
+    /// Earliest PURCHASE timestamp, 0 = never. With the latest it tells
+    /// whether the account came back on another day; both are min/max
+    /// registers, so they do not depend on arrival order.
+    pub first_purchase_ms: i64,
+    /// Latest PURCHASE timestamp, 0 = never.
+    pub last_purchase_ms: i64,
+    /// Latest REFUND timestamp, 0 = never.
+    pub refund_ms: i64,
+    /// PURCHASE events counted.
+    pub purchases: u32,
+    /// REFUND events counted.
+    pub refunds: u32,
+    /// Money spent with the creator, undecayed: what refunds are set against.
+    pub purchased: f64,
+    /// Money returned, undecayed.
+    pub refunded: f64,
 }
+
+/// One UTC day in milliseconds: purchases on two different UTC days make a
+/// repeat buyer.
+pub const DAY_MS: i64 = 86_400_000;
 
 impl PairRelation {
     /// Follows now (an UNFOLLOW at the same millisecond wins).
@@ -92,9 +124,73 @@ impl PairRelation {
         self.view_ms != 0
     }
 
-    /// Whether forgetting the pair would lose relation or report history.
+    /// Share of the account's purchases still standing after its refunds,
+    /// in `[0, 1]`: by money when the purchases carried money, else one
+    /// refund per purchase. 1 for a pair without recorded purchases (a
+    /// purchase layer kept by an earlier version has no refunds against it).
+    pub fn standing_share(&self) -> f64 {
+        if self.purchases == 0 {
+            return 1.0;
+        }
+        let returned = if self.purchased > 0.0 {
+            self.refunded / self.purchased
+        } else {
+            f64::from(self.refunds) / f64::from(self.purchases)
+        };
+        (1.0 - returned).clamp(0.0, 1.0)
+    }
+
+    /// Purchases that stand: the count times [`PairRelation::standing_share`].
+    pub fn standing_purchases(&self) -> f64 {
+        f64::from(self.purchases) * self.standing_share()
+    }
+
+    /// Whether the account's purchases fall on at least two different UTC days.
+    pub fn came_back(&self) -> bool {
+        self.purchases >= 2 && self.first_purchase_ms.div_euclid(DAY_MS) < self.last_purchase_ms.div_euclid(DAY_MS)
+    }
+
+    /// How much of a buyer the account is: `min(1, standing purchases)`;
+    /// 0 once everything was refunded.
+    pub fn buyer(&self) -> f64 {
+        if self.purchases == 0 {
+            return 0.0;
+        }
+        self.standing_purchases().min(1.0)
+    }
+
+    /// How much of a repeat buyer the account is: it bought on two UTC days
+    /// or more and more than one purchase's worth stands,
+    /// `clamp(standing − 1, 0, 1)`. An account is one repeat buyer at most,
+    /// however often it buys.
+    pub fn repeat_buyer(&self) -> f64 {
+        if !self.came_back() {
+            return 0.0;
+        }
+        (self.standing_purchases() - 1.0).clamp(0.0, 1.0)
+    }
+
+    /// How much of a refunder the account is: the share of its purchases
+    /// returned; an account refunding without a recorded purchase counts fully.
+    pub fn refunder(&self) -> f64 {
+        match (self.refunds, self.purchases) {
+            (0, _) => 0.0,
+            (_, 0) => 1.0,
+            _ => 1.0 - self.standing_share(),
+        }
+    }
+
+    /// Whether forgetting the pair would lose relation, report or purchase
+    /// history (purchases back the buyer counts and what a later refund
+    /// takes back).
     fn has_relation_history(&self) -> bool {
-        self.follow_ms != 0 || self.unfollow_ms != 0 || self.join_ms != 0 || self.leave_ms != 0 || self.report_ms != 0
+        self.follow_ms != 0
+            || self.unfollow_ms != 0
+            || self.join_ms != 0
+            || self.leave_ms != 0
+            || self.report_ms != 0
+            || self.purchases != 0
+            || self.refunds != 0
     }
 }
 
@@ -175,7 +271,11 @@ impl ViewerRecord {
 }
 
 /// Number of floating-point sums in a [`CreatorAggregate`].
-pub const SUM_FIELDS: usize = 2 * ENGAGEMENT_KINDS + 7;
+pub const SUM_FIELDS: usize = 2 * ENGAGEMENT_KINDS + 11;
+
+/// Sums stored by versions before buyers and refunds were counted: a
+/// record of that layout reads with the later sums zero.
+pub const SUM_FIELDS_BEFORE_TRUST: usize = 2 * ENGAGEMENT_KINDS + 7;
 
 /// What one event adds to one aggregate. Backends that cannot hold an
 /// aggregate in memory while they apply an event (a shared store updated
@@ -220,6 +320,10 @@ impl CreatorAggregate {
             self.reports,
             self.reports_unshown,
             self.shown,
+            self.buyers,
+            self.repeat_buyers,
+            self.transacted,
+            self.refunders,
         ]);
         out
     }
@@ -235,7 +339,11 @@ impl CreatorAggregate {
             UNFOLLOWS => &mut self.unfollows,
             REPORTS => &mut self.reports,
             REPORTS_UNSHOWN => &mut self.reports_unshown,
-            _ => &mut self.shown,
+            SHOWN => &mut self.shown,
+            BUYERS => &mut self.buyers,
+            REPEAT_BUYERS => &mut self.repeat_buyers,
+            TRANSACTED => &mut self.transacted,
+            _ => &mut self.refunders,
         }
     }
 
@@ -262,9 +370,15 @@ const UNFOLLOWS: usize = AUDIENCE_FAN + 3;
 const REPORTS: usize = AUDIENCE_FAN + 4;
 const REPORTS_UNSHOWN: usize = AUDIENCE_FAN + 5;
 const SHOWN: usize = AUDIENCE_FAN + 6;
+const BUYERS: usize = AUDIENCE_FAN + 7;
+const REPEAT_BUYERS: usize = AUDIENCE_FAN + 8;
+const TRANSACTED: usize = AUDIENCE_FAN + 9;
+const REFUNDERS: usize = AUDIENCE_FAN + 10;
 
 /// Index of VIEW among the engagement kinds.
 const VIEW: usize = 0;
+/// Index of PURCHASE among the engagement kinds.
+const PURCHASE: usize = 4;
 
 /// How much of a layer an account's events earn: `1 − e^(−value)`. One LIKE
 /// earns 0.63 of the layer, two 0.86, three 0.95; no number of events, and
@@ -285,6 +399,11 @@ pub fn saturate(value: f64) -> f64 {
 /// - Engaged accounts: 1 at most per account, its strongest non-VIEW layer.
 /// - Unfollows: once per account shown whose latest FOLLOW was ended by an UNFOLLOW.
 /// - Reports: once per reporter, apart for reporters never shown.
+/// - Purchases count only as far as they stand after refunds
+///   ([`PairRelation::standing_share`]); buyers and repeat buyers at most 1
+///   each per account, decaying from its latest purchase; accounts that
+///   bought or refunded, and how much of a refunder each is, on the
+///   negative half-life from its latest purchase (or refund, without one).
 pub fn pair_sums(pair: &PairRelation, params: &IngestParams, decay: &Decay) -> ([f64; SUM_FIELDS], [f64; SUM_FIELDS]) {
     let mut sums = [0.0; SUM_FIELDS];
     let shown = pair.shown();
@@ -300,6 +419,24 @@ pub fn pair_sums(pair: &PairRelation, params: &IngestParams, decay: &Decay) -> (
     let following = pair.following();
     sums[if following { AUDIENCE_FAN } else { AUDIENCE_NON_FAN }] = decay.engagement_weight(pair.view_ms);
     sums[SHOWN] = decay.negative_weight(pair.view_ms);
+    if pair.purchases != 0 {
+        let weight = decay.engagement_weight(pair.last_purchase_ms);
+        sums[BUYERS] = weight * pair.buyer();
+        sums[REPEAT_BUYERS] = weight * pair.repeat_buyer();
+    }
+    if pair.purchases != 0 || pair.refunds != 0 {
+        // From the latest purchase: a refund is about a purchase, and one
+        // that returns nothing must change nothing. A refund without a
+        // purchase decays from its own time.
+        let since = if pair.purchases != 0 {
+            pair.last_purchase_ms
+        } else {
+            pair.refund_ms
+        };
+        let weight = decay.negative_weight(since);
+        sums[TRANSACTED] = weight;
+        sums[REFUNDERS] = weight * pair.refunder();
+    }
 
     let weight = decay.engagement_weight(pair.engaged_ms);
     // The weight is 2^x with |x| <= 900, so its inverse is exact enough and
@@ -309,8 +446,10 @@ pub fn pair_sums(pair: &PairRelation, params: &IngestParams, decay: &Decay) -> (
     let depth_weights = params.depth_weights.as_array();
     let mut depth = 0.0;
     let mut strongest: f64 = 0.0;
+    let standing = pair.standing_share();
     for (kind, value) in pair.layers.iter().enumerate() {
         if *value > 0.0 {
+            let value = if kind == PURCHASE { value * standing } else { *value };
             let earned = saturate(value * to_engaged);
             sums[base + kind] = weight * earned;
             depth += depth_weights[kind] * earned;
@@ -439,6 +578,21 @@ fn record_on_pair(pair: &mut PairRelation, event: &Event, params: &IngestParams,
         EventKind::JoinFanGroup => pair.join_ms = pair.join_ms.max(t),
         EventKind::LeaveFanGroup => pair.leave_ms = pair.leave_ms.max(t),
         EventKind::Report => pair.report_ms = pair.report_ms.max(t),
+        EventKind::Purchase => {
+            pair.first_purchase_ms = if pair.first_purchase_ms == 0 {
+                t
+            } else {
+                pair.first_purchase_ms.min(t)
+            };
+            pair.last_purchase_ms = pair.last_purchase_ms.max(t);
+            pair.purchases = pair.purchases.saturating_add(1);
+            pair.purchased += event.amount;
+        }
+        EventKind::Refund => {
+            pair.refund_ms = pair.refund_ms.max(t);
+            pair.refunds = pair.refunds.saturating_add(1);
+            pair.refunded += event.amount;
+        }
         _ => {}
     }
 }

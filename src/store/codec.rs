@@ -10,7 +10,8 @@ use super::StoreError;
 /// Creator aggregates of the per-account model (version 1 was the per-event
 /// model; stores holding it are refused at open, see `store_signature`).
 /// Sparse: a bit mask of the non-zero sums, those sums, then the counts as
-/// varints. A typical creator has about half its sums at zero, so a record
+/// varints. Sums added later (buyers, repeat buyers, refunds) take the next
+/// mask bits, so a record written before them reads with them zero. A typical creator has about half its sums at zero, so a record
 /// is ~110 bytes instead of 217; smaller records mean fewer B-tree pages
 /// copied per commit (ingest is bound by them).
 const CREATOR_V2: u8 = 2;
@@ -22,6 +23,14 @@ const CREATOR_V2: u8 = 2;
 /// timestamps and layers take no space; intimacy is not stored but summed
 /// again from the layers (a pair that only viewed: ~17 bytes).
 const VIEWER_V3: u8 = 3;
+/// Version 3 plus, for a pair with purchases or refunds (flag bit 7), after
+/// its layers a byte of trade flags: bit 0 purchases (first and latest purchase times relative to the latest
+/// engagement, the count as a varint, the money as a double), bit 1
+/// refunds (the latest refund time, the count, the money). A version 3
+/// record reads with no purchases or refunds recorded: its purchase layers
+/// stand in full, and its accounts are not counted as buyers until they buy
+/// again (the creator sums written with it hold no buyers either).
+const VIEWER_V4: u8 = 4;
 /// Timestamps kept per pair, in flag-bit order; the last is the reference.
 const STAMPS: usize = 7;
 
@@ -83,7 +92,7 @@ fn stamps(pair: &PairRelation) -> [i64; STAMPS] {
 /// Encodes a viewer record.
 pub fn encode_viewer(record: &ViewerRecord) -> Vec<u8> {
     let mut out = Vec::with_capacity(1 + 8 + 4 + 32 * record.relations.len());
-    out.push(VIEWER_V3);
+    out.push(VIEWER_V4);
     put_varint(&mut out, record.pairs_seen);
     put_sums(&mut out, record.platform.as_deref().unwrap_or(&[0.0; SUM_FIELDS]));
     let mut previous = 0u64;
@@ -96,6 +105,10 @@ pub fn encode_viewer(record: &ViewerRecord) -> Vec<u8> {
             if *stamp != 0 {
                 flags |= 1 << bit;
             }
+        }
+        let trade = trade_flags(pair);
+        if trade != 0 {
+            flags |= TRADE_FLAG;
         }
         out.push(flags);
         let reference = pair.engaged_ms;
@@ -117,8 +130,64 @@ pub fn encode_viewer(record: &ViewerRecord) -> Vec<u8> {
         for value in pair.layers.iter().filter(|v| **v != 0.0) {
             out.extend_from_slice(&value.to_le_bytes());
         }
+        if trade != 0 {
+            put_trade(&mut out, pair, trade, reference);
+        }
     }
     out
+}
+
+/// Pair flag bit (version 4): trade fields follow the layers.
+const TRADE_FLAG: u8 = 1 << STAMPS;
+const TRADE_PURCHASES: u8 = 1;
+const TRADE_REFUNDS: u8 = 2;
+
+/// Which trade fields a pair holds (0 = none: most pairs, and they cost nothing).
+fn trade_flags(pair: &PairRelation) -> u8 {
+    let purchases = pair.purchases != 0
+        || pair.first_purchase_ms != 0
+        || pair.last_purchase_ms != 0
+        || pair.purchased.to_bits() != 0;
+    let refunds = pair.refunds != 0 || pair.refund_ms != 0 || pair.refunded.to_bits() != 0;
+    (u8::from(purchases) * TRADE_PURCHASES) | (u8::from(refunds) * TRADE_REFUNDS)
+}
+
+fn put_trade(out: &mut Vec<u8>, pair: &PairRelation, flags: u8, reference: i64) {
+    out.push(flags);
+    let (purchases, refunds) = (flags & TRADE_PURCHASES != 0, flags & TRADE_REFUNDS != 0);
+    if purchases {
+        put_varint(out, zigzag(pair.first_purchase_ms.wrapping_sub(reference)));
+        put_varint(out, zigzag(pair.last_purchase_ms.wrapping_sub(reference)));
+        put_varint(out, u64::from(pair.purchases));
+        out.extend_from_slice(&pair.purchased.to_le_bytes());
+    }
+    if refunds {
+        put_varint(out, zigzag(pair.refund_ms.wrapping_sub(reference)));
+        put_varint(out, u64::from(pair.refunds));
+        out.extend_from_slice(&pair.refunded.to_le_bytes());
+    }
+}
+
+/// Reads [`put_trade`]'s fields into `pair`; `None` when malformed.
+fn take_trade(bytes: &mut &[u8], pair: &mut PairRelation, reference: i64) -> Option<()> {
+    let (&flags, rest) = bytes.split_first()?;
+    *bytes = rest;
+    if flags == 0 || flags & !(TRADE_PURCHASES | TRADE_REFUNDS) != 0 {
+        return None;
+    }
+    let time = |bytes: &mut &[u8]| Some(unzigzag(take_varint(bytes)?).wrapping_add(reference));
+    if flags & TRADE_PURCHASES != 0 {
+        pair.first_purchase_ms = time(bytes)?;
+        pair.last_purchase_ms = time(bytes)?;
+        pair.purchases = u32::try_from(take_varint(bytes)?).ok()?;
+        pair.purchased = take_f64(bytes)?;
+    }
+    if flags & TRADE_REFUNDS != 0 {
+        pair.refund_ms = time(bytes)?;
+        pair.refunds = u32::try_from(take_varint(bytes)?).ok()?;
+        pair.refunded = take_f64(bytes)?;
+    }
+    Some(())
 }
 
 /// Decodes [`encode_viewer`]'s output; each pair's intimacy is summed from
@@ -128,7 +197,8 @@ pub fn encode_viewer(record: &ViewerRecord) -> Vec<u8> {
 /// [`StoreError::Corrupt`] on an unknown version, truncation or unsorted pairs.
 pub fn decode_viewer(bytes: &[u8], intimacy_weights: &KindWeights) -> Result<ViewerRecord, StoreError> {
     match bytes.split_first() {
-        Some((&VIEWER_V3, rest)) => decode_viewer_v3(rest, &intimacy_weights.as_array()),
+        Some((&VIEWER_V3, rest)) => decode_viewer_v3(rest, &intimacy_weights.as_array(), false),
+        Some((&VIEWER_V4, rest)) => decode_viewer_v3(rest, &intimacy_weights.as_array(), true),
         _ => Err(StoreError::Corrupt(format!(
             "viewer record of {} bytes, version {:?}",
             bytes.len(),
@@ -137,7 +207,12 @@ pub fn decode_viewer(bytes: &[u8], intimacy_weights: &KindWeights) -> Result<Vie
     }
 }
 
-fn decode_viewer_v3(mut bytes: &[u8], weights: &[f64; ENGAGEMENT_KINDS]) -> Result<ViewerRecord, StoreError> {
+/// Versions 3 and 4 (`trade`: each pair ends with its purchases and refunds).
+fn decode_viewer_v3(
+    mut bytes: &[u8],
+    weights: &[f64; ENGAGEMENT_KINDS],
+    trade: bool,
+) -> Result<ViewerRecord, StoreError> {
     let corrupt = || StoreError::Corrupt("truncated or malformed viewer record".into());
     let pairs_seen = take_varint(&mut bytes).ok_or_else(corrupt)?;
     let platform = take_sums(&mut bytes).ok_or_else(corrupt)?;
@@ -153,7 +228,8 @@ fn decode_viewer_v3(mut bytes: &[u8], weights: &[f64; ENGAGEMENT_KINDS]) -> Resu
         previous = creator_id;
         let (&flags, rest) = bytes.split_first().ok_or_else(corrupt)?;
         bytes = rest;
-        if flags >> STAMPS != 0 {
+        let known = if trade { flags & !TRADE_FLAG } else { flags };
+        if known >> STAMPS != 0 {
             return Err(corrupt());
         }
         let mut stamps = [0i64; STAMPS];
@@ -178,7 +254,7 @@ fn decode_viewer_v3(mut bytes: &[u8], weights: &[f64; ENGAGEMENT_KINDS]) -> Resu
             }
         }
         let intimacy = layers.iter().zip(weights).map(|(layer, weight)| weight * layer).sum();
-        relations.push(PairRelation {
+        let mut pair = PairRelation {
             creator_id,
             follow_ms: stamps[0],
             unfollow_ms: stamps[1],
@@ -189,7 +265,12 @@ fn decode_viewer_v3(mut bytes: &[u8], weights: &[f64; ENGAGEMENT_KINDS]) -> Resu
             engaged_ms: stamps[6],
             layers,
             intimacy,
-        });
+            ..PairRelation::default()
+        };
+        if flags & TRADE_FLAG != 0 && trade {
+            take_trade(&mut bytes, &mut pair, reference).ok_or_else(corrupt)?;
+        }
+        relations.push(pair);
     }
     Ok(ViewerRecord {
         relations,
@@ -330,9 +411,24 @@ mod tests {
                     ..Default::default()
                 },
                 PairRelation {
+                    creator_id: u64::MAX - 1,
+                    view_ms: 1_650_812_741_436,
+                    engaged_ms: 1_650_812_741_436,
+                    first_purchase_ms: 1_650_000_000_000,
+                    last_purchase_ms: 1_650_812_741_436,
+                    purchases: 23,
+                    purchased: 460.5,
+                    refund_ms: 1_651_000_000_000,
+                    refunds: u32::MAX,
+                    refunded: -0.0,
+                    ..Default::default()
+                },
+                PairRelation {
                     creator_id: u64::MAX,
                     unfollow_ms: 9,
                     join_ms: 3,
+                    refunds: 1,
+                    refund_ms: 4,
                     ..Default::default()
                 },
             ],
@@ -377,6 +473,35 @@ mod tests {
         creator.updated_at_ms = 1_650_812_741_436;
         let bytes = encode_creator(&creator).len();
         assert!(bytes <= 1 + 4 + 5 * 8 + 1 + 1 + 1 + 7, "{bytes} bytes");
+    }
+
+    /// A record written before purchases and refunds were kept (version 3)
+    /// reads with none recorded, and is written back as version 4.
+    #[test]
+    fn reads_records_written_before_trade() {
+        // Version 3: no platform sums, one pair (creator 5) that viewed at
+        // t = 8 and bought (purchase layer 2.0).
+        let mut v3 = vec![3, 1, 0, 0, 0, 0, 5, 1 << 5 | 1 << 6];
+        v3.extend([zigzag(0) as u8, zigzag(8) as u8, 1 << 4 | 1]);
+        v3.extend(1.0f64.to_le_bytes());
+        v3.extend(2.0f64.to_le_bytes());
+        let record = decode_viewer(&v3, &weights()).expect("version 3");
+        let pair = &record.relations[0];
+        assert_eq!((pair.creator_id, pair.view_ms, pair.engaged_ms), (5, 8, 8));
+        assert_eq!((pair.layers[4], pair.purchases, pair.refunds), (2.0, 0, 0));
+        assert_eq!(pair.standing_share(), 1.0, "its purchase layer stands");
+        let again = encode_viewer(&record);
+        assert_eq!(again[0], VIEWER_V4);
+        assert_eq!(decode_viewer(&again, &weights()).expect("version 4"), record);
+        assert_eq!(again.len(), v3.len(), "a pair without trade costs nothing more");
+        // Trade flags beyond the known ones are refused.
+        let mut record = record;
+        record.relations[0].refunds = 1;
+        let mut bad = encode_viewer(&record);
+        let at = bad.len() - 1 - 8 - 1 - 1;
+        assert_eq!(bad[at], TRADE_REFUNDS);
+        bad[at] = 4;
+        assert!(decode_viewer(&bad, &weights()).is_err());
     }
 
     #[test]

@@ -170,7 +170,7 @@ impl Default for ModelParams {
             share_lift_weight: 0.5,
             // Reasoning and sources in docs/model.md ("Trust"): KuaiRand has
             // no purchases, so these are not tuned on logs.
-            trust_lift_weight: 0.25,
+            trust_lift_weight: 0.5,
             prior_repeat_share: 0.25,
             prior_repeat_rate: 0.005,
             m_buyers: 10.0,

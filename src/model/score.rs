@@ -71,7 +71,8 @@ pub struct CreatorScore {
     pub trust_lift: f64,
     /// Accounts whose money went back (decayed, each at most 1).
     pub refunders: f64,
-    /// Refunders per account that bought or refunded, relative to the platform.
+    /// Refunders per account that bought or refunded, relative to the
+    /// platform, never below 1 (refunds only count against a creator).
     pub refund_lift: f64,
     /// `ln(fan_lift)`.
     pub fan_value: f64,
@@ -286,7 +287,11 @@ impl<'a> Scorer<'a> {
         let mu_r_m = priors.report_rate * params.m_report;
         let report_lift = (reports + mu_r_m) / (priors.report_rate * (shown + params.m_report));
         let mu_f_m = priors.refund_share * params.m_refund;
-        let refund_lift = (refunders + mu_f_m) / (priors.refund_share * (transacted + params.m_refund));
+        // Refunds only count against a creator: a refund share below the
+        // platform's earns nothing (buyers who keep what they bought are
+        // already paid for by the purchase layer and the trust lift), above
+        // it lowers long-term value.
+        let refund_lift = ((refunders + mu_f_m) / (priors.refund_share * (transacted + params.m_refund))).max(1.0);
 
         // Long-term value moves only as far as many accounts carry it. Fans
         // who stay and viewers who do not report count in proportion to

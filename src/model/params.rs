@@ -172,7 +172,7 @@ impl Default for ModelParams {
             // no purchases, so these are not tuned on logs.
             trust_lift_weight: 0.5,
             prior_repeat_share: 0.25,
-            prior_repeat_rate: 0.005,
+            prior_repeat_rate: 0.001,
             m_buyers: 10.0,
             prior_refund_share: 0.15,
             m_refund: 30.0,

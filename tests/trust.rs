@@ -137,6 +137,7 @@ async fn buyers_who_come_back_lift_a_creator(backend: Backend) {
         .expect("rank")
         .into_inner();
     let explanation = explained.results[0].explanation.as_ref().expect("explanation");
+    println!("{backend:?}: {}", explanation.text);
     assert!(
         explanation.text.contains("repeat buyers 40.0 of 40.0, share"),
         "{}",

@@ -1,7 +1,7 @@
 //! Fixed little-endian encodings of the stored records, with a leading format
 //! version byte so a later layout can still read old records.
 
-use crate::model::aggregate::{ENGAGEMENT_KINDS, SUM_FIELDS};
+use crate::model::aggregate::{ENGAGEMENT_KINDS, SUM_FIELDS, Trade};
 use crate::model::params::KindWeights;
 use crate::model::{CreatorAggregate, PairRelation, ViewerRecord};
 
@@ -106,8 +106,7 @@ pub fn encode_viewer(record: &ViewerRecord) -> Vec<u8> {
                 flags |= 1 << bit;
             }
         }
-        let trade = trade_flags(pair);
-        if trade != 0 {
+        if pair.trade.is_some() {
             flags |= TRADE_FLAG;
         }
         out.push(flags);
@@ -130,8 +129,8 @@ pub fn encode_viewer(record: &ViewerRecord) -> Vec<u8> {
         for value in pair.layers.iter().filter(|v| **v != 0.0) {
             out.extend_from_slice(&value.to_le_bytes());
         }
-        if trade != 0 {
-            put_trade(&mut out, pair, trade, reference);
+        if let Some(trade) = pair.trade.as_deref() {
+            put_trade(&mut out, trade, reference);
         }
     }
     out
@@ -142,52 +141,48 @@ const TRADE_FLAG: u8 = 1 << STAMPS;
 const TRADE_PURCHASES: u8 = 1;
 const TRADE_REFUNDS: u8 = 2;
 
-/// Which trade fields a pair holds (0 = none: most pairs, and they cost nothing).
-fn trade_flags(pair: &PairRelation) -> u8 {
-    let purchases = pair.purchases != 0
-        || pair.first_purchase_ms != 0
-        || pair.last_purchase_ms != 0
-        || pair.purchased.to_bits() != 0;
-    let refunds = pair.refunds != 0 || pair.refund_ms != 0 || pair.refunded.to_bits() != 0;
-    (u8::from(purchases) * TRADE_PURCHASES) | (u8::from(refunds) * TRADE_REFUNDS)
-}
-
-fn put_trade(out: &mut Vec<u8>, pair: &PairRelation, flags: u8, reference: i64) {
-    out.push(flags);
-    let (purchases, refunds) = (flags & TRADE_PURCHASES != 0, flags & TRADE_REFUNDS != 0);
+/// A pair's trade: which halves it holds (purchases, refunds), then those.
+fn put_trade(out: &mut Vec<u8>, trade: &Trade, reference: i64) {
+    let purchases = trade.purchases != 0
+        || trade.first_purchase_ms != 0
+        || trade.last_purchase_ms != 0
+        || trade.purchased.to_bits() != 0;
+    let refunds = trade.refunds != 0 || trade.refund_ms != 0 || trade.refunded.to_bits() != 0;
+    out.push((u8::from(purchases) * TRADE_PURCHASES) | (u8::from(refunds) * TRADE_REFUNDS));
     if purchases {
-        put_varint(out, zigzag(pair.first_purchase_ms.wrapping_sub(reference)));
-        put_varint(out, zigzag(pair.last_purchase_ms.wrapping_sub(reference)));
-        put_varint(out, u64::from(pair.purchases));
-        out.extend_from_slice(&pair.purchased.to_le_bytes());
+        put_varint(out, zigzag(trade.first_purchase_ms.wrapping_sub(reference)));
+        put_varint(out, zigzag(trade.last_purchase_ms.wrapping_sub(reference)));
+        put_varint(out, u64::from(trade.purchases));
+        out.extend_from_slice(&trade.purchased.to_le_bytes());
     }
     if refunds {
-        put_varint(out, zigzag(pair.refund_ms.wrapping_sub(reference)));
-        put_varint(out, u64::from(pair.refunds));
-        out.extend_from_slice(&pair.refunded.to_le_bytes());
+        put_varint(out, zigzag(trade.refund_ms.wrapping_sub(reference)));
+        put_varint(out, u64::from(trade.refunds));
+        out.extend_from_slice(&trade.refunded.to_le_bytes());
     }
 }
 
-/// Reads [`put_trade`]'s fields into `pair`; `None` when malformed.
-fn take_trade(bytes: &mut &[u8], pair: &mut PairRelation, reference: i64) -> Option<()> {
+/// Reads [`put_trade`]'s output; `None` when malformed.
+fn take_trade(bytes: &mut &[u8], reference: i64) -> Option<Trade> {
     let (&flags, rest) = bytes.split_first()?;
     *bytes = rest;
-    if flags == 0 || flags & !(TRADE_PURCHASES | TRADE_REFUNDS) != 0 {
+    if flags & !(TRADE_PURCHASES | TRADE_REFUNDS) != 0 {
         return None;
     }
     let time = |bytes: &mut &[u8]| Some(unzigzag(take_varint(bytes)?).wrapping_add(reference));
+    let mut trade = Trade::default();
     if flags & TRADE_PURCHASES != 0 {
-        pair.first_purchase_ms = time(bytes)?;
-        pair.last_purchase_ms = time(bytes)?;
-        pair.purchases = u32::try_from(take_varint(bytes)?).ok()?;
-        pair.purchased = take_f64(bytes)?;
+        trade.first_purchase_ms = time(bytes)?;
+        trade.last_purchase_ms = time(bytes)?;
+        trade.purchases = u32::try_from(take_varint(bytes)?).ok()?;
+        trade.purchased = take_f64(bytes)?;
     }
     if flags & TRADE_REFUNDS != 0 {
-        pair.refund_ms = time(bytes)?;
-        pair.refunds = u32::try_from(take_varint(bytes)?).ok()?;
-        pair.refunded = take_f64(bytes)?;
+        trade.refund_ms = time(bytes)?;
+        trade.refunds = u32::try_from(take_varint(bytes)?).ok()?;
+        trade.refunded = take_f64(bytes)?;
     }
-    Some(())
+    Some(trade)
 }
 
 /// Decodes [`encode_viewer`]'s output; each pair's intimacy is summed from
@@ -268,7 +263,7 @@ fn decode_viewer_v3(
             ..PairRelation::default()
         };
         if flags & TRADE_FLAG != 0 && trade {
-            take_trade(&mut bytes, &mut pair, reference).ok_or_else(corrupt)?;
+            pair.trade = Some(Box::new(take_trade(&mut bytes, reference).ok_or_else(corrupt)?));
         }
         relations.push(pair);
     }
@@ -414,21 +409,26 @@ mod tests {
                     creator_id: u64::MAX - 1,
                     view_ms: 1_650_812_741_436,
                     engaged_ms: 1_650_812_741_436,
-                    first_purchase_ms: 1_650_000_000_000,
-                    last_purchase_ms: 1_650_812_741_436,
-                    purchases: 23,
-                    purchased: 460.5,
-                    refund_ms: 1_651_000_000_000,
-                    refunds: u32::MAX,
-                    refunded: -0.0,
+                    trade: Some(Box::new(Trade {
+                        first_purchase_ms: 1_650_000_000_000,
+                        last_purchase_ms: 1_650_812_741_436,
+                        purchases: 23,
+                        purchased: 460.5,
+                        refund_ms: 1_651_000_000_000,
+                        refunds: u32::MAX,
+                        refunded: -0.0,
+                    })),
                     ..Default::default()
                 },
                 PairRelation {
                     creator_id: u64::MAX,
                     unfollow_ms: 9,
                     join_ms: 3,
-                    refunds: 1,
-                    refund_ms: 4,
+                    trade: Some(Box::new(Trade {
+                        refunds: 1,
+                        refund_ms: 4,
+                        ..Trade::default()
+                    })),
                     ..Default::default()
                 },
             ],
@@ -488,7 +488,7 @@ mod tests {
         let record = decode_viewer(&v3, &weights()).expect("version 3");
         let pair = &record.relations[0];
         assert_eq!((pair.creator_id, pair.view_ms, pair.engaged_ms), (5, 8, 8));
-        assert_eq!((pair.layers[4], pair.purchases, pair.refunds), (2.0, 0, 0));
+        assert_eq!((pair.layers[4], pair.trade.is_none()), (2.0, true));
         assert_eq!(pair.standing_share(), 1.0, "its purchase layer stands");
         let again = encode_viewer(&record);
         assert_eq!(again[0], VIEWER_V4);
@@ -496,7 +496,10 @@ mod tests {
         assert_eq!(again.len(), v3.len(), "a pair without trade costs nothing more");
         // Trade flags beyond the known ones are refused.
         let mut record = record;
-        record.relations[0].refunds = 1;
+        record.relations[0].trade = Some(Box::new(Trade {
+            refunds: 1,
+            ..Trade::default()
+        }));
         let mut bad = encode_viewer(&record);
         let at = bad.len() - 1 - 8 - 1 - 1;
         assert_eq!(bad[at], TRADE_REFUNDS);

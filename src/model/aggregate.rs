@@ -599,8 +599,31 @@ pub fn event_delta(
     delta
 }
 
+impl PairRelation {
+    /// The viewer's intimacy with the creator from the pair's layers:
+    /// `Σ w_k·layer_k`, the purchase layer counting only the share of its
+    /// purchases that stands after refunds (what a refund takes back, it
+    /// takes back from the private boost too).
+    pub fn intimacy_from_layers(&self, intimacy_weights: &[f64; ENGAGEMENT_KINDS]) -> f64 {
+        let standing = self.standing_share();
+        self.layers
+            .iter()
+            .zip(intimacy_weights)
+            .enumerate()
+            .map(|(kind, (layer, weight))| {
+                if kind == PURCHASE {
+                    weight * layer * standing
+                } else {
+                    weight * layer
+                }
+            })
+            .sum()
+    }
+}
+
 /// The event's mark on its pair: its layer and intimacy grow by the decayed
-/// value; its relation registers keep their latest time.
+/// value; its relation registers keep their latest time; a purchase or a
+/// refund changes what stands of the purchases, so intimacy is summed again.
 fn record_on_pair(pair: &mut PairRelation, event: &Event, params: &IngestParams, decay: &Decay) {
     let t = event.timestamp_ms;
     if let Some(kind_index) = event.kind.engagement_index() {
@@ -636,6 +659,9 @@ fn record_on_pair(pair: &mut PairRelation, event: &Event, params: &IngestParams,
             trade.refunded += event.amount;
         }
         _ => {}
+    }
+    if matches!(event.kind, EventKind::Purchase | EventKind::Refund) {
+        pair.intimacy = pair.intimacy_from_layers(&params.intimacy_weights.as_array());
     }
 }
 

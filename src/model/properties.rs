@@ -761,6 +761,10 @@ fn refunds_take_purchases_back() {
     assert!(gone.refunders > 0.0 && close(gone.refunders, gone.transacted));
     let pair = viewers[1].relation(CREATOR).expect("pair");
     assert_eq!((pair.standing_share(), pair.refunder()), (0.0, 1.0));
+    // The private boost loses the purchases too: intimacy is the view's alone.
+    let (_, viewed) = replay(&bought[..1], &ingest);
+    let only_view = viewed[1].relation(CREATOR).expect("pair").intimacy;
+    assert!(close(pair.intimacy, only_view), "{} vs {only_view}", pair.intimacy);
 
     // Refunds beyond the purchases take back nothing more (never below zero).
     refunded.push(event(EventKind::Refund, 7, 1_000.0));

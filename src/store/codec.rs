@@ -248,7 +248,6 @@ fn decode_viewer_v3(
                 *layer = take_f64(&mut bytes).ok_or_else(corrupt)?;
             }
         }
-        let intimacy = layers.iter().zip(weights).map(|(layer, weight)| weight * layer).sum();
         let mut pair = PairRelation {
             creator_id,
             follow_ms: stamps[0],
@@ -259,12 +258,12 @@ fn decode_viewer_v3(
             view_ms: stamps[5],
             engaged_ms: stamps[6],
             layers,
-            intimacy,
             ..PairRelation::default()
         };
         if flags & TRADE_FLAG != 0 && trade {
             pair.trade = Some(Box::new(take_trade(&mut bytes, reference).ok_or_else(corrupt)?));
         }
+        pair.intimacy = pair.intimacy_from_layers(weights);
         relations.push(pair);
     }
     Ok(ViewerRecord {

@@ -25,7 +25,7 @@ const CONTRACT: &str = "creatorboost/v1/creator_boost.proto";
 /// What `buf lint` reports on the contract without `buf.yaml`'s exceptions:
 /// (rule, name) for each name the public contract froze. `buf.yaml` ignores
 /// exactly these rules in the contract's file and names each of these names.
-const FROZEN: [(&str, &str); 21] = [
+const FROZEN: [(&str, &str); 22] = [
     ("ENUM_VALUE_PREFIX", "LINEAR"),
     ("ENUM_VALUE_PREFIX", "LOG"),
     ("ENUM_VALUE_PREFIX", "VIEW"),
@@ -40,6 +40,7 @@ const FROZEN: [(&str, &str); 21] = [
     ("ENUM_VALUE_PREFIX", "LEAVE_FAN_GROUP"),
     ("ENUM_VALUE_PREFIX", "REPORT"),
     ("ENUM_VALUE_PREFIX", "PROFILE_VISIT"),
+    ("ENUM_VALUE_PREFIX", "REFUND"),
     ("ENUM_ZERO_VALUE_SUFFIX", "LINEAR"),
     ("ENUM_ZERO_VALUE_SUFFIX", "RELATION_NONE"),
     ("SERVICE_SUFFIX", "CreatorBoost"),

@@ -356,7 +356,7 @@ fn assert_close(what: &str, got: &CreatorAggregate, want: &CreatorAggregate, sca
 
 /// A writer's events: viewers `writer, writer + writers, …` with 12 creators;
 /// follows, unfollows, fan-group joins and leaves, engagement of every kind,
-/// reports, and some anonymous views and events without ids.
+/// purchases and refunds, reports, and some anonymous views and events without ids.
 fn writer_events(writer: u64, writers: u64) -> Vec<proto::Event> {
     let kinds = [
         Follow,
@@ -367,6 +367,7 @@ fn writer_events(writer: u64, writers: u64) -> Vec<proto::Event> {
         Share,
         Tip,
         Purchase,
+        Refund,
         Unfollow,
         View,
         LeaveFanGroup,
@@ -393,7 +394,7 @@ fn writer_events(writer: u64, writers: u64) -> Vec<proto::Event> {
             let mut event = event(&id, *kind, viewer, creator);
             event.timestamp_ms = NOW_MS - 86_400_000 + (round * 100 + n as u64) as i64 * 1_000 + next() as i64 % 500;
             event.amount = match kind {
-                Tip | Purchase => (next() % 50) as f64,
+                Tip | Purchase | Refund => (next() % 50) as f64,
                 View => (next() % 100) as f64 / 100.0,
                 _ => 0.0,
             };
@@ -437,6 +438,7 @@ fn model_event(event: &proto::Event) -> Event {
         LeaveFanGroup => EventKind::LeaveFanGroup,
         Report => EventKind::Report,
         ProfileVisit => EventKind::ProfileVisit,
+        Refund => EventKind::Refund,
         Unspecified => panic!("unspecified kind"),
     };
     Event {
@@ -898,6 +900,92 @@ async fn a_resent_half_done_batch_completes_what_is_missing_and_nothing_twice() 
     assert_eq!(bucket[0].get(4_343).map(|creator| creator.evidence), Some(3));
 }
 
+/// A Redis store written before buyers and refunds were counted holds
+/// snapshots of 27 doubles: they read with those sums zero, and the next
+/// event for the creator (applied by the scripts) rewrites them whole.
+async fn snapshots_written_before_buyers_were_counted_read_and_grow() {
+    let _ports = PORTS.lock().await;
+    let redis = RedisProcess::start();
+    let prefix = common::redis::unique_prefix();
+    let store = RedisStore::connect(RedisSettings {
+        url: redis.url().parse().expect("store URL"),
+        key_prefix: prefix.clone(),
+        ingest: IngestParams::default(),
+        dedupe_window_ms: 3_600_000,
+        read_timeout: Duration::from_secs(5),
+        write_timeout: Duration::from_secs(5),
+        on_write: None,
+        invalidation: None,
+    })
+    .await
+    .expect("connect");
+    let (creator, now_ms) = (5_151u64, 1_700_000_000_000i64);
+    let event = |id: &str, kind, viewer_id, days_ago: i64, amount| Event {
+        event_id: id.to_owned(),
+        kind,
+        viewer_id,
+        creator_id: creator,
+        timestamp_ms: now_ms - days_ago * 86_400_000 - 1_000,
+        amount,
+    };
+    let history = vec![
+        event("v1", EventKind::View, 1, 3, 0.5),
+        event("l1", EventKind::Like, 1, 3, 0.0),
+        event("v2", EventKind::View, 2, 3, 0.5),
+    ];
+    store.apply(history, now_ms).await.expect("apply");
+    let bucket = creator_boost::store::creator_bucket(creator);
+    let read = || async {
+        let buckets = store.creator_buckets(vec![bucket]).await.expect("read");
+        buckets[0].get(creator).cloned().expect("creator")
+    };
+    let before = read().await;
+
+    // Cut the creator's snapshot and the platform's back to the old layout
+    // (the sums cut off are zero: nothing was bought yet).
+    let client = ::redis::Client::open(redis.url()).expect("client");
+    let mut connection = client.get_multiplexed_async_connection().await.expect("connection");
+    let old_fields = 4 + SUM_FIELDS - 4;
+    for (key, field) in [
+        (format!("{prefix}:{{c{bucket}}}"), creator.to_string()),
+        (format!("{prefix}:{{g{}}}", bucket % 16), "g".to_owned()),
+    ] {
+        let snapshot: Vec<u8> = ::redis::cmd("HGET")
+            .arg(&key)
+            .arg(&field)
+            .query_async(&mut connection)
+            .await
+            .expect("HGET");
+        assert_eq!(snapshot.len(), 8 * (4 + SUM_FIELDS), "{key}");
+        assert!(snapshot[8 * old_fields..].iter().all(|b| *b == 0));
+        ::redis::cmd("HSET")
+            .arg(&key)
+            .arg(&field)
+            .arg(&snapshot[..8 * old_fields])
+            .query_async::<()>(&mut connection)
+            .await
+            .expect("HSET");
+    }
+    assert_eq!(read().await, before, "an old snapshot reads with the new sums zero");
+
+    let purchases = vec![
+        event("p1", EventKind::Purchase, 1, 2, 20.0),
+        event("p2", EventKind::Purchase, 1, 1, 20.0),
+    ];
+    store.apply(purchases, now_ms).await.expect("apply purchases");
+    let grown = read().await;
+    assert_eq!(grown.evidence, before.evidence + 2);
+    assert!(grown.buyers > 0.0 && grown.repeat_buyers > 0.0, "{grown:?}");
+    assert_eq!(grown.fan[1..4], before.fan[1..4]);
+    let snapshot: Vec<u8> = ::redis::cmd("HGET")
+        .arg(format!("{prefix}:{{c{bucket}}}"))
+        .arg(creator.to_string())
+        .query_async(&mut connection)
+        .await
+        .expect("HGET");
+    assert_eq!(snapshot.len(), 8 * (4 + SUM_FIELDS), "rewritten whole");
+}
+
 fn main() -> std::process::ExitCode {
     let mut tests = vec![
         trial!(async a_write_through_one_process_is_seen_by_another_within_the_bound),
@@ -908,6 +996,7 @@ fn main() -> std::process::ExitCode {
         trial!(async killing_a_cluster_master_degrades_and_recovers).multi_thread(2),
         trial!(async ingest_spreads_over_the_masters_of_a_cluster).multi_thread(2),
         trial!(async a_resent_half_done_batch_completes_what_is_missing_and_nothing_twice),
+        trial!(async snapshots_written_before_buyers_were_counted_read_and_grow),
     ];
     tests = tests.into_iter().map(|test| test.needs([Redis])).collect();
     tests.extend(

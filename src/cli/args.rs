@@ -79,7 +79,7 @@ pub struct SendArgs {
     #[command(flatten)]
     pub server: ServerArgs,
     /// Event kind: view, like, comment, share, purchase, join_fan_group, tip,
-    /// follow, unfollow, leave_fan_group, report.
+    /// follow, unfollow, leave_fan_group, report, profile_visit, refund.
     #[arg(long)]
     pub kind: String,
     /// Viewer id (0 = anonymous).

@@ -187,12 +187,13 @@ pub async fn creator_scores(args: CreatorScoresArgs) -> Result<(), ClientError> 
         response.model_version, response.variant, response.degraded
     );
     println!(
-        "creator_id,found,followers,evidence,audience,engaged_accounts,fan_belief,negative_accounts,fan_value,\
-         long_term_value,creator_value,public_boost,updated_at_ms"
+        "creator_id,found,followers,evidence,audience,engaged_accounts,fan_belief,negative_accounts,buyers,\
+         repeat_buyers,repeat_share,trust_lift,refunders,refund_lift,fan_value,long_term_value,creator_value,\
+         public_boost,updated_at_ms"
     );
     for s in response.scores {
         println!(
-            "{},{},{},{},{:.3},{:.3},{:.4},{:.3},{:.6},{:.6},{:.6},{:.6},{}",
+            "{},{},{},{},{:.3},{:.3},{:.4},{:.3},{:.3},{:.3},{:.4},{:.4},{:.3},{:.4},{:.6},{:.6},{:.6},{:.6},{}",
             s.creator_id,
             s.found,
             s.followers,
@@ -201,6 +202,12 @@ pub async fn creator_scores(args: CreatorScoresArgs) -> Result<(), ClientError> 
             s.engaged_accounts,
             s.fan_belief,
             s.negative_accounts,
+            s.buyers,
+            s.repeat_buyers,
+            s.repeat_share,
+            s.trust_lift,
+            s.refunders,
+            s.refund_lift,
             s.fan_value,
             s.long_term_value,
             s.creator_value,

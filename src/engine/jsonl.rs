@@ -143,6 +143,28 @@ mod tests {
         assert_eq!(parse_line(r#"{"kind":0,"creator_id":1}"#).expect("zero").kind, None);
     }
 
+    /// Every kind reads by its name (any case) and by its protocol number,
+    /// the same numbers as the proto enum (REFUND is 13).
+    #[test]
+    fn every_kind_reads_by_name_and_number() {
+        for kind in EventKind::ALL {
+            let number = crate::proto::EventKind::from(kind) as i32;
+            for line in [
+                format!(r#"{{"kind":"{}","creator_id":1}}"#, kind.name()),
+                format!(r#"{{"kind":"{}","creator_id":1}}"#, kind.name().to_ascii_uppercase()),
+                format!(r#"{{"kind":{number},"creator_id":1}}"#),
+            ] {
+                assert_eq!(parse_line(&line).expect("kind").kind, Some(kind), "{line}");
+            }
+        }
+        let refund = parse_line(r#"{"kind":"REFUND","viewer_id":2,"creator_id":1,"amount":19.5}"#).expect("refund");
+        assert_eq!((refund.kind, refund.amount), (Some(EventKind::Refund), 19.5));
+        assert_eq!(
+            parse_line(r#"{"kind":13,"creator_id":1}"#).expect("13").kind,
+            Some(EventKind::Refund)
+        );
+    }
+
     #[test]
     fn round_trips() {
         let event = RawEvent {
@@ -164,7 +186,7 @@ mod tests {
             "[]",
             r#"{"kind":"LIKE"}"#,
             r#"{"kind":"SMILE","creator_id":1}"#,
-            r#"{"kind":13,"creator_id":1}"#,
+            r#"{"kind":14,"creator_id":1}"#,
             r#"{"kind":true,"creator_id":1}"#,
             r#"{"kind":"LIKE","creator_id":-1}"#,
             r#"{"kind":"LIKE","creator_id":1,"extra":1}"#,

@@ -3,10 +3,11 @@
 //!
 //! Evidence is counted per account. Each viewer–creator pair keeps its own
 //! state (last-writer-wins registers, the latest view and engagement times,
-//! and a forward-decayed sum per engagement kind); what the pair adds to its
-//! creator's sums is a bounded function of that state ([`pair_sums`]): at
-//! most 1 per engagement kind, and only once the platform has shown the
-//! creator to the account. An event changes one pair, so its effect on the
+//! a forward-decayed sum per engagement kind, and what it bought and had
+//! refunded, [`Trade`]); what the pair adds to its creator's sums is a
+//! bounded function of that state ([`pair_sums`]): at most 1 per engagement
+//! kind, one buyer and one repeat buyer, and only once the platform has
+//! shown the creator to the account. An event changes one pair, so its effect on the
 //! aggregates is the pair's contribution after minus before — a delta a
 //! shared store can add with atomic increments. The pair state is the same
 //! whatever order its events arrive in, so the sums are too.
@@ -40,6 +41,18 @@ pub struct CreatorAggregate {
     pub reports_unshown: f64,
     /// Accounts shown the creator, unweighted (negative half-life).
     pub shown: f64,
+    /// Buyers: Σ over accounts shown of how much of a buyer each is
+    /// ([`PairRelation::buyer`], at most 1), decaying from its latest purchase.
+    pub buyers: f64,
+    /// Repeat buyers: the same for accounts that came back
+    /// ([`PairRelation::repeat_buyer`], at most 1).
+    pub repeat_buyers: f64,
+    /// Accounts shown that bought or refunded (negative half-life): what
+    /// the refund share is measured against.
+    pub transacted: f64,
+    /// Refunders: Σ over those accounts of the share of their money
+    /// returned ([`PairRelation::refunder`], at most 1; negative half-life).
+    pub refunders: f64,
     /// Exact follower count.
     pub followers: u64,
     /// Exact fan-group member count.
@@ -74,7 +87,94 @@ pub struct PairRelation {
     pub layers: [f64; ENGAGEMENT_KINDS],
     /// Forward-decayed weighted engagement of the viewer with the creator.
     pub intimacy: f64,
+    /// What the viewer bought from the creator and had refunded; `None`
+    /// for the many pairs that never did, boxed so that their records stay
+    /// small in the caches (48 bytes more per pair otherwise).
+    pub trade: Option<Box<Trade>>,
 }
+
+/// What one account bought from one creator and had refunded: min/max
+/// registers, counts and plain sums, so it is the same whatever order the
+/// events arrive in.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Trade {
+    /// Earliest PURCHASE timestamp, 0 = never. With the latest it tells
+    /// whether the account came back on another day.
+    pub first_purchase_ms: i64,
+    /// Latest PURCHASE timestamp, 0 = never.
+    pub last_purchase_ms: i64,
+    /// Latest REFUND timestamp, 0 = never.
+    pub refund_ms: i64,
+    /// PURCHASE events counted.
+    pub purchases: u32,
+    /// REFUND events counted.
+    pub refunds: u32,
+    /// Money spent with the creator, undecayed: what refunds are set against.
+    pub purchased: f64,
+    /// Money returned, undecayed.
+    pub refunded: f64,
+}
+
+impl Trade {
+    /// Share of the purchases still standing after the refunds, in
+    /// `[0, 1]`: by money when the purchases carried money, else one refund
+    /// per purchase; 1 without a recorded purchase.
+    pub fn standing_share(&self) -> f64 {
+        if self.purchases == 0 {
+            return 1.0;
+        }
+        let returned = if self.purchased > 0.0 {
+            self.refunded / self.purchased
+        } else {
+            f64::from(self.refunds) / f64::from(self.purchases)
+        };
+        (1.0 - returned).clamp(0.0, 1.0)
+    }
+
+    /// Purchases that stand: the count times [`Trade::standing_share`].
+    pub fn standing_purchases(&self) -> f64 {
+        f64::from(self.purchases) * self.standing_share()
+    }
+
+    /// Whether the purchases fall on at least two different UTC days.
+    pub fn came_back(&self) -> bool {
+        self.purchases >= 2 && self.first_purchase_ms.div_euclid(DAY_MS) < self.last_purchase_ms.div_euclid(DAY_MS)
+    }
+
+    /// How much of a buyer the account is: `min(1, standing purchases)`;
+    /// 0 once everything was refunded.
+    pub fn buyer(&self) -> f64 {
+        if self.purchases == 0 {
+            return 0.0;
+        }
+        self.standing_purchases().min(1.0)
+    }
+
+    /// How much of a repeat buyer the account is: it bought on two UTC days
+    /// or more and more than one purchase's worth stands,
+    /// `clamp(standing − 1, 0, 1)`. An account is one repeat buyer at most,
+    /// however often it buys.
+    pub fn repeat_buyer(&self) -> f64 {
+        if !self.came_back() {
+            return 0.0;
+        }
+        (self.standing_purchases() - 1.0).clamp(0.0, 1.0)
+    }
+
+    /// How much of a refunder the account is: the share of its purchases
+    /// returned; an account refunding without a recorded purchase counts fully.
+    pub fn refunder(&self) -> f64 {
+        match (self.refunds, self.purchases) {
+            (0, _) => 0.0,
+            (_, 0) => 1.0,
+            _ => 1.0 - self.standing_share(),
+        }
+    }
+}
+
+/// One UTC day in milliseconds: purchases on two different UTC days make a
+/// repeat buyer.
+pub const DAY_MS: i64 = 86_400_000;
 
 impl PairRelation {
     /// Follows now (an UNFOLLOW at the same millisecond wins).
@@ -92,9 +192,43 @@ impl PairRelation {
         self.view_ms != 0
     }
 
-    /// Whether forgetting the pair would lose relation or report history.
+    /// Share of the account's purchases still standing after its refunds
+    /// ([`Trade::standing_share`]); 1 without recorded purchases (a
+    /// purchase layer kept by an earlier version has no refunds against it).
+    pub fn standing_share(&self) -> f64 {
+        self.trade.as_deref().map_or(1.0, Trade::standing_share)
+    }
+
+    /// Whether the account's purchases fall on at least two different UTC days.
+    pub fn came_back(&self) -> bool {
+        self.trade.as_deref().is_some_and(Trade::came_back)
+    }
+
+    /// How much of a buyer the account is ([`Trade::buyer`]).
+    pub fn buyer(&self) -> f64 {
+        self.trade.as_deref().map_or(0.0, Trade::buyer)
+    }
+
+    /// How much of a repeat buyer the account is ([`Trade::repeat_buyer`]).
+    pub fn repeat_buyer(&self) -> f64 {
+        self.trade.as_deref().map_or(0.0, Trade::repeat_buyer)
+    }
+
+    /// How much of a refunder the account is ([`Trade::refunder`]).
+    pub fn refunder(&self) -> f64 {
+        self.trade.as_deref().map_or(0.0, Trade::refunder)
+    }
+
+    /// Whether forgetting the pair would lose relation, report or purchase
+    /// history (purchases back the buyer counts and what a later refund
+    /// takes back).
     fn has_relation_history(&self) -> bool {
-        self.follow_ms != 0 || self.unfollow_ms != 0 || self.join_ms != 0 || self.leave_ms != 0 || self.report_ms != 0
+        self.follow_ms != 0
+            || self.unfollow_ms != 0
+            || self.join_ms != 0
+            || self.leave_ms != 0
+            || self.report_ms != 0
+            || self.trade.is_some()
     }
 }
 
@@ -175,7 +309,11 @@ impl ViewerRecord {
 }
 
 /// Number of floating-point sums in a [`CreatorAggregate`].
-pub const SUM_FIELDS: usize = 2 * ENGAGEMENT_KINDS + 7;
+pub const SUM_FIELDS: usize = 2 * ENGAGEMENT_KINDS + 11;
+
+/// Sums stored by versions before buyers and refunds were counted: a
+/// record of that layout reads with the later sums zero.
+pub const SUM_FIELDS_BEFORE_TRUST: usize = 2 * ENGAGEMENT_KINDS + 7;
 
 /// What one event adds to one aggregate. Backends that cannot hold an
 /// aggregate in memory while they apply an event (a shared store updated
@@ -220,6 +358,10 @@ impl CreatorAggregate {
             self.reports,
             self.reports_unshown,
             self.shown,
+            self.buyers,
+            self.repeat_buyers,
+            self.transacted,
+            self.refunders,
         ]);
         out
     }
@@ -235,7 +377,11 @@ impl CreatorAggregate {
             UNFOLLOWS => &mut self.unfollows,
             REPORTS => &mut self.reports,
             REPORTS_UNSHOWN => &mut self.reports_unshown,
-            _ => &mut self.shown,
+            SHOWN => &mut self.shown,
+            BUYERS => &mut self.buyers,
+            REPEAT_BUYERS => &mut self.repeat_buyers,
+            TRANSACTED => &mut self.transacted,
+            _ => &mut self.refunders,
         }
     }
 
@@ -262,9 +408,15 @@ const UNFOLLOWS: usize = AUDIENCE_FAN + 3;
 const REPORTS: usize = AUDIENCE_FAN + 4;
 const REPORTS_UNSHOWN: usize = AUDIENCE_FAN + 5;
 const SHOWN: usize = AUDIENCE_FAN + 6;
+const BUYERS: usize = AUDIENCE_FAN + 7;
+const REPEAT_BUYERS: usize = AUDIENCE_FAN + 8;
+const TRANSACTED: usize = AUDIENCE_FAN + 9;
+const REFUNDERS: usize = AUDIENCE_FAN + 10;
 
 /// Index of VIEW among the engagement kinds.
 const VIEW: usize = 0;
+/// Index of PURCHASE among the engagement kinds.
+const PURCHASE: usize = 4;
 
 /// How much of a layer an account's events earn: `1 − e^(−value)`. One LIKE
 /// earns 0.63 of the layer, two 0.86, three 0.95; no number of events, and
@@ -285,6 +437,11 @@ pub fn saturate(value: f64) -> f64 {
 /// - Engaged accounts: 1 at most per account, its strongest non-VIEW layer.
 /// - Unfollows: once per account shown whose latest FOLLOW was ended by an UNFOLLOW.
 /// - Reports: once per reporter, apart for reporters never shown.
+/// - Purchases count only as far as they stand after refunds
+///   ([`PairRelation::standing_share`]); buyers and repeat buyers at most 1
+///   each per account, decaying from its latest purchase; accounts that
+///   bought or refunded, and how much of a refunder each is, on the
+///   negative half-life from its latest purchase (or refund, without one).
 pub fn pair_sums(pair: &PairRelation, params: &IngestParams, decay: &Decay) -> ([f64; SUM_FIELDS], [f64; SUM_FIELDS]) {
     let mut sums = [0.0; SUM_FIELDS];
     let shown = pair.shown();
@@ -300,6 +457,26 @@ pub fn pair_sums(pair: &PairRelation, params: &IngestParams, decay: &Decay) -> (
     let following = pair.following();
     sums[if following { AUDIENCE_FAN } else { AUDIENCE_NON_FAN }] = decay.engagement_weight(pair.view_ms);
     sums[SHOWN] = decay.negative_weight(pair.view_ms);
+    if let Some(trade) = pair.trade.as_deref() {
+        if trade.purchases != 0 {
+            let weight = decay.engagement_weight(trade.last_purchase_ms);
+            sums[BUYERS] = weight * trade.buyer();
+            sums[REPEAT_BUYERS] = weight * trade.repeat_buyer();
+        }
+        if trade.purchases != 0 || trade.refunds != 0 {
+            // From the latest purchase: a refund is about a purchase, and one
+            // that returns nothing must change nothing. A refund without a
+            // purchase decays from its own time.
+            let since = if trade.purchases != 0 {
+                trade.last_purchase_ms
+            } else {
+                trade.refund_ms
+            };
+            let weight = decay.negative_weight(since);
+            sums[TRANSACTED] = weight;
+            sums[REFUNDERS] = weight * trade.refunder();
+        }
+    }
 
     let weight = decay.engagement_weight(pair.engaged_ms);
     // The weight is 2^x with |x| <= 900, so its inverse is exact enough and
@@ -309,8 +486,10 @@ pub fn pair_sums(pair: &PairRelation, params: &IngestParams, decay: &Decay) -> (
     let depth_weights = params.depth_weights.as_array();
     let mut depth = 0.0;
     let mut strongest: f64 = 0.0;
+    let standing = pair.standing_share();
     for (kind, value) in pair.layers.iter().enumerate() {
         if *value > 0.0 {
+            let value = if kind == PURCHASE { value * standing } else { *value };
             let earned = saturate(value * to_engaged);
             sums[base + kind] = weight * earned;
             depth += depth_weights[kind] * earned;
@@ -420,8 +599,31 @@ pub fn event_delta(
     delta
 }
 
+impl PairRelation {
+    /// The viewer's intimacy with the creator from the pair's layers:
+    /// `Σ w_k·layer_k`, the purchase layer counting only the share of its
+    /// purchases that stands after refunds (what a refund takes back, it
+    /// takes back from the private boost too).
+    pub fn intimacy_from_layers(&self, intimacy_weights: &[f64; ENGAGEMENT_KINDS]) -> f64 {
+        let standing = self.standing_share();
+        self.layers
+            .iter()
+            .zip(intimacy_weights)
+            .enumerate()
+            .map(|(kind, (layer, weight))| {
+                if kind == PURCHASE {
+                    weight * layer * standing
+                } else {
+                    weight * layer
+                }
+            })
+            .sum()
+    }
+}
+
 /// The event's mark on its pair: its layer and intimacy grow by the decayed
-/// value; its relation registers keep their latest time.
+/// value; its relation registers keep their latest time; a purchase or a
+/// refund changes what stands of the purchases, so intimacy is summed again.
 fn record_on_pair(pair: &mut PairRelation, event: &Event, params: &IngestParams, decay: &Decay) {
     let t = event.timestamp_ms;
     if let Some(kind_index) = event.kind.engagement_index() {
@@ -439,7 +641,27 @@ fn record_on_pair(pair: &mut PairRelation, event: &Event, params: &IngestParams,
         EventKind::JoinFanGroup => pair.join_ms = pair.join_ms.max(t),
         EventKind::LeaveFanGroup => pair.leave_ms = pair.leave_ms.max(t),
         EventKind::Report => pair.report_ms = pair.report_ms.max(t),
+        EventKind::Purchase => {
+            let trade = pair.trade.get_or_insert_with(Box::default);
+            trade.first_purchase_ms = if trade.first_purchase_ms == 0 {
+                t
+            } else {
+                trade.first_purchase_ms.min(t)
+            };
+            trade.last_purchase_ms = trade.last_purchase_ms.max(t);
+            trade.purchases = trade.purchases.saturating_add(1);
+            trade.purchased += event.amount;
+        }
+        EventKind::Refund => {
+            let trade = pair.trade.get_or_insert_with(Box::default);
+            trade.refund_ms = trade.refund_ms.max(t);
+            trade.refunds = trade.refunds.saturating_add(1);
+            trade.refunded += event.amount;
+        }
         _ => {}
+    }
+    if matches!(event.kind, EventKind::Purchase | EventKind::Refund) {
+        pair.intimacy = pair.intimacy_from_layers(&params.intimacy_weights.as_array());
     }
 }
 

@@ -1,5 +1,6 @@
 //! The events the model learns from: their kinds, which of them are
-//! engagement (one layer each in the sums) and which are relations.
+//! engagement (one layer each in the sums), which are relations, and the
+//! refund that takes a purchase back.
 
 /// Number of engagement kinds (VIEW … TIP, then PROFILE_VISIT).
 pub const ENGAGEMENT_KINDS: usize = 8;
@@ -31,11 +32,15 @@ pub enum EventKind {
     Report,
     /// Visited the creator's profile page: interest in the person, not one item.
     ProfileVisit,
+    /// Money returned on a purchase; carries the amount returned. Takes back
+    /// purchase value of the account with the creator, and counts against
+    /// the creator's trust.
+    Refund,
 }
 
 impl EventKind {
     /// Every kind, in protocol order.
-    pub const ALL: [EventKind; 12] = [
+    pub const ALL: [EventKind; 13] = [
         EventKind::View,
         EventKind::Like,
         EventKind::Comment,
@@ -48,6 +53,7 @@ impl EventKind {
         EventKind::LeaveFanGroup,
         EventKind::Report,
         EventKind::ProfileVisit,
+        EventKind::Refund,
     ];
 
     /// Position among the engagement kinds, or `None` for relation and negative kinds.
@@ -61,7 +67,11 @@ impl EventKind {
             EventKind::JoinFanGroup => Some(5),
             EventKind::Tip => Some(6),
             EventKind::ProfileVisit => Some(7),
-            EventKind::Follow | EventKind::Unfollow | EventKind::LeaveFanGroup | EventKind::Report => None,
+            EventKind::Follow
+            | EventKind::Unfollow
+            | EventKind::LeaveFanGroup
+            | EventKind::Report
+            | EventKind::Refund => None,
         }
     }
 
@@ -88,6 +98,7 @@ impl EventKind {
             EventKind::LeaveFanGroup => "leave_fan_group",
             EventKind::Report => "report",
             EventKind::ProfileVisit => "profile_visit",
+            EventKind::Refund => "refund",
         }
     }
 }
@@ -105,7 +116,7 @@ pub struct Event {
     pub creator_id: u64,
     /// When, unix milliseconds.
     pub timestamp_ms: i64,
-    /// Money for PURCHASE/TIP, fraction watched for VIEW.
+    /// Money for PURCHASE/TIP, money returned for REFUND, fraction watched for VIEW.
     pub amount: f64,
 }
 

@@ -18,7 +18,7 @@ pub mod score;
 #[cfg(test)]
 mod properties;
 
-pub use aggregate::{CreatorAggregate, PairRelation, ViewerRecord};
+pub use aggregate::{CreatorAggregate, PairRelation, Trade, ViewerRecord};
 pub use decay::Decay;
 pub use event::{Event, EventKind};
 pub use params::{IngestParams, ModelParams};

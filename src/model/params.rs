@@ -81,6 +81,27 @@ pub struct ModelParams {
     /// `β_a`: weight of the share lift (share of the accounts shown that
     /// engaged at all, each counted once) in fan value.
     pub share_lift_weight: f64,
+    /// `β_t`: weight of the trust lift (buyers who came back on another
+    /// day, per account shown, relative to the platform) in fan value. The
+    /// lift only raises fan value: a creator whose buyers buy once is not
+    /// marked down for it (durable goods are bought once), only not raised.
+    pub trust_lift_weight: f64,
+    /// Default `μ_b` (share of buyers who buy again on another day) while
+    /// data is thin; the repeat share analysts see is shrunk towards it.
+    pub prior_repeat_share: f64,
+    /// Default `μ_rb` (repeat buyers per account shown) while data is thin:
+    /// what the trust lift is measured against.
+    pub prior_repeat_rate: f64,
+    /// `m_b`: pseudo-accounts shrinking the repeat share and the trust lift
+    /// towards the platform's.
+    pub m_buyers: f64,
+    /// Default `μ_f` (share of the accounts that bought or refunded whose
+    /// money went back) while data is thin.
+    pub prior_refund_share: f64,
+    /// `m_f`: pseudo-accounts shrinking `refund_lift` towards 1.
+    pub m_refund: f64,
+    /// `a_f`: weight of refunds in long-term value.
+    pub refund_weight: f64,
     /// Default `μ_u` (share of fans who leave).
     pub prior_churn_rate: f64,
     /// Default `μ_r` (reporters per account shown).
@@ -147,6 +168,15 @@ impl Default for ModelParams {
             prior_engaged_share: 0.04,
             depth_lift_weight: 1.0,
             share_lift_weight: 0.5,
+            // Reasoning and sources in docs/model.md ("Trust"): KuaiRand has
+            // no purchases, so these are not tuned on logs.
+            trust_lift_weight: 0.5,
+            prior_repeat_share: 0.25,
+            prior_repeat_rate: 0.001,
+            m_buyers: 10.0,
+            prior_refund_share: 0.15,
+            m_refund: 30.0,
+            refund_weight: 1.0,
             prior_churn_rate: 0.1,
             prior_report_rate: 0.001,
             prior_strength: 10_000.0,
@@ -205,6 +235,20 @@ impl ModelParams {
         }
         non_negative("depth_lift_weight", self.depth_lift_weight)?;
         non_negative("share_lift_weight", self.share_lift_weight)?;
+        non_negative("trust_lift_weight", self.trust_lift_weight)?;
+        non_negative("refund_weight", self.refund_weight)?;
+        for (name, share) in [
+            ("prior_repeat_share", self.prior_repeat_share),
+            ("prior_refund_share", self.prior_refund_share),
+            ("prior_repeat_rate", self.prior_repeat_rate),
+        ] {
+            positive(name, share)?;
+            if share >= 1.0 {
+                return Err(format!("{name} must be below 1"));
+            }
+        }
+        positive("m_buyers", self.m_buyers)?;
+        positive("m_refund", self.m_refund)?;
         positive("prior_churn_rate", self.prior_churn_rate)?;
         if self.prior_churn_rate >= 1.0 {
             return Err("prior_churn_rate must be below 1".into());

@@ -1,5 +1,5 @@
-//! The six properties every version of the model must keep, checked on
-//! random event histories.
+//! The properties every version of the model must keep, checked on random
+//! event histories.
 
 use proptest::prelude::*;
 
@@ -25,7 +25,7 @@ fn event_strategy() -> impl Strategy<Value = Event> {
             let kind = EventKind::ALL[kind];
             let amount = match kind {
                 EventKind::View => fraction,
-                EventKind::Purchase | EventKind::Tip => money,
+                EventKind::Purchase | EventKind::Tip | EventKind::Refund => money,
                 _ => 0.0,
             };
             Event {
@@ -90,7 +90,7 @@ proptest! {
 
     /// 1. Monotone: at the same exposure, one more engagement event of any
     /// non-VIEW kind, or a deeper kind in place of a shallower one, never
-    /// lowers fan value; one more unfollow or report never raises long-term value.
+    /// lowers fan value; one more unfollow, report or refund never raises long-term value.
     #[test]
     fn monotone(events in prop::collection::vec(event_strategy(), 0..60), extra in event_strategy(), shallow in 1usize..6) {
         let ingest = IngestParams::default();
@@ -122,9 +122,9 @@ proptest! {
         // JOIN_FAN_GROUP also changes the relation, not the audience; compare fan value only.
         prop_assert!(deeper_score.fan_value >= shallow_score.fan_value - 1e-12, "{deeper_kind:?} below {kind:?}");
 
-        for negative in [EventKind::Unfollow, EventKind::Report] {
+        for (negative, amount) in [(EventKind::Unfollow, 0.0), (EventKind::Report, 0.0), (EventKind::Refund, extra.amount)] {
             let mut worse = events.clone();
-            worse.push(Event { kind: negative, amount: 0.0, ..extra.clone() });
+            worse.push(Event { kind: negative, amount, ..extra.clone() });
             let worse_score = scorer.creator(Some(&replay(&worse, &ingest).0));
             prop_assert!(worse_score.long_term_value <= before.long_term_value + 1e-12, "{negative:?} raised ltv");
         }
@@ -203,7 +203,8 @@ proptest! {
         let scorer = Scorer::new(&params, &ingest.decay(), &platform(), START + 61 * DAY);
         let s = scorer.creator(Some(&creator));
         prop_assert!(close(s.fan_value, s.fan_lift.ln()));
-        let raw = -(2.0 * s.churn_lift.ln() + s.report_lift.ln());
+        prop_assert!(s.trust_lift >= 1.0 && s.repeat_share > 0.0 && s.repeat_share < 1.0);
+        let raw = -(2.0 * s.churn_lift.ln() + s.report_lift.ln() + s.refund_lift.ln());
         let discounted = if raw > 0.0 { s.confidence * raw } else { s.negative_confidence * raw };
         prop_assert!(close(s.long_term_value, discounted));
         prop_assert!(close(s.confidence, s.engaged_accounts / (s.engaged_accounts + params.m_accounts)));
@@ -572,4 +573,240 @@ fn a_spraying_account_weighs_in_the_priors_as_a_few_creators() {
     let (reversed_each, _) = spray((0..1_000u64).rev(), reversed_kinds);
     let reversed = &reversed_each[reversed_each.len() - 1];
     assert!(aggregates_close(global, reversed), "{global:?} vs {reversed:?}");
+}
+
+/// Accounts shown the creator (and `audience` more that only viewed), each
+/// buying `money[i]`: in one purchase, or for the first `repeat` of them the
+/// same money split over two UTC days `days` apart. The last purchase of
+/// every buyer is at the same time, so the histories differ only in who
+/// came back.
+fn buyers_history(money: &[f64], repeat: usize, days: i64, audience: u64) -> Vec<Event> {
+    let t = START + 60 * DAY;
+    let event = |kind, viewer_id, timestamp_ms, amount| Event {
+        event_id: String::new(),
+        kind,
+        viewer_id,
+        creator_id: CREATOR,
+        timestamp_ms,
+        amount,
+    };
+    let mut events: Vec<Event> = (0..audience)
+        .map(|i| event(EventKind::View, 1_000 + i, START, 0.5))
+        .collect();
+    for (i, amount) in money.iter().enumerate() {
+        let viewer = 100 + i as u64;
+        events.push(event(EventKind::View, viewer, START, 0.5));
+        if i < repeat {
+            events.push(event(EventKind::Purchase, viewer, t - days * DAY, amount / 2.0));
+            events.push(event(EventKind::Purchase, viewer, t, amount / 2.0));
+        } else {
+            events.push(event(EventKind::Purchase, viewer, t, *amount));
+        }
+    }
+    events
+}
+
+/// Purchases, refunds and views of a few accounts, any amounts and days.
+fn trade_strategy() -> impl Strategy<Value = Event> {
+    (0usize..3, 1u64..6, 0i64..60 * DAY, 0.0f64..200.0, any::<bool>()).prop_map(
+        |(kind, viewer_id, offset, money, round)| {
+            let kind = [EventKind::View, EventKind::Purchase, EventKind::Refund][kind];
+            Event {
+                event_id: String::new(),
+                kind,
+                viewer_id,
+                creator_id: CREATOR,
+                timestamp_ms: START + offset,
+                // Round amounts make refunds that return a purchase exactly.
+                amount: match kind {
+                    EventKind::View => 0.5,
+                    _ if round => (money / 50.0).floor() * 50.0,
+                    _ => money,
+                },
+            }
+        },
+    )
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// 8. Trust pays: at the same buyers and the same money, one more buyer
+    /// who came back on another day never lowers fan value.
+    #[test]
+    fn repeat_buyers_never_lower_fan_value(
+        money in prop::collection::vec(0.0f64..1_000.0, 1..40),
+        days in 1i64..60,
+        audience in 0u64..300,
+    ) {
+        let ingest = IngestParams::default();
+        let params = ModelParams::default();
+        let scorer = Scorer::new(&params, &ingest.decay(), &platform(), START + 61 * DAY);
+        let mut previous: Option<super::score::CreatorScore> = None;
+        for repeat in 0..=money.len() {
+            let score = scorer.creator(Some(&replay_many(&buyers_history(&money, repeat, days, audience), &ingest)));
+            prop_assert!(close(score.buyers, previous.map_or(score.buyers, |p| p.buyers)), "same buyers");
+            if let Some(before) = previous {
+                prop_assert!(score.repeat_buyers > before.repeat_buyers, "one more repeat buyer");
+                prop_assert!(
+                    score.fan_value >= before.fan_value - 1e-12,
+                    "{repeat} repeat buyers: {} < {}", score.fan_value, before.fan_value
+                );
+            }
+            previous = Some(score);
+        }
+    }
+
+    /// 5 and 8. Purchases and refunds in any arrival order give the same
+    /// sums and scores: the pair keeps min/max times, counts and money sums.
+    #[test]
+    fn purchases_and_refunds_in_any_order(events in prop::collection::vec(trade_strategy(), 0..60), seed in any::<u64>()) {
+        let ingest = IngestParams::default();
+        let mut shuffled = events.clone();
+        shuffle(&mut shuffled, seed);
+        let (a, _) = replay(&events, &ingest);
+        let (b, _) = replay(&shuffled, &ingest);
+        prop_assert!(aggregates_close(&a, &b), "{a:?} vs {b:?}");
+        let params = ModelParams::default();
+        let scorer = Scorer::new(&params, &ingest.decay(), &platform(), START + 61 * DAY);
+        let (x, y) = (scorer.creator(Some(&a)), scorer.creator(Some(&b)));
+        prop_assert!(close(x.public_boost, y.public_boost), "{} vs {}", x.public_boost, y.public_boost);
+        prop_assert!(close(x.repeat_buyers, y.repeat_buyers) && close(x.buyers, y.buyers));
+    }
+}
+
+/// Property 8: an account buying every day for 23 days is one buyer and one
+/// repeat buyer, no more.
+#[test]
+fn an_account_buying_every_day_is_one_repeat_buyer() {
+    let ingest = IngestParams::default();
+    let decay = ingest.decay();
+    let mut events = vec![Event {
+        event_id: String::new(),
+        kind: EventKind::View,
+        viewer_id: 1,
+        creator_id: CREATOR,
+        timestamp_ms: START,
+        amount: 1.0,
+    }];
+    for day in 0..23 {
+        events.push(Event {
+            kind: EventKind::Purchase,
+            timestamp_ms: START + day * DAY + 3_600_000,
+            amount: 20.0,
+            ..events[0].clone()
+        });
+    }
+    let (creator, viewers) = replay(&events, &ingest);
+    let as_of = START + 22 * DAY + 3_600_000;
+    let scale = decay.engagement_scale(as_of);
+    assert!(close(creator.buyers * scale, 1.0), "{}", creator.buyers * scale);
+    assert!(
+        close(creator.repeat_buyers * scale, 1.0),
+        "{}",
+        creator.repeat_buyers * scale
+    );
+    let pair = viewers[1].relation(CREATOR).expect("pair");
+    assert_eq!(
+        (pair.trade.as_ref().map(|t| t.purchases), pair.came_back()),
+        (Some(23), true)
+    );
+
+    // Two purchases the same UTC day are not a return.
+    let (creator, _) = replay(
+        &events[..3]
+            .iter()
+            .map(|e| Event {
+                timestamp_ms: e.timestamp_ms.min(START + 3_600_000) + 1,
+                ..e.clone()
+            })
+            .collect::<Vec<_>>(),
+        &ingest,
+    );
+    assert!(creator.buyers > 0.0);
+    assert_eq!(creator.repeat_buyers, 0.0);
+}
+
+/// Property 8: refunds take purchases back; a fully refunded account is
+/// neither a buyer nor engaged through its purchases, and counts as a
+/// refunder; a refund without a purchase counts as a refund only.
+#[test]
+fn refunds_take_purchases_back() {
+    let ingest = IngestParams::default();
+    let event = |kind, day: i64, amount| Event {
+        event_id: String::new(),
+        kind,
+        viewer_id: 1,
+        creator_id: CREATOR,
+        timestamp_ms: START + day * DAY,
+        amount,
+    };
+    let view = event(EventKind::View, 0, 1.0);
+    let mut bought = vec![view.clone()];
+    for day in 0..3 {
+        bought.push(event(EventKind::Purchase, day, 30.0));
+    }
+    let (kept, _) = replay(&bought, &ingest);
+    assert!(kept.repeat_buyers > 0.0 && kept.non_fan[4] > 0.0 && kept.refunders == 0.0);
+
+    let mut refunded = bought.clone();
+    for day in 3..6 {
+        refunded.push(event(EventKind::Refund, day, 30.0));
+    }
+    let (gone, viewers) = replay(&refunded, &ingest);
+    assert_eq!(
+        (gone.buyers, gone.repeat_buyers, gone.non_fan[4], gone.engaged),
+        (0.0, 0.0, 0.0, 0.0)
+    );
+    assert!(gone.refunders > 0.0 && close(gone.refunders, gone.transacted));
+    let pair = viewers[1].relation(CREATOR).expect("pair");
+    assert_eq!((pair.standing_share(), pair.refunder()), (0.0, 1.0));
+    // The private boost loses the purchases too: intimacy is the view's alone.
+    let (_, viewed) = replay(&bought[..1], &ingest);
+    let only_view = viewed[1].relation(CREATOR).expect("pair").intimacy;
+    assert!(close(pair.intimacy, only_view), "{} vs {only_view}", pair.intimacy);
+
+    // Refunds beyond the purchases take back nothing more (never below zero).
+    refunded.push(event(EventKind::Refund, 7, 1_000.0));
+    let (over, _) = replay(&refunded, &ingest);
+    assert_eq!((over.buyers, over.non_fan[4]), (0.0, 0.0));
+
+    // Half the money back: one and a half purchases stand; still a buyer,
+    // half a repeat buyer.
+    let mut half = bought.clone();
+    half.push(event(EventKind::Refund, 4, 45.0));
+    let (_, viewers) = replay(&half, &ingest);
+    let pair = viewers[1].relation(CREATOR).expect("pair");
+    assert!(close(pair.standing_share(), 0.5));
+    assert!(close(pair.buyer(), 1.0) && close(pair.repeat_buyer(), 0.5) && close(pair.refunder(), 0.5));
+
+    // A refund without a purchase: a refunder, not a buyer.
+    let (alone, _) = replay(&[view, event(EventKind::Refund, 1, 10.0)], &ingest);
+    assert_eq!(alone.buyers, 0.0);
+    assert!(alone.refunders > 0.0);
+
+    // Scored: a fully refunded creator is below one whose purchases stand,
+    // and no higher than the same accounts that never bought.
+    let params = ModelParams::default();
+    let scorer = Scorer::new(&params, &ingest.decay(), &platform(), START + 8 * DAY);
+    let never = scorer.creator(Some(&replay(&bought[..1], &ingest).0));
+    let (kept, gone) = (scorer.creator(Some(&kept)), scorer.creator(Some(&gone)));
+    assert!(kept.public_boost > gone.public_boost);
+    assert!(
+        gone.public_boost <= never.public_boost,
+        "{} > {}",
+        gone.public_boost,
+        never.public_boost
+    );
+}
+
+/// Purchases and refunds live out of line: the many pairs that never
+/// bought cost the caches one pointer for them, not 48 bytes.
+#[test]
+fn a_pair_that_never_bought_stays_small() {
+    assert!(
+        std::mem::size_of::<super::PairRelation>() <= 144,
+        "{} bytes",
+        std::mem::size_of::<super::PairRelation>()
+    );
 }

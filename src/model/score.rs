@@ -16,6 +16,12 @@ pub struct Priors {
     pub churn_rate: f64,
     /// `μ_r`: reporters per account shown.
     pub report_rate: f64,
+    /// `μ_b`: share of buyers who came back on another day.
+    pub repeat_share: f64,
+    /// `μ_rb`: repeat buyers per account shown.
+    pub repeat_rate: f64,
+    /// `μ_f`: share of the accounts that bought or refunded whose money went back.
+    pub refund_share: f64,
 }
 
 /// One creator's scores and the terms behind them.
@@ -48,9 +54,29 @@ pub struct CreatorScore {
     pub churn_lift: f64,
     /// Reporters per account shown, relative to the platform.
     pub report_lift: f64,
+    /// Buyers: accounts shown with a purchase that stands (decayed, each at most 1).
+    pub buyers: f64,
+    /// Repeat buyers: buyers whose standing purchases fall on two UTC days
+    /// or more (decayed, each account at most 1).
+    pub repeat_buyers: f64,
+    /// The share of buyers who came back, shrunk to the platform's with
+    /// the buyers as evidence (the platform's share when there are none).
+    pub repeat_share: f64,
+    /// How much of the observed repeat buyers per account shown is
+    /// believed (empirical Bayes); low = few accounts carry it.
+    pub trust_belief: f64,
+    /// Repeat buyers per account shown relative to the platform, believed
+    /// as far as the accounts carry it, never below 1 (buyers who buy once
+    /// are not marked down, only not raised): the trust lift in fan value.
+    pub trust_lift: f64,
+    /// Accounts whose money went back (decayed, each at most 1).
+    pub refunders: f64,
+    /// Refunders per account that bought or refunded, relative to the
+    /// platform, never below 1 (refunds only count against a creator).
+    pub refund_lift: f64,
     /// `ln(fan_lift)`.
     pub fan_value: f64,
-    /// `−(a_u·ln(churn_lift) + a_r·ln(report_lift))`, times `confidence` when
+    /// `−(a_u·ln(churn_lift) + a_r·ln(report_lift) + a_f·ln(refund_lift))`, times `confidence` when
     /// positive and `negative_confidence` when negative.
     pub long_term_value: f64,
     /// `w_fv·fan_value + w_ltv·long_term_value`.
@@ -80,6 +106,13 @@ impl CreatorScore {
         fan_lift: 1.0,
         churn_lift: 1.0,
         report_lift: 1.0,
+        buyers: 0.0,
+        repeat_buyers: 0.0,
+        repeat_share: 0.0,
+        trust_belief: 0.0,
+        trust_lift: 1.0,
+        refunders: 0.0,
+        refund_lift: 1.0,
         fan_value: 0.0,
         long_term_value: 0.0,
         creator_value: 0.0,
@@ -153,6 +186,10 @@ impl<'a> Scorer<'a> {
         let unfollows = global.unfollows * negative_scale;
         let reports = reports(params, global) * negative_scale;
         let shown = global.shown * negative_scale;
+        let buyers = global.buyers * engagement_scale;
+        let repeat_buyers = global.repeat_buyers * engagement_scale;
+        let transacted = global.transacted * negative_scale;
+        let refunders = global.refunders * negative_scale;
         // Shrink the observed platform ratios towards the configured defaults
         // while there is little data, so one early creator does not set the
         // norm. Every account's share of these sums is bounded (and trimmed
@@ -164,6 +201,9 @@ impl<'a> Scorer<'a> {
             churn_rate: (unfollows + params.prior_churn_rate * strength)
                 / (global.followers as f64 + unfollows + strength),
             report_rate: (reports + params.prior_report_rate * strength) / (shown + strength),
+            repeat_share: (repeat_buyers + params.prior_repeat_share * strength) / (buyers + strength),
+            repeat_rate: (repeat_buyers + params.prior_repeat_rate * strength) / (shown_accounts + strength),
+            refund_share: (refunders + params.prior_refund_share * strength) / (transacted + strength),
         };
         Scorer {
             log_bounds: log_bounds(params.boost_min, params.boost_max),
@@ -189,21 +229,69 @@ impl<'a> Scorer<'a> {
         let reports = reports(params, aggregate) * self.negative_scale;
         let shown = aggregate.shown * self.negative_scale;
         let followers = aggregate.followers as f64;
+        let buyers = aggregate.buyers * self.engagement_scale;
+        let repeat_buyers = aggregate.repeat_buyers * self.engagement_scale;
+        let transacted = aggregate.transacted * self.negative_scale;
+        let refunders = aggregate.refunders * self.negative_scale;
 
         // Each lift is written so that with no evidence numerator and
         // denominator are the same product, making the lift exactly 1.
         // Two readings of the same fans, each shrunk by how many accounts
         // carry it: how deep the accounts shown went (layered, each account
         // capped), and how many of them engaged at all (each counts once).
-        let (depth_lift, fan_belief) =
-            believed_lift(params, params.account_cap, priors.engagement_rate, engagement, audience);
-        let (share_lift, _) = believed_lift(params, 1.0, priors.engaged_share, engaged_accounts, shown_accounts);
-        let fan_value = params.depth_lift_weight * depth_lift.ln() + params.share_lift_weight * share_lift.ln();
+        let (depth_lift, fan_belief) = believed_lift(
+            params,
+            params.account_cap,
+            params.m_engagement,
+            priors.engagement_rate,
+            engagement,
+            audience,
+        );
+        let (share_lift, _) = believed_lift(
+            params,
+            1.0,
+            params.m_engagement,
+            priors.engaged_share,
+            engaged_accounts,
+            shown_accounts,
+        );
+        // Trust: buyers who came back on another day, each account once. The
+        // analyst's figure is their share of the buyers, shrunk to the
+        // platform's with the buyers as evidence. The term in fan value is
+        // the same count read per account shown (against the platform's
+        // repeat buyers per account shown): at the same buyers it orders
+        // creators exactly as the share does, and a new buyer who has not
+        // come back yet leaves it unchanged instead of lowering it, so a
+        // purchase never lowers fan value (property 1). It only raises:
+        // one-time buyers are what many categories sell to, and the purchase
+        // layer already pays for them; refunds are the signal against a
+        // creator (long-term value below).
+        let (share_of_buyers, _) =
+            believed_lift(params, 1.0, params.m_buyers, priors.repeat_share, repeat_buyers, buyers);
+        let repeat_share = priors.repeat_share * share_of_buyers;
+        let (repeat_lift, trust_belief) = believed_lift(
+            params,
+            1.0,
+            params.m_buyers,
+            priors.repeat_rate,
+            repeat_buyers,
+            shown_accounts,
+        );
+        let trust_lift = repeat_lift.max(1.0);
+        let fan_value = params.depth_lift_weight * depth_lift.ln()
+            + params.share_lift_weight * share_lift.ln()
+            + params.trust_lift_weight * trust_lift.ln();
         let fan_lift = fan_value.exp();
         let mu_u_m = priors.churn_rate * params.m_churn;
         let churn_lift = (unfollows + mu_u_m) / (priors.churn_rate * (followers + unfollows + params.m_churn));
         let mu_r_m = priors.report_rate * params.m_report;
         let report_lift = (reports + mu_r_m) / (priors.report_rate * (shown + params.m_report));
+        let mu_f_m = priors.refund_share * params.m_refund;
+        // Refunds only count against a creator: a refund share below the
+        // platform's earns nothing (buyers who keep what they bought are
+        // already paid for by the purchase layer and the trust lift), above
+        // it lowers long-term value.
+        let refund_lift = ((refunders + mu_f_m) / (priors.refund_share * (transacted + params.m_refund))).max(1.0);
 
         // Long-term value moves only as far as many accounts carry it. Fans
         // who stay and viewers who do not report count in proportion to
@@ -215,8 +303,10 @@ impl<'a> Scorer<'a> {
         // value needs no such factor: its shrinkage already depends on how
         // many accounts carry the evidence.
         let confidence = engaged_accounts / (engaged_accounts + params.m_accounts);
-        let long_term_value = -(params.churn_weight * churn_lift.ln() + params.report_weight * report_lift.ln());
-        let negative_accounts = unfollows + reports;
+        let long_term_value = -(params.churn_weight * churn_lift.ln()
+            + params.report_weight * report_lift.ln()
+            + params.refund_weight * refund_lift.ln());
+        let negative_accounts = unfollows + reports + refunders;
         let negative_confidence = negative_accounts / (negative_accounts + params.m_negative_accounts);
         let long_term_value = if long_term_value > 0.0 {
             confidence * long_term_value
@@ -238,6 +328,13 @@ impl<'a> Scorer<'a> {
             fan_lift,
             churn_lift,
             report_lift,
+            buyers,
+            repeat_buyers,
+            repeat_share,
+            trust_belief,
+            trust_lift,
+            refunders,
+            refund_lift,
             fan_value,
             long_term_value,
             creator_value,
@@ -308,6 +405,13 @@ impl CreatorScore {
             self.fan_lift,
             self.churn_lift,
             self.report_lift,
+            self.buyers,
+            self.repeat_buyers,
+            self.repeat_share,
+            self.trust_belief,
+            self.trust_lift,
+            self.refunders,
+            self.refund_lift,
             self.fan_value,
             self.long_term_value,
             self.creator_value,
@@ -343,14 +447,16 @@ fn engagement_and_audience(
 /// adding the same total; `B = τ²μ²/(τ²μ² + s²)` of the difference is
 /// believed. `B·(r − μ)` rises with `E` whatever its sign (more engagement
 /// never lowers the lift), and is exactly 0 without evidence. Used for the
-/// depth lift (`E` layered, `cap = account_cap`) and the share lift (`E` the
-/// accounts that engaged, `cap = 1`).
-fn believed_lift(params: &ModelParams, cap: f64, mu: f64, engagement: f64, audience: f64) -> (f64, f64) {
+/// depth lift (`E` layered, `cap = account_cap`), the share lift (`E` the
+/// accounts that engaged, `cap = 1`) and the trust lift (`E` the repeat
+/// buyers, `cap = 1`, `m = m_buyers`; over the accounts shown for the term,
+/// over the buyers for the repeat share shown to analysts).
+fn believed_lift(params: &ModelParams, cap: f64, m: f64, mu: f64, engagement: f64, audience: f64) -> (f64, f64) {
     if engagement == 0.0 && audience == 0.0 {
         return (1.0, 0.0);
     }
-    let evidence = engagement + mu * params.m_engagement;
-    let accounts = audience + params.m_engagement;
+    let evidence = engagement + mu * m;
+    let accounts = audience + m;
     let observed = evidence / accounts;
     // The variance of a mean over the accounts actually seen (the pseudo-
     // accounts are not evidence): one account's mean is barely known.

@@ -28,11 +28,23 @@ pub struct ScoreRow {
     pub confidence: f64,
     /// Share of the observed engagement lift believed; low = it rests on few accounts.
     pub fan_belief: f64,
-    /// Accounts that left or reported (decayed).
+    /// Accounts that left, reported or had their money back (decayed).
     pub negative_accounts: f64,
+    /// Accounts shown with a purchase that stands (decayed).
+    pub buyers: f64,
+    /// Buyers whose standing purchases fall on two UTC days or more (decayed).
+    pub repeat_buyers: f64,
+    /// Share of buyers who came back, shrunk to the platform's.
+    pub repeat_share: f64,
+    /// The trust lift in fan value (≥ 1).
+    pub trust_lift: f64,
+    /// Accounts whose money went back (decayed).
+    pub refunders: f64,
+    /// Refunders per account that bought or refunded, relative to the platform.
+    pub refund_lift: f64,
     /// ln(fan_lift), times confidence when positive.
     pub fan_value: f64,
-    /// −(a_u ln churn_lift + a_r ln report_lift).
+    /// −(a_u ln churn_lift + a_r ln report_lift + a_f ln refund_lift).
     pub long_term_value: f64,
     /// w_fv·fan_value + w_ltv·long_term_value.
     pub creator_value: f64,
@@ -74,6 +86,12 @@ pub fn score_rows(
                 confidence: s.confidence,
                 fan_belief: s.fan_belief,
                 negative_accounts: s.negative_accounts,
+                buyers: s.buyers,
+                repeat_buyers: s.repeat_buyers,
+                repeat_share: s.repeat_share,
+                trust_lift: s.trust_lift,
+                refunders: s.refunders,
+                refund_lift: s.refund_lift,
                 fan_value: s.fan_value,
                 long_term_value: s.long_term_value,
                 creator_value: s.creator_value,
@@ -96,6 +114,12 @@ pub fn unknown_row(creator_id: u64) -> ScoreRow {
         confidence: 0.0,
         fan_belief: 0.0,
         negative_accounts: 0.0,
+        buyers: 0.0,
+        repeat_buyers: 0.0,
+        repeat_share: 0.0,
+        trust_lift: 1.0,
+        refunders: 0.0,
+        refund_lift: 1.0,
         fan_value: 0.0,
         long_term_value: 0.0,
         creator_value: 0.0,
@@ -113,12 +137,14 @@ pub fn write_rows(rows: &[ScoreRow], format: ScoresFormat, out: &mut impl Write)
         ScoresFormat::Csv => {
             writeln!(
                 out,
-                "creator_id,found,followers,evidence,audience,engaged_accounts,confidence,fan_belief,negative_accounts,fan_value,long_term_value,creator_value,public_boost,updated_at_ms"
+                "creator_id,found,followers,evidence,audience,engaged_accounts,confidence,fan_belief,negative_accounts,\
+                 buyers,repeat_buyers,repeat_share,trust_lift,refunders,refund_lift,\
+                 fan_value,long_term_value,creator_value,public_boost,updated_at_ms"
             )?;
             for r in rows {
                 writeln!(
                     out,
-                    "{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
+                    "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
                     r.creator_id,
                     r.found,
                     r.followers,
@@ -128,6 +154,12 @@ pub fn write_rows(rows: &[ScoreRow], format: ScoresFormat, out: &mut impl Write)
                     r.confidence,
                     r.fan_belief,
                     r.negative_accounts,
+                    r.buyers,
+                    r.repeat_buyers,
+                    r.repeat_share,
+                    r.trust_lift,
+                    r.refunders,
+                    r.refund_lift,
                     r.fan_value,
                     r.long_term_value,
                     r.creator_value,

@@ -24,6 +24,7 @@ pub fn event_kind(kind: i32) -> Option<EventKind> {
         proto::EventKind::LeaveFanGroup => Some(EventKind::LeaveFanGroup),
         proto::EventKind::Report => Some(EventKind::Report),
         proto::EventKind::ProfileVisit => Some(EventKind::ProfileVisit),
+        proto::EventKind::Refund => Some(EventKind::Refund),
     }
 }
 
@@ -42,6 +43,7 @@ impl From<EventKind> for proto::EventKind {
             EventKind::LeaveFanGroup => proto::EventKind::LeaveFanGroup,
             EventKind::Report => proto::EventKind::Report,
             EventKind::ProfileVisit => proto::EventKind::ProfileVisit,
+            EventKind::Refund => proto::EventKind::Refund,
         }
     }
 }
@@ -237,6 +239,12 @@ pub fn explanation(slot: &CreatorSlot, boost: f64) -> proto::Explanation {
         fan_belief: c.fan_belief,
         negative_accounts: c.negative_accounts,
         negative_confidence: c.negative_confidence,
+        buyers: c.buyers,
+        repeat_buyers: c.repeat_buyers,
+        repeat_share: c.repeat_share,
+        trust_lift: c.trust_lift,
+        refunders: c.refunders,
+        refund_lift: c.refund_lift,
         text: explanation_text(slot, boost),
     }
 }
@@ -247,8 +255,10 @@ pub fn explanation_text(slot: &CreatorSlot, boost: f64) -> String {
     let p = &slot.private;
     format!(
         "public {:.4} = soft_clamp(exp({:.4} = fan_value {:.4} [fan_lift {:.4}, {:.0}% believed, \
-         {:.1} accounts shown, {:.1} engaged] + long_term_value {:.4} [churn_lift {:.4}, \
-         report_lift {:.4}; gains x {:.3}, losses x {:.3} of {:.1} leaving/reporting])); \
+         {:.1} accounts shown, {:.1} engaged; trust_lift {:.4}: repeat buyers {:.1} of {:.1}, \
+         share {:.3}, believed {:.0}%] + long_term_value {:.4} [churn_lift {:.4}, \
+         report_lift {:.4}, refund_lift {:.4} ({:.1} refunders); gains x {:.3}, losses x {:.3} \
+         of {:.1} leaving/reporting/refunding])); \
          private {:.4} = clamp(tier {:.2} x intimacy {:.4} [I = {:.3}]); boost {:.4}",
         c.public_boost,
         c.creator_value,
@@ -257,9 +267,16 @@ pub fn explanation_text(slot: &CreatorSlot, boost: f64) -> String {
         c.fan_belief * 100.0,
         c.audience,
         c.engaged_accounts,
+        c.trust_lift,
+        c.repeat_buyers,
+        c.buyers,
+        c.repeat_share,
+        c.trust_belief * 100.0,
         c.long_term_value,
         c.churn_lift,
         c.report_lift,
+        c.refund_lift,
+        c.refunders,
         c.confidence,
         c.negative_confidence,
         c.negative_accounts,
@@ -289,6 +306,12 @@ pub fn creator_score(creator_id: u64, s: &CreatorScore) -> proto::CreatorScore {
         fan_belief: s.fan_belief,
         negative_accounts: s.negative_accounts,
         negative_confidence: s.negative_confidence,
+        buyers: s.buyers,
+        repeat_buyers: s.repeat_buyers,
+        repeat_share: s.repeat_share,
+        trust_lift: s.trust_lift,
+        refunders: s.refunders,
+        refund_lift: s.refund_lift,
     }
 }
 

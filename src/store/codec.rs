@@ -1,7 +1,7 @@
 //! Fixed little-endian encodings of the stored records, with a leading format
 //! version byte so a later layout can still read old records.
 
-use crate::model::aggregate::{ENGAGEMENT_KINDS, SUM_FIELDS};
+use crate::model::aggregate::{ENGAGEMENT_KINDS, SUM_FIELDS, Trade};
 use crate::model::params::KindWeights;
 use crate::model::{CreatorAggregate, PairRelation, ViewerRecord};
 
@@ -10,7 +10,8 @@ use super::StoreError;
 /// Creator aggregates of the per-account model (version 1 was the per-event
 /// model; stores holding it are refused at open, see `store_signature`).
 /// Sparse: a bit mask of the non-zero sums, those sums, then the counts as
-/// varints. A typical creator has about half its sums at zero, so a record
+/// varints. Sums added later (buyers, repeat buyers, refunds) take the next
+/// mask bits, so a record written before them reads with them zero. A typical creator has about half its sums at zero, so a record
 /// is ~110 bytes instead of 217; smaller records mean fewer B-tree pages
 /// copied per commit (ingest is bound by them).
 const CREATOR_V2: u8 = 2;
@@ -22,6 +23,14 @@ const CREATOR_V2: u8 = 2;
 /// timestamps and layers take no space; intimacy is not stored but summed
 /// again from the layers (a pair that only viewed: ~17 bytes).
 const VIEWER_V3: u8 = 3;
+/// Version 3 plus, for a pair with purchases or refunds (flag bit 7), after
+/// its layers a byte of trade flags: bit 0 purchases (first and latest purchase times relative to the latest
+/// engagement, the count as a varint, the money as a double), bit 1
+/// refunds (the latest refund time, the count, the money). A version 3
+/// record reads with no purchases or refunds recorded: its purchase layers
+/// stand in full, and its accounts are not counted as buyers until they buy
+/// again (the creator sums written with it hold no buyers either).
+const VIEWER_V4: u8 = 4;
 /// Timestamps kept per pair, in flag-bit order; the last is the reference.
 const STAMPS: usize = 7;
 
@@ -83,7 +92,7 @@ fn stamps(pair: &PairRelation) -> [i64; STAMPS] {
 /// Encodes a viewer record.
 pub fn encode_viewer(record: &ViewerRecord) -> Vec<u8> {
     let mut out = Vec::with_capacity(1 + 8 + 4 + 32 * record.relations.len());
-    out.push(VIEWER_V3);
+    out.push(VIEWER_V4);
     put_varint(&mut out, record.pairs_seen);
     put_sums(&mut out, record.platform.as_deref().unwrap_or(&[0.0; SUM_FIELDS]));
     let mut previous = 0u64;
@@ -96,6 +105,9 @@ pub fn encode_viewer(record: &ViewerRecord) -> Vec<u8> {
             if *stamp != 0 {
                 flags |= 1 << bit;
             }
+        }
+        if pair.trade.is_some() {
+            flags |= TRADE_FLAG;
         }
         out.push(flags);
         let reference = pair.engaged_ms;
@@ -117,8 +129,60 @@ pub fn encode_viewer(record: &ViewerRecord) -> Vec<u8> {
         for value in pair.layers.iter().filter(|v| **v != 0.0) {
             out.extend_from_slice(&value.to_le_bytes());
         }
+        if let Some(trade) = pair.trade.as_deref() {
+            put_trade(&mut out, trade, reference);
+        }
     }
     out
+}
+
+/// Pair flag bit (version 4): trade fields follow the layers.
+const TRADE_FLAG: u8 = 1 << STAMPS;
+const TRADE_PURCHASES: u8 = 1;
+const TRADE_REFUNDS: u8 = 2;
+
+/// A pair's trade: which halves it holds (purchases, refunds), then those.
+fn put_trade(out: &mut Vec<u8>, trade: &Trade, reference: i64) {
+    let purchases = trade.purchases != 0
+        || trade.first_purchase_ms != 0
+        || trade.last_purchase_ms != 0
+        || trade.purchased.to_bits() != 0;
+    let refunds = trade.refunds != 0 || trade.refund_ms != 0 || trade.refunded.to_bits() != 0;
+    out.push((u8::from(purchases) * TRADE_PURCHASES) | (u8::from(refunds) * TRADE_REFUNDS));
+    if purchases {
+        put_varint(out, zigzag(trade.first_purchase_ms.wrapping_sub(reference)));
+        put_varint(out, zigzag(trade.last_purchase_ms.wrapping_sub(reference)));
+        put_varint(out, u64::from(trade.purchases));
+        out.extend_from_slice(&trade.purchased.to_le_bytes());
+    }
+    if refunds {
+        put_varint(out, zigzag(trade.refund_ms.wrapping_sub(reference)));
+        put_varint(out, u64::from(trade.refunds));
+        out.extend_from_slice(&trade.refunded.to_le_bytes());
+    }
+}
+
+/// Reads [`put_trade`]'s output; `None` when malformed.
+fn take_trade(bytes: &mut &[u8], reference: i64) -> Option<Trade> {
+    let (&flags, rest) = bytes.split_first()?;
+    *bytes = rest;
+    if flags & !(TRADE_PURCHASES | TRADE_REFUNDS) != 0 {
+        return None;
+    }
+    let time = |bytes: &mut &[u8]| Some(unzigzag(take_varint(bytes)?).wrapping_add(reference));
+    let mut trade = Trade::default();
+    if flags & TRADE_PURCHASES != 0 {
+        trade.first_purchase_ms = time(bytes)?;
+        trade.last_purchase_ms = time(bytes)?;
+        trade.purchases = u32::try_from(take_varint(bytes)?).ok()?;
+        trade.purchased = take_f64(bytes)?;
+    }
+    if flags & TRADE_REFUNDS != 0 {
+        trade.refund_ms = time(bytes)?;
+        trade.refunds = u32::try_from(take_varint(bytes)?).ok()?;
+        trade.refunded = take_f64(bytes)?;
+    }
+    Some(trade)
 }
 
 /// Decodes [`encode_viewer`]'s output; each pair's intimacy is summed from
@@ -128,7 +192,8 @@ pub fn encode_viewer(record: &ViewerRecord) -> Vec<u8> {
 /// [`StoreError::Corrupt`] on an unknown version, truncation or unsorted pairs.
 pub fn decode_viewer(bytes: &[u8], intimacy_weights: &KindWeights) -> Result<ViewerRecord, StoreError> {
     match bytes.split_first() {
-        Some((&VIEWER_V3, rest)) => decode_viewer_v3(rest, &intimacy_weights.as_array()),
+        Some((&VIEWER_V3, rest)) => decode_viewer_v3(rest, &intimacy_weights.as_array(), false),
+        Some((&VIEWER_V4, rest)) => decode_viewer_v3(rest, &intimacy_weights.as_array(), true),
         _ => Err(StoreError::Corrupt(format!(
             "viewer record of {} bytes, version {:?}",
             bytes.len(),
@@ -137,7 +202,12 @@ pub fn decode_viewer(bytes: &[u8], intimacy_weights: &KindWeights) -> Result<Vie
     }
 }
 
-fn decode_viewer_v3(mut bytes: &[u8], weights: &[f64; ENGAGEMENT_KINDS]) -> Result<ViewerRecord, StoreError> {
+/// Versions 3 and 4 (`trade`: each pair ends with its purchases and refunds).
+fn decode_viewer_v3(
+    mut bytes: &[u8],
+    weights: &[f64; ENGAGEMENT_KINDS],
+    trade: bool,
+) -> Result<ViewerRecord, StoreError> {
     let corrupt = || StoreError::Corrupt("truncated or malformed viewer record".into());
     let pairs_seen = take_varint(&mut bytes).ok_or_else(corrupt)?;
     let platform = take_sums(&mut bytes).ok_or_else(corrupt)?;
@@ -153,7 +223,8 @@ fn decode_viewer_v3(mut bytes: &[u8], weights: &[f64; ENGAGEMENT_KINDS]) -> Resu
         previous = creator_id;
         let (&flags, rest) = bytes.split_first().ok_or_else(corrupt)?;
         bytes = rest;
-        if flags >> STAMPS != 0 {
+        let known = if trade { flags & !TRADE_FLAG } else { flags };
+        if known >> STAMPS != 0 {
             return Err(corrupt());
         }
         let mut stamps = [0i64; STAMPS];
@@ -177,8 +248,7 @@ fn decode_viewer_v3(mut bytes: &[u8], weights: &[f64; ENGAGEMENT_KINDS]) -> Resu
                 *layer = take_f64(&mut bytes).ok_or_else(corrupt)?;
             }
         }
-        let intimacy = layers.iter().zip(weights).map(|(layer, weight)| weight * layer).sum();
-        relations.push(PairRelation {
+        let mut pair = PairRelation {
             creator_id,
             follow_ms: stamps[0],
             unfollow_ms: stamps[1],
@@ -188,8 +258,13 @@ fn decode_viewer_v3(mut bytes: &[u8], weights: &[f64; ENGAGEMENT_KINDS]) -> Resu
             view_ms: stamps[5],
             engaged_ms: stamps[6],
             layers,
-            intimacy,
-        });
+            ..PairRelation::default()
+        };
+        if flags & TRADE_FLAG != 0 && trade {
+            pair.trade = Some(Box::new(take_trade(&mut bytes, reference).ok_or_else(corrupt)?));
+        }
+        pair.intimacy = pair.intimacy_from_layers(weights);
+        relations.push(pair);
     }
     // Cached as is: no spare capacity (the viewer cache weighs it).
     relations.shrink_to_fit();
@@ -332,9 +407,29 @@ mod tests {
                     ..Default::default()
                 },
                 PairRelation {
+                    creator_id: u64::MAX - 1,
+                    view_ms: 1_650_812_741_436,
+                    engaged_ms: 1_650_812_741_436,
+                    trade: Some(Box::new(Trade {
+                        first_purchase_ms: 1_650_000_000_000,
+                        last_purchase_ms: 1_650_812_741_436,
+                        purchases: 23,
+                        purchased: 460.5,
+                        refund_ms: 1_651_000_000_000,
+                        refunds: u32::MAX,
+                        refunded: -0.0,
+                    })),
+                    ..Default::default()
+                },
+                PairRelation {
                     creator_id: u64::MAX,
                     unfollow_ms: 9,
                     join_ms: 3,
+                    trade: Some(Box::new(Trade {
+                        refunds: 1,
+                        refund_ms: 4,
+                        ..Trade::default()
+                    })),
                     ..Default::default()
                 },
             ],
@@ -379,6 +474,38 @@ mod tests {
         creator.updated_at_ms = 1_650_812_741_436;
         let bytes = encode_creator(&creator).len();
         assert!(bytes <= 1 + 4 + 5 * 8 + 1 + 1 + 1 + 7, "{bytes} bytes");
+    }
+
+    /// A record written before purchases and refunds were kept (version 3)
+    /// reads with none recorded, and is written back as version 4.
+    #[test]
+    fn reads_records_written_before_trade() {
+        // Version 3: no platform sums, one pair (creator 5) that viewed at
+        // t = 8 and bought (purchase layer 2.0).
+        let mut v3 = vec![3, 1, 0, 0, 0, 0, 5, 1 << 5 | 1 << 6];
+        v3.extend([zigzag(0) as u8, zigzag(8) as u8, 1 << 4 | 1]);
+        v3.extend(1.0f64.to_le_bytes());
+        v3.extend(2.0f64.to_le_bytes());
+        let record = decode_viewer(&v3, &weights()).expect("version 3");
+        let pair = &record.relations[0];
+        assert_eq!((pair.creator_id, pair.view_ms, pair.engaged_ms), (5, 8, 8));
+        assert_eq!((pair.layers[4], pair.trade.is_none()), (2.0, true));
+        assert_eq!(pair.standing_share(), 1.0, "its purchase layer stands");
+        let again = encode_viewer(&record);
+        assert_eq!(again[0], VIEWER_V4);
+        assert_eq!(decode_viewer(&again, &weights()).expect("version 4"), record);
+        assert_eq!(again.len(), v3.len(), "a pair without trade costs nothing more");
+        // Trade flags beyond the known ones are refused.
+        let mut record = record;
+        record.relations[0].trade = Some(Box::new(Trade {
+            refunds: 1,
+            ..Trade::default()
+        }));
+        let mut bad = encode_viewer(&record);
+        let at = bad.len() - 1 - 8 - 1 - 1;
+        assert_eq!(bad[at], TRADE_REFUNDS);
+        bad[at] = 4;
+        assert!(decode_viewer(&bad, &weights()).is_err());
     }
 
     #[test]

@@ -156,6 +156,23 @@ mod tests {
     }
 
     #[test]
+    fn a_refund_decodes_from_json_and_protobuf() {
+        let line = br#"{"event_id":"r1","kind":"REFUND","viewer_id":7,"creator_id":100,"amount":12.5}"#;
+        let event = decode(KafkaFormat::Json, Some(line), AT).expect("json refund");
+        assert_eq!((event.kind, event.amount), (Some(EventKind::Refund), 12.5));
+        let message = proto::Event {
+            event_id: "r2".into(),
+            kind: proto::EventKind::Refund as i32,
+            viewer_id: 7,
+            creator_id: 100,
+            timestamp_ms: 3,
+            amount: 12.5,
+        };
+        let decoded = decode(KafkaFormat::Protobuf, Some(&message.encode_to_vec()), AT).expect("protobuf refund");
+        assert_eq!((decoded.kind, decoded.amount), (Some(EventKind::Refund), 12.5));
+    }
+
+    #[test]
     fn a_long_topic_derives_a_short_stable_id() {
         let topic = "a".repeat(200);
         let at = Position {

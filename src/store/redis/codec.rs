@@ -4,7 +4,7 @@
 use ::redis::Value;
 
 use crate::model::CreatorAggregate;
-use crate::model::aggregate::{AggregateDelta, EventDelta, SUM_FIELDS};
+use crate::model::aggregate::{AggregateDelta, EventDelta, SUM_FIELDS, SUM_FIELDS_BEFORE_TRUST};
 use crate::store::{CreatorBucket, StoreError};
 
 /// An event's two deltas, creator's and platform's, as `<creator>~<platform>`:
@@ -63,6 +63,9 @@ fn encode_delta(delta: &AggregateDelta) -> String {
 
 /// Values in a snapshot: updated_at, followers, members, evidence, the sums.
 pub(super) const SNAPSHOT_FIELDS: usize = 4 + SUM_FIELDS;
+/// Values in a snapshot written before buyers and refunds were counted: it
+/// reads (here and in `snapshot.lua`) with those sums zero.
+pub(super) const SNAPSHOT_FIELDS_BEFORE_TRUST: usize = 4 + SUM_FIELDS_BEFORE_TRUST;
 
 /// Parses a snapshot: [`SNAPSHOT_FIELDS`] big-endian doubles (`apply_deltas.lua`).
 pub(super) fn parse_snapshot(bytes: &[u8]) -> Result<CreatorAggregate, StoreError> {
@@ -99,7 +102,7 @@ struct RawSnapshot {
 
 impl RawSnapshot {
     fn parse(bytes: &[u8]) -> Result<RawSnapshot, StoreError> {
-        if bytes.len() != SNAPSHOT_FIELDS * 8 {
+        if bytes.len() != SNAPSHOT_FIELDS * 8 && bytes.len() != SNAPSHOT_FIELDS_BEFORE_TRUST * 8 {
             return Err(StoreError::Corrupt(format!(
                 "aggregate snapshot of {} bytes",
                 bytes.len()
@@ -251,7 +254,8 @@ mod tests {
         let mut values = [0.0; SNAPSHOT_FIELDS];
         values[..4].copy_from_slice(&[1_700_000_000_123.0, 3.0, -1.0, 7.0]);
         values[4] = 2.5;
-        values[SNAPSHOT_FIELDS - 1] = 43_559_896_473.368_62;
+        values[SNAPSHOT_FIELDS_BEFORE_TRUST - 1] = 43_559_896_473.368_62;
+        values[SNAPSHOT_FIELDS - 1] = 3.0;
         let pack = pack_doubles;
         let text = pack(&values);
         let aggregate = parse_snapshot(&text).expect("valid");
@@ -264,8 +268,17 @@ mod tests {
             ),
             (1_700_000_000_123, 3, 0, 7)
         );
-        assert_eq!((aggregate.fan[0], aggregate.shown), (2.5, 43_559_896_473.368_62));
+        assert_eq!(
+            (aggregate.fan[0], aggregate.shown, aggregate.refunders),
+            (2.5, 43_559_896_473.368_62, 3.0)
+        );
         assert!(parse_snapshot(&text[1..]).is_err(), "too short");
+        let old = pack(&values[..SNAPSHOT_FIELDS_BEFORE_TRUST]);
+        let before_trust = parse_snapshot(&old).expect("a snapshot written before buyers were counted");
+        assert_eq!(
+            (before_trust.fan[0], before_trust.buyers, before_trust.refunders),
+            (2.5, 0.0, 0.0)
+        );
         let mut other = values;
         other[2] = 2.0;
         let merged = merge_snapshots(&[Some(text.clone()), None, Some(pack(&other))]).expect("valid");

@@ -6,7 +6,7 @@
 //!
 //! | data | key | layout |
 //! |---|---|---|
-//! | creator bucket | `cb:{c<bucket>}` | hash; `<creator>` → snapshot, 27 big-endian doubles (updated_at, followers, members, evidence, sums 0..22) |
+//! | creator bucket | `cb:{c<bucket>}` | hash; `<creator>` → snapshot, 31 big-endian doubles (updated_at, followers, members, evidence, sums 0..26; one of 27, written before buyers and refunds were counted, reads with sums 23..26 zero) |
 //! | marker: event applied to a bucket | `cb:{c<bucket>}:a:<event hash>` | accepting `now_ms`; three steps only (and anonymous events): lives the dedupe window until the event is settled, then `2 × fence` (about 18 s by default) |
 //! | viewer record | `cb:{v<viewer>}` | hash; `r` the encoded [`ViewerRecord`], `n` its version, `d` the packed dedupe entries (16 bytes per event), `p` pending deltas (three steps only, until settled) |
 //! | platform aggregate | `cb:{g<0..15>}` | 16 shards, as a bucket's with the id `g`; merged on read |

@@ -11,7 +11,7 @@ use std::fmt::Write;
 
 use ::redis::Script;
 
-use super::codec::{SNAPSHOT_FIELDS, add_delta_text, pack_doubles};
+use super::codec::{SNAPSHOT_FIELDS, SNAPSHOT_FIELDS_BEFORE_TRUST, add_delta_text, pack_doubles};
 use super::connection::Connection;
 use super::keys;
 use crate::store::StoreError;
@@ -134,6 +134,10 @@ impl Scripts {
         // The aggregate scripts start with the shared snapshot functions.
         let aggregate_script = |body: &str| {
             format!("{}{body}", include_str!("scripts/snapshot.lua"))
+                .replace(
+                    "SNAPSHOT_FIELDS_BEFORE_TRUST",
+                    &SNAPSHOT_FIELDS_BEFORE_TRUST.to_string(),
+                )
                 .replace("SNAPSHOT_FIELDS", &SNAPSHOT_FIELDS.to_string())
         };
         let apply_deltas = aggregate_script(include_str!("scripts/apply_deltas.lua"));

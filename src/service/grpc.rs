@@ -45,6 +45,15 @@ impl From<Error> for Status {
                     | StoreError::Closed => {
                         Status::unavailable("store unavailable; nothing from this batch was acknowledged")
                     }
+                    // Still UNAVAILABLE (the store cannot take writes until
+                    // an operator gives it room; clients back off and resend,
+                    // and the error-ratio alert pages), but saying what
+                    // happened: "unavailable" alone reads as a store that is
+                    // down, while reads answer on.
+                    StoreError::RedisOutOfMemory(_) => Status::unavailable(
+                        "store full (out of memory): writes refused until it has room; nothing from this batch was \
+                         acknowledged, resend it later (a resend counts nothing twice)",
+                    ),
                     StoreError::Incompatible { .. } => {
                         Status::failed_precondition("the store was written with another layout or other half-lives")
                     }

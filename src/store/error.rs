@@ -15,10 +15,15 @@ use super::STORE_LAYOUT;
 /// commit answers every batch in it with the same error.
 #[derive(Clone, Debug, thiserror::Error)]
 pub enum StoreError {
-    /// Redis failed or refused a command (connection lost, script error, out
-    /// of memory).
+    /// Redis failed or refused a command (connection lost, script error).
     #[error("redis: {0}")]
     Redis(#[source] ::redis::RedisError),
+    /// Redis refused a write because it is at `maxmemory` with the
+    /// `noeviction` policy (its `OOM` error). Reads still answer; a batch
+    /// may be partly applied, and its resend completes it once Redis has
+    /// room (raise `maxmemory` or free memory).
+    #[error("redis out of memory (maxmemory reached, writes refused): {0}")]
+    RedisOutOfMemory(#[source] ::redis::RedisError),
     /// The embedded database failed (I/O, disk full, read-only file).
     #[error("embedded store: {0}")]
     Embedded(#[source] Arc<redb::Error>),
@@ -76,6 +81,19 @@ pub enum StoreError {
     /// The store has been shut down.
     #[error("store is closed")]
     Closed,
+}
+
+impl StoreError {
+    /// The store error for a Redis error: [`StoreError::RedisOutOfMemory`]
+    /// for Redis's `OOM` refusal (also when a script's write met it),
+    /// [`StoreError::Redis`] for anything else.
+    pub fn redis(error: ::redis::RedisError) -> StoreError {
+        if error.code() == Some("OOM") {
+            StoreError::RedisOutOfMemory(error)
+        } else {
+            StoreError::Redis(error)
+        }
+    }
 }
 
 /// What a [`StoreError::Timeout`] was waiting for.

@@ -205,7 +205,7 @@ impl Scripts {
         let failed: Vec<usize> = connection
             .invoke(&self.one_step, &keys, &args)
             .await
-            .map_err(StoreError::Redis)?;
+            .map_err(StoreError::redis)?;
         failed
             .into_iter()
             .map(|unit| {
@@ -242,7 +242,7 @@ impl Scripts {
         let flags: Vec<i64> = connection
             .invoke(&self.write_viewers, &keys, &args)
             .await
-            .map_err(StoreError::Redis)?;
+            .map_err(StoreError::redis)?;
         if flags.len() != writes.len() {
             return Err(StoreError::Corrupt(format!(
                 "{} flags for {} viewers",
@@ -293,7 +293,7 @@ impl Scripts {
         let found: Vec<usize> = connection
             .invoke(&self.apply_deltas, &keys, &args)
             .await
-            .map_err(StoreError::Redis)?;
+            .map_err(StoreError::redis)?;
         found
             .chunks(2)
             .map(|pair| match pair {
@@ -325,7 +325,7 @@ impl Scripts {
         let _: i64 = connection
             .invoke(&self.settle, &keys, &args)
             .await
-            .map_err(StoreError::Redis)?;
+            .map_err(StoreError::redis)?;
         Ok(())
     }
 
@@ -339,7 +339,7 @@ impl Scripts {
         let _: i64 = connection
             .invoke(&self.shorten, markers, &[after_ms.to_string().into_bytes()])
             .await
-            .map_err(StoreError::Redis)?;
+            .map_err(StoreError::redis)?;
         Ok(())
     }
 }

@@ -525,7 +525,11 @@ async fn redis_out_of_memory_fails_writes_clearly_reads_answer_and_resends_compl
         .expect("GetCreatorScores at maxmemory")
         .into_inner();
     let evidence_during: u64 = scores.scores.iter().map(|score| score.evidence).sum();
-    let store_errors = common::kafka::metric(&server.metrics.render(), "creator_boost_store_errors_total");
+    let rendered = server.metrics.render();
+    let store_errors = common::kafka::metric(&rendered, "creator_boost_store_errors_total");
+    // The probe reads: Redis is up, only full.
+    let store_up = common::kafka::metric(&rendered, "creator_boost_store_up");
+    assert_eq!(store_up, 1.0, "the store probe reads, and reads answer");
 
     assert_eq!(cli(&["CONFIG", "SET", "maxmemory", "0"]), "OK");
     let (mut resent_accepted, mut resent_duplicates) = (0_u64, 0_u64);
@@ -559,7 +563,7 @@ async fn redis_out_of_memory_fails_writes_clearly_reads_answer_and_resends_compl
          {start_memory} B at start, {warm_memory} after the warm-up (+{per_batch} per batch), maxmemory set to \
          {maxmemory}, {oom_memory} when writes failed; {accepted_before_oom} more accepted before the first \
          refusal, batches {failed:?} refused ({:?}); while refused: Rank and GetCreatorScores answered (evidence \
-         then {evidence_during}), store errors counted {store_errors}; after maxmemory 0 the resend of the \
+         then {evidence_during}), store errors counted {store_errors}, store up {store_up}; after maxmemory 0 the resend of the \
          {} failed batches: accepted {resent_accepted}, duplicates {resent_duplicates} (applied before the \
          refusal); evidence per creator {evidence:?}, sent {sent_to:?}",
         first_failure.as_deref().unwrap_or_default(),

@@ -550,11 +550,23 @@ async fn broker_stopped_mid_topic_then_restarted_loses_nothing_and_counts_nothin
     }
     broker.restart();
     let restarted = std::time::Instant::now();
+    eventually("the broker answers a new client", CONSUMED_WITHIN, async || {
+        broker.partitions("events").await
+    })
+    .await;
+    let answered = restarted.elapsed();
     eventually("connected again", CONSUMED_WITHIN, async || {
         (value(&server, "creator_boost_kafka_connected") == 1.0).then_some(())
     })
     .await;
     let reconnected = restarted.elapsed();
+    let outage_accepted = during[during.len() - 1].0;
+    let accepted_again = eventually("consuming again", CONSUMED_WITHIN, async || {
+        let accepted = value(&server, "creator_boost_ingest_accepted_total");
+        (accepted > outage_accepted).then_some(accepted)
+    })
+    .await;
+    let consuming = restarted.elapsed();
     let health_after = eventually("ingest SERVING again", CONSUMED_WITHIN, async || {
         let status = ingest_health(&server).await;
         (status == 1).then_some(status)
@@ -574,7 +586,8 @@ async fn broker_stopped_mid_topic_then_restarted_loses_nothing_and_counts_nothin
         "kafka broker outage: {} events on 4 partitions, {} produced before the stop; {accepted_at_stop} applied \
          when the broker was stopped, connected 0 after {seen_down:?} (ingest health {health}); during the \
          outage (accepted, connected, client errors) {during:?}, client errors before it {errors_before}; after \
-         the restart: connected again in {reconnected:?} (ingest health {health_after}), committed then \
+         the restart: a new client answered in {answered:?}, the consumer connected again in {reconnected:?} and applied again in {consuming:?} \
+         (accepted {accepted_again}, ingest health {health_after}), committed then \
          {committed_on_return:?} of {first:?}; the other {} produced and all committed in {finished:?} \
          {committed:?}; accepted {accepted}, duplicates {duplicates}, consumed {}, committed {}",
         events.len(),

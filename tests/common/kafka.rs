@@ -172,15 +172,14 @@ impl Broker {
         .expect("committed task")
     }
 
-    /// Partitions of `topic`, or `None` when the broker does not know it.
+    /// Partitions of `topic`, or `None` when the broker does not know it
+    /// (or does not answer within 10 s).
     pub async fn partitions(&self, topic: &str) -> Option<usize> {
         let config = self.config();
         let topic = topic.to_owned();
         tokio::task::spawn_blocking(move || {
             let consumer: BaseConsumer = config.create().expect("consumer");
-            let metadata = consumer
-                .fetch_metadata(Some(&topic), Duration::from_secs(10))
-                .expect("metadata");
+            let metadata = consumer.fetch_metadata(Some(&topic), Duration::from_secs(10)).ok()?;
             metadata
                 .topics()
                 .iter()

@@ -115,8 +115,19 @@ impl KafkaIngest {
                         break;
                     }
                 }
+                // An error event librdkafka reports and retries by itself
+                // (a broker unreachable, a failed fetch; the context's
+                // error callback has logged and counted it): poll on at
+                // once. Backing off here drained the errors queued during
+                // a broker outage one back-off at a time, holding
+                // consumption for seconds after the broker was back.
+                Err(KafkaError::MessageConsumption(code)) => {
+                    tracing::debug!(%code, "kafka consumer error event; librdkafka retries");
+                    // A queued event comes back without a pause: let the
+                    // runtime's other tasks run between two.
+                    tokio::task::yield_now().await;
+                }
                 Err(error) => {
-                    self.state.metrics().client_error();
                     tracing::warn!(%error, "kafka consume failed; retrying with back-off");
                     if sleep_or_stop(backoff.next_delay(), &mut stop).await {
                         break;

@@ -130,3 +130,30 @@ fn signature_mismatch(stored: &str, wanted: &str, fresh_store: &str) -> String {
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The error a Redis error reply (`-CODE detail`) turns into.
+    fn reply_error(reply: &str) -> ::redis::RedisError {
+        ::redis::parse_redis_value(format!("{reply}\r\n").as_bytes())
+            .and_then(::redis::Value::extract_error)
+            .expect_err("an error reply")
+    }
+
+    #[test]
+    fn redis_oom_refusals_are_out_of_memory_and_other_errors_stay_redis() {
+        let plain = reply_error("-OOM command not allowed when used memory > 'maxmemory'.");
+        let in_script = reply_error(
+            "-OOM command not allowed when used memory > 'maxmemory'. script: 5849fad0, on @user_script:1.",
+        );
+        for oom in [plain, in_script] {
+            let error = StoreError::redis(oom);
+            assert!(matches!(error, StoreError::RedisOutOfMemory(_)), "{error:?}");
+            assert!(error.to_string().starts_with("redis out of memory"), "{error}");
+        }
+        let other = StoreError::redis(reply_error("-ERR unknown command 'FOO'"));
+        assert!(matches!(other, StoreError::Redis(_)), "{other:?}");
+    }
+}

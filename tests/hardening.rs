@@ -1,5 +1,6 @@
-//! Deadlines, size limits, crash safety and metrics, tried for real. (Overload
-//! and the transport limits: `tests/transport.rs`.)
+//! Deadlines, size limits, crash safety, a full store (disk, Redis memory)
+//! and metrics, tried for real. (Overload and the transport limits:
+//! `tests/transport.rs`.)
 
 mod common;
 
@@ -692,6 +693,176 @@ async fn heavy_viewers_stay_within_the_viewer_cache_byte_budget() {
     );
 }
 
+/// Redis at `maxmemory` with `noeviction` in the middle of an ingest: the
+/// writes that meet it fail with UNAVAILABLE saying the store is full and
+/// nothing was acknowledged, Rank and GetCreatorScores keep answering;
+/// once `maxmemory` is raised, resending the failed batches completes them
+/// (what a failed batch had applied comes back as duplicates) and every
+/// creator's evidence equals the events sent to it: none lost, none twice.
+async fn redis_out_of_memory_fails_writes_clearly_reads_answer_and_resends_complete() {
+    const BATCH: u64 = 1_000;
+    const CREATORS: u64 = 20;
+    const FIRST_CREATOR: u64 = 5_000_000;
+    let redis = common::redis::RedisProcess::start();
+    let cli = |args: &[&str]| -> String {
+        let output = std::process::Command::new("redis-cli")
+            .args(["-p", &redis.port.to_string()])
+            .args(args)
+            .output()
+            .expect("redis-cli");
+        String::from_utf8_lossy(&output.stdout).trim().to_owned()
+    };
+    let used_memory = || -> u64 {
+        cli(&["INFO", "memory"])
+            .lines()
+            .find_map(|line| line.strip_prefix("used_memory:")?.trim().parse().ok())
+            .expect("used_memory")
+    };
+    let server = spawn_on(Backend::Url(redis.url())).await;
+    let mut client = server.client().await;
+    // Event n: a viewer of its own, one of twenty creators, a long id (the
+    // dedupe record is most of what an event costs Redis).
+    let batch_events = |batch: u64| -> Vec<proto::Event> {
+        (batch * BATCH..(batch + 1) * BATCH)
+            .map(|n| {
+                let kind = [View, Like, Share][(n % 3) as usize];
+                event(
+                    &format!("oom-{n}-{}", "x".repeat(40)),
+                    kind,
+                    1 + n,
+                    FIRST_CREATOR + n % CREATORS,
+                )
+            })
+            .collect()
+    };
+    let mut sent_to = vec![0_u64; CREATORS as usize];
+    let count = |events: &[proto::Event], sent_to: &mut [u64]| {
+        for event in events {
+            sent_to[(event.creator_id - FIRST_CREATOR) as usize] += 1;
+        }
+    };
+    let start_memory = used_memory();
+    let mut accepted = 0_u64;
+    const WARM_UP: u64 = 4;
+    for batch in 0..WARM_UP {
+        let events = batch_events(batch);
+        count(&events, &mut sent_to);
+        let response = client
+            .record_events(proto::RecordEventsRequest { events })
+            .await
+            .expect("warm-up batch");
+        accepted += u64::from(response.into_inner().accepted);
+    }
+    let warm_memory = used_memory();
+    let per_batch = (warm_memory.saturating_sub(start_memory) / WARM_UP).max(1);
+    // Three and a half batches more: the limit falls inside a batch.
+    let maxmemory = warm_memory + 3 * per_batch + per_batch / 2;
+    cli(&["CONFIG", "SET", "maxmemory-policy", "noeviction"]);
+    assert_eq!(cli(&["CONFIG", "SET", "maxmemory", &maxmemory.to_string()]), "OK");
+
+    let mut failed = Vec::new();
+    let mut first_failure = None;
+    let mut accepted_before_oom = 0_u64;
+    let mut batch = WARM_UP;
+    while failed.len() < 4 {
+        assert!(batch < 200, "Redis never ran out of memory (maxmemory {maxmemory})");
+        let events = batch_events(batch);
+        count(&events, &mut sent_to);
+        match client.record_events(proto::RecordEventsRequest { events }).await {
+            Ok(response) if failed.is_empty() => {
+                accepted_before_oom += u64::from(response.into_inner().accepted);
+            }
+            Ok(response) => panic!("batch {batch} accepted after an OOM: {:?}", response.into_inner()),
+            Err(status) => {
+                assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+                let message = status.message();
+                assert!(
+                    message.contains("store full (out of memory)")
+                        && message.contains("nothing from this batch was acknowledged"),
+                    "{message}"
+                );
+                first_failure.get_or_insert_with(|| message.to_owned());
+                failed.push(batch);
+            }
+        }
+        batch += 1;
+    }
+    let sent = batch * BATCH;
+    let oom_memory = used_memory();
+    // Reads answer while writes fail.
+    let creators: Vec<u64> = (0..CREATORS).map(|c| FIRST_CREATOR + c).collect();
+    let rank = client
+        .rank(proto::RankRequest {
+            viewer_id: 1,
+            candidates: creators.iter().map(|c| candidate(*c, *c, 1.0)).collect(),
+            ..Default::default()
+        })
+        .await
+        .expect("Rank at maxmemory");
+    assert_eq!(rank.into_inner().results.len(), CREATORS as usize);
+    let scores = client
+        .get_creator_scores(proto::GetCreatorScoresRequest {
+            creator_ids: creators.clone(),
+            variant: String::new(),
+        })
+        .await
+        .expect("GetCreatorScores at maxmemory")
+        .into_inner();
+    let evidence_during: u64 = scores.scores.iter().map(|score| score.evidence).sum();
+    let rendered = server.metrics.render();
+    let store_errors = common::kafka::metric(&rendered, "creator_boost_store_errors_total");
+    // The probe reads: Redis is up, only full.
+    let store_up = common::kafka::metric(&rendered, "creator_boost_store_up");
+    assert_eq!(store_up, 1.0, "the store probe reads, and reads answer");
+
+    assert_eq!(cli(&["CONFIG", "SET", "maxmemory", "0"]), "OK");
+    let (mut resent_accepted, mut resent_duplicates) = (0_u64, 0_u64);
+    for batch in &failed {
+        let response = client
+            .record_events(proto::RecordEventsRequest {
+                events: batch_events(*batch),
+            })
+            .await
+            .expect("a resent batch once Redis has room")
+            .into_inner();
+        assert_eq!(
+            u64::from(response.accepted + response.duplicates),
+            BATCH,
+            "{response:?}"
+        );
+        resent_accepted += u64::from(response.accepted);
+        resent_duplicates += u64::from(response.duplicates);
+    }
+    let scores = client
+        .get_creator_scores(proto::GetCreatorScoresRequest {
+            creator_ids: creators.clone(),
+            variant: String::new(),
+        })
+        .await
+        .expect("scores after the resend")
+        .into_inner();
+    let evidence: Vec<u64> = scores.scores.iter().map(|score| score.evidence).collect();
+    eprintln!(
+        "redis out of memory: {sent} events in {batch} batches of {BATCH} ({WARM_UP} before the limit); used_memory \
+         {start_memory} B at start, {warm_memory} after the warm-up (+{per_batch} per batch), maxmemory set to \
+         {maxmemory}, {oom_memory} when writes failed; {accepted_before_oom} more accepted before the first \
+         refusal, batches {failed:?} refused ({:?}); while refused: Rank and GetCreatorScores answered (evidence \
+         then {evidence_during}), store errors counted {store_errors}, store up {store_up}; after maxmemory 0 the resend of the \
+         {} failed batches: accepted {resent_accepted}, duplicates {resent_duplicates} (applied before the \
+         refusal); evidence per creator {evidence:?}, sent {sent_to:?}",
+        first_failure.as_deref().unwrap_or_default(),
+        failed.len(),
+    );
+    assert!(accepted_before_oom > 0, "the limit met mid-stream, not at once");
+    // What a refused batch had applied is a duplicate in its resend.
+    assert_eq!(
+        accepted + accepted_before_oom + resent_accepted + resent_duplicates,
+        sent,
+        "every event applied once"
+    );
+    assert_eq!(evidence, sent_to, "evidence per creator = events sent to it");
+}
+
 async fn malformed_protobuf_gets_an_error_and_the_server_goes_on() {
     let server = spawn_server().await;
     let mut rng = creator_boost::offline::generate::seeded_rng(5);
@@ -747,6 +918,8 @@ fn main() -> std::process::ExitCode {
             .needs([harness::Need::Tmpfs]),
         trial!(async a_full_disk_without_a_floor_reopens_the_store_once_space_returns).needs([harness::Need::Tmpfs]),
         trial!(async heavy_viewers_stay_within_the_viewer_cache_byte_budget).needs([harness::Need::Procfs]),
+        trial!(async redis_out_of_memory_fails_writes_clearly_reads_answer_and_resends_complete)
+            .needs([harness::Need::Redis]),
         trial!(async malformed_protobuf_gets_an_error_and_the_server_goes_on),
         trial!(async shutdown_drains_calls_in_flight).multi_thread(2),
     ])

@@ -1,8 +1,9 @@
 //! Kafka ingest against a real broker (tansu, a Kafka-protocol broker, one
 //! per test on a loopback port): what a topic's events leave in the store is
 //! what `import` of the same events leaves, across a `kill -9`, with bad
-//! messages dead-lettered, with two replicas splitting the partitions on one
-//! Redis, and with Redis down under consumption.
+//! messages dead-lettered (to a topic the server creates), with two
+//! replicas splitting the partitions on one Redis, with Redis down under
+//! consumption, and with the broker stopped and started again mid-topic.
 
 mod common;
 
@@ -172,8 +173,8 @@ async fn ingest_health(server: &TestServer) -> i32 {
 }
 
 /// What every broker test starts from: its turn ([`ONE_AT_A_TIME`]), a
-/// broker with a 4-partition `events` topic and its dead-letter topic, and
-/// `count` generated events.
+/// broker with a 4-partition `events` topic (and its dead-letter topic,
+/// unless the server is to create it), and `count` generated events.
 struct Case {
     _serial: tokio::sync::MutexGuard<'static, ()>,
     broker: Broker,
@@ -183,10 +184,16 @@ struct Case {
 
 impl Case {
     async fn start(seed: u64, count: u64) -> Case {
+        let case = Case::without_dead_letter_topic(seed, count).await;
+        case.broker.create_topic("events.dlq", 1).await;
+        case
+    }
+
+    /// As [`Case::start`], with no `events.dlq` topic.
+    async fn without_dead_letter_topic(seed: u64, count: u64) -> Case {
         let serial = ONE_AT_A_TIME.lock().await;
         let broker = Broker::start();
         broker.create_topic("events", 4).await;
-        broker.create_topic("events.dlq", 1).await;
         Case {
             _serial: serial,
             broker,
@@ -288,10 +295,11 @@ async fn kill_9_mid_topic_then_restart_loses_nothing_and_counts_nothing_twice() 
 }
 
 /// The ten kinds of bad message among 10,000: each lands in the dead-letter
-/// topic with its reason in a header and is counted by reason; the other
-/// 9,990 are applied and every offset is committed.
+/// topic (missing at first: the server creates it before consuming) with
+/// its reason in a header and is counted by reason; the other 9,990 are
+/// applied and every offset is committed.
 async fn malformed_messages_are_dead_lettered_with_their_reason_and_the_rest_applied() {
-    let case = Case::start(3, 9_990).await;
+    let case = Case::without_dead_letter_topic(3, 9_990).await;
     let Case {
         _serial,
         broker,
@@ -332,7 +340,13 @@ async fn malformed_messages_are_dead_lettered_with_their_reason_and_the_rest_app
     for (i, (payload, _)) in bad.iter().enumerate() {
         messages.insert(i * 997, (format!("{i}").into_bytes(), payload.to_vec()));
     }
+    assert_eq!(broker.partitions("events.dlq").await, None, "no dead-letter topic yet");
     let server = kafka_server(&broker, "events", "dlq", Backend::Embedded, None).await;
+    let created = eventually("the dead-letter topic created", Duration::from_secs(30), async || {
+        broker.partitions("events.dlq").await
+    })
+    .await;
+    println!("kafka dead-letter topic: missing at start, created by the server with {created} partition(s)");
     let ends = broker.produce("events", 4, messages).await;
     all_committed(&broker, "dlq", "events", &ends).await;
     let letters = broker.read_from_start("events.dlq", 1, 10).await;
@@ -481,6 +495,128 @@ async fn redis_down_pauses_consumption_without_committing_and_it_resumes() {
     assert_same_scores(&scores(None, Some((&redis.url(), &prefix))).await, &want);
 }
 
+/// The broker stopped (SIGTERM) in the middle of a topic and started again
+/// on the same port and data, the rest of the topic produced after it
+/// returns: meanwhile the consumer shows the outage
+/// (`creator_boost_kafka_connected` 0, client errors counted, Ingest health
+/// NOT_SERVING) and commits nothing; once the broker is back it reconnects
+/// by itself, every offset ends committed, every event is accepted exactly
+/// once and the store holds what `import` of the same events leaves — none
+/// lost, none counted twice. (What librdkafka fetched before the stop may be
+/// applied during the outage; its offsets are committed after.)
+async fn broker_stopped_mid_topic_then_restarted_loses_nothing_and_counts_nothing_twice() {
+    let case = Case::start(6, 20_000).await;
+    let want = case.imported_scores().await;
+    let Case {
+        _serial,
+        mut broker,
+        events,
+        temp: _temp,
+    } = case;
+    let all = messages(&events);
+    let (before, after) = all.split_at(14_000);
+    let first = broker.produce("events", 4, before.to_vec()).await;
+    let mut server = kafka_server(&broker, "events", "broker-outage", Backend::Embedded, None).await;
+    let value = |server: &TestServer, series: &str| metric(&server.metrics.render(), series);
+    let accepted_at_stop = eventually("some events applied", CONSUMED_WITHIN, async || {
+        let accepted = value(&server, "creator_boost_ingest_accepted_total");
+        (accepted >= 3_000.0).then_some(accepted)
+    })
+    .await;
+    let errors_before = value(&server, "creator_boost_kafka_client_errors_total");
+    broker.stop();
+    let stopped = std::time::Instant::now();
+    eventually(
+        "connected 0 while the broker is down",
+        Duration::from_secs(30),
+        async || (value(&server, "creator_boost_kafka_connected") == 0.0).then_some(()),
+    )
+    .await;
+    let seen_down = stopped.elapsed();
+    let health = eventually("ingest NOT_SERVING", Duration::from_secs(10), async || {
+        let status = ingest_health(&server).await;
+        (status == 2).then_some(status)
+    })
+    .await;
+    // The figures over three seconds of outage.
+    let mut during = Vec::new();
+    for _ in 0..6 {
+        during.push((
+            value(&server, "creator_boost_ingest_accepted_total"),
+            value(&server, "creator_boost_kafka_connected"),
+            value(&server, "creator_boost_kafka_client_errors_total"),
+        ));
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    broker.restart();
+    let restarted = std::time::Instant::now();
+    eventually("the broker answers a new client", CONSUMED_WITHIN, async || {
+        broker.partitions("events").await
+    })
+    .await;
+    let answered = restarted.elapsed();
+    eventually("connected again", CONSUMED_WITHIN, async || {
+        (value(&server, "creator_boost_kafka_connected") == 1.0).then_some(())
+    })
+    .await;
+    let reconnected = restarted.elapsed();
+    let outage_accepted = during[during.len() - 1].0;
+    let accepted_again = eventually("consuming again", CONSUMED_WITHIN, async || {
+        let accepted = value(&server, "creator_boost_ingest_accepted_total");
+        (accepted > outage_accepted).then_some(accepted)
+    })
+    .await;
+    let consuming = restarted.elapsed();
+    let health_after = eventually("ingest SERVING again", CONSUMED_WITHIN, async || {
+        let status = ingest_health(&server).await;
+        (status == 1).then_some(status)
+    })
+    .await;
+    let committed_on_return = broker.committed("broker-outage", "events", 4).await;
+    // Every message here is a valid event of its own: an offset committed
+    // past what was applied would show as more committed than accepted.
+    let accepted_on_return = value(&server, "creator_boost_ingest_accepted_total");
+    assert!(
+        committed_on_return.iter().sum::<i64>() as f64 <= accepted_on_return,
+        "committed {committed_on_return:?} with {accepted_on_return} applied"
+    );
+    let second = broker.produce("events", 4, after.to_vec()).await;
+    let ends: Vec<i64> = first.iter().zip(&second).map(|(a, b)| *a.max(b)).collect();
+    let committed = all_committed(&broker, "broker-outage", "events", &ends).await;
+    let finished = restarted.elapsed();
+    let rendered = server.metrics.render();
+    let (accepted, duplicates) = (
+        metric(&rendered, "creator_boost_ingest_accepted_total"),
+        metric(&rendered, "creator_boost_ingest_duplicates_total"),
+    );
+    println!(
+        "kafka broker outage: {} events on 4 partitions, {} produced before the stop; {accepted_at_stop} applied \
+         when the broker was stopped, connected 0 after {seen_down:?} (ingest health {health}); during the \
+         outage (accepted, connected, client errors) {during:?}, client errors before it {errors_before}; after \
+         the restart: a new client answered in {answered:?}, the consumer connected again in {reconnected:?} and applied again in {consuming:?} \
+         (accepted {accepted_again}, ingest health {health_after}), committed then \
+         {committed_on_return:?} of {first:?} ({accepted_on_return} applied); the other {} produced and all committed in {finished:?} \
+         {committed:?}; accepted {accepted}, duplicates {duplicates}, consumed {}, committed {}",
+        events.len(),
+        before.len(),
+        after.len(),
+        metric(&rendered, "creator_boost_kafka_consumed_total"),
+        metric(&rendered, "creator_boost_kafka_committed_total"),
+    );
+    assert!(accepted_at_stop < before.len() as f64, "stopped mid-topic");
+    assert!(
+        during.iter().all(|(_, connected, _)| *connected == 0.0),
+        "the outage shows: {during:?}"
+    );
+    assert!(
+        during[during.len() - 1].2 > errors_before,
+        "client errors counted: {during:?}"
+    );
+    assert_eq!(accepted, events.len() as f64, "every event accepted once");
+    server.stop().await;
+    assert_same_scores(&scores(Some(&server.data_dir), None).await, &want);
+}
+
 /// The real binary consuming `events` in group `crash`, with metrics on a free port.
 async fn start_crash_server(
     data: &Path,
@@ -522,5 +658,8 @@ fn main() -> std::process::ExitCode {
         trial!(async redis_down_pauses_consumption_without_committing_and_it_resumes)
             .multi_thread(2)
             .needs([Kafka, Redis]),
+        trial!(async broker_stopped_mid_topic_then_restarted_loses_nothing_and_counts_nothing_twice)
+            .multi_thread(2)
+            .needs([Kafka]),
     ])
 }

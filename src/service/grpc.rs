@@ -32,8 +32,14 @@ impl From<Error> for Status {
             | Error::UnknownVariant(_) => Status::invalid_argument(error.to_string()),
             Error::Store(store) => {
                 // The cause goes to the log; the client learns only that the
-                // store is unavailable and may retry.
-                tracing::error!(error = %store, "store failure");
+                // store is unavailable and may retry. Refusals for the disk
+                // floor or a reopen are logged once by the store, when they
+                // begin, not once per batch.
+                if matches!(store, StoreError::DiskFloor { .. } | StoreError::Reopening { .. }) {
+                    tracing::debug!(error = %store, "write refused");
+                } else {
+                    tracing::error!(error = %store, "store failure");
+                }
                 match store {
                     StoreError::Redis(_)
                     | StoreError::Embedded(_)
@@ -50,6 +56,15 @@ impl From<Error> for Status {
                     StoreError::Reopening { .. } => Status::unavailable(
                         "the store is being reopened after an I/O error; nothing from this batch was \
                          acknowledged, send it again",
+                    ),
+                    // Still UNAVAILABLE (the store cannot take writes until
+                    // an operator gives it room; clients back off and resend,
+                    // and the error-ratio alert pages), but saying what
+                    // happened: "unavailable" alone reads as a store that is
+                    // down, while reads answer on.
+                    StoreError::RedisOutOfMemory(_) => Status::unavailable(
+                        "store full (out of memory): writes refused until it has room; nothing from this batch was \
+                         acknowledged, resend it later (a resend counts nothing twice)",
                     ),
                     StoreError::Incompatible { .. } => {
                         Status::failed_precondition("the store was written with another layout or other half-lives")

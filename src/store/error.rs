@@ -15,10 +15,15 @@ use super::STORE_LAYOUT;
 /// commit answers every batch in it with the same error.
 #[derive(Clone, Debug, thiserror::Error)]
 pub enum StoreError {
-    /// Redis failed or refused a command (connection lost, script error, out
-    /// of memory).
+    /// Redis failed or refused a command (connection lost, script error).
     #[error("redis: {0}")]
     Redis(#[source] ::redis::RedisError),
+    /// Redis refused a write because it is at `maxmemory` with the
+    /// `noeviction` policy (its `OOM` error). Reads still answer; a batch
+    /// may be partly applied, and its resend completes it once Redis has
+    /// room (raise `maxmemory` or free memory).
+    #[error("redis out of memory (maxmemory reached, writes refused): {0}")]
+    RedisOutOfMemory(#[source] ::redis::RedisError),
     /// The embedded database failed (I/O, disk full, read-only file).
     #[error("embedded store: {0}")]
     Embedded(#[source] Arc<redb::Error>),
@@ -105,6 +110,19 @@ pub enum StoreError {
     },
 }
 
+impl StoreError {
+    /// The store error for a Redis error: [`StoreError::RedisOutOfMemory`]
+    /// for Redis's `OOM` refusal (also when a script's write met it),
+    /// [`StoreError::Redis`] for anything else.
+    pub fn redis(error: ::redis::RedisError) -> StoreError {
+        if error.code() == Some("OOM") {
+            StoreError::RedisOutOfMemory(error)
+        } else {
+            StoreError::Redis(error)
+        }
+    }
+}
+
 /// What a [`StoreError::Timeout`] was waiting for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum Operation {
@@ -137,5 +155,32 @@ fn signature_mismatch(stored: &str, wanted: &str, fresh_store: &str) -> String {
             "this store holds sums written with {stored}; this build and config need {wanted}. Use the same \
              [ingest] half-lives, or import into {fresh_store}"
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The error a Redis error reply (`-CODE detail`) turns into.
+    fn reply_error(reply: &str) -> ::redis::RedisError {
+        ::redis::parse_redis_value(format!("{reply}\r\n").as_bytes())
+            .and_then(::redis::Value::extract_error)
+            .expect_err("an error reply")
+    }
+
+    #[test]
+    fn redis_oom_refusals_are_out_of_memory_and_other_errors_stay_redis() {
+        let plain = reply_error("-OOM command not allowed when used memory > 'maxmemory'.");
+        let in_script = reply_error(
+            "-OOM command not allowed when used memory > 'maxmemory'. script: 5849fad0, on @user_script:1.",
+        );
+        for oom in [plain, in_script] {
+            let error = StoreError::redis(oom);
+            assert!(matches!(error, StoreError::RedisOutOfMemory(_)), "{error:?}");
+            assert!(error.to_string().starts_with("redis out of memory"), "{error}");
+        }
+        let other = StoreError::redis(reply_error("-ERR unknown command 'FOO'"));
+        assert!(matches!(other, StoreError::Redis(_)), "{other:?}");
     }
 }

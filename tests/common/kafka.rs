@@ -35,35 +35,61 @@ pub fn tansu() -> Option<PathBuf> {
     super::harness::runs("tansu", &["--help"]).then(|| PathBuf::from("tansu"))
 }
 
-/// One broker process.
+/// One broker process, which a test may stop and start again on the same
+/// port and data.
 pub struct Broker {
     pub port: u16,
-    child: Child,
-    _dir: tempfile::TempDir,
+    child: Option<Child>,
+    dir: tempfile::TempDir,
 }
 
 impl Broker {
     /// Starts a broker (the test's `Need::Kafka` made sure there is one).
     pub fn start() -> Broker {
+        let mut broker = Broker {
+            port: super::free_port(),
+            child: None,
+            dir: tempfile::tempdir().expect("broker dir"),
+        };
+        broker.restart();
+        broker
+    }
+
+    /// Starts the broker (again, after [`Broker::stop`]) on its port and
+    /// data file, and waits until it listens.
+    pub fn restart(&mut self) {
         let binary = tansu().expect("a tansu broker (the test needs Need::Kafka)");
-        let dir = tempfile::tempdir().expect("broker dir");
-        let port = super::free_port();
+        let port = self.port;
         let url = format!("tcp://127.0.0.1:{port}");
         let child = Command::new(binary)
             .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
             .args(["--storage-engine", "sqlite://tansu.db"])
-            .current_dir(dir.path())
+            .current_dir(self.dir.path())
             .env("RUST_LOG", "error")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("start tansu");
+        self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(20);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
             assert!(Instant::now() < deadline, "tansu did not listen on {port}");
             std::thread::sleep(Duration::from_millis(20));
         }
-        Broker { port, child, _dir: dir }
+    }
+
+    /// SIGTERM (a clean stop, as an operator's restart does), and waits
+    /// until the process is gone.
+    pub fn stop(&mut self) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        let status = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .expect("kill -TERM");
+        assert!(status.success(), "kill -TERM tansu");
+        let _ = child.wait();
     }
 
     /// `HOST:PORT` for `--kafka-brokers`.
@@ -146,6 +172,25 @@ impl Broker {
         .expect("committed task")
     }
 
+    /// Partitions of `topic`, or `None` when the broker does not know it
+    /// (or does not answer within 10 s).
+    pub async fn partitions(&self, topic: &str) -> Option<usize> {
+        let config = self.config();
+        let topic = topic.to_owned();
+        tokio::task::spawn_blocking(move || {
+            let consumer: BaseConsumer = config.create().expect("consumer");
+            let metadata = consumer.fetch_metadata(Some(&topic), Duration::from_secs(10)).ok()?;
+            metadata
+                .topics()
+                .iter()
+                .find(|found| found.name() == topic && found.error().is_none())
+                .map(|found| found.partitions().len())
+                .filter(|partitions| *partitions > 0)
+        })
+        .await
+        .expect("metadata task")
+    }
+
     /// Reads the topic from the start (all partitions) until `count`
     /// messages, or until nothing more arrives for a second.
     pub async fn read_from_start(&self, topic: &str, partitions: i32, count: usize) -> Vec<Fetched> {
@@ -224,8 +269,10 @@ impl From<&rdkafka::message::BorrowedMessage<'_>> for Fetched {
 
 impl Drop for Broker {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }
 

@@ -9,6 +9,10 @@
 //! only after its event is durable (or its dead letter delivered); a crash
 //! or a rebalance replays from the last commit, and the replay is
 //! deduplicated by event id.
+//!
+//! Before the first batch the dead-letter topic is made sure of (created
+//! when missing); consumption waits for it rather than meet a bad message
+//! it could not set aside.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -22,7 +26,7 @@ use tokio::sync::watch;
 
 use crate::config::KafkaConfig;
 use crate::engine::{Engine, RecordOutcome};
-use crate::service::kafka::dead_letter::{DeadLetter, DeadLetters};
+use crate::service::kafka::dead_letter::{DeadLetter, DeadLetters, TopicReady};
 use crate::service::kafka::decode::{Position, decode};
 use crate::service::kafka::metrics::KafkaMetrics;
 use crate::service::kafka::state::{IngestContext, IngestState};
@@ -90,9 +94,13 @@ impl KafkaIngest {
         Arc::clone(&self.state)
     }
 
-    /// Consumes until `stop` turns true, then commits what is durable and
-    /// leaves the group.
+    /// Makes sure of the dead-letter topic, then consumes until `stop`
+    /// turns true, then commits what is durable and leaves the group.
     pub async fn run(mut self, mut stop: watch::Receiver<bool>) {
+        if !self.ensure_dead_letter_topic(&mut stop).await {
+            self.close().await;
+            return;
+        }
         let mut backoff = Backoff::new(Duration::from_millis(self.config.retry_backoff_max_ms));
         loop {
             let batch = tokio::select! {
@@ -107,6 +115,18 @@ impl KafkaIngest {
                         break;
                     }
                 }
+                // An error event librdkafka reports and retries by itself
+                // (a broker unreachable, a failed fetch; the context's
+                // error callback has logged and counted it): poll on at
+                // once. Backing off here drained the errors queued during
+                // a broker outage one back-off at a time, holding
+                // consumption for seconds after the broker was back.
+                Err(KafkaError::MessageConsumption(code)) => {
+                    tracing::debug!(%code, "kafka consumer error event; librdkafka retries");
+                    // A queued event comes back without a pause: let the
+                    // runtime's other tasks run between two.
+                    tokio::task::yield_now().await;
+                }
                 Err(error) => {
                     tracing::warn!(%error, "kafka consume failed; retrying with back-off");
                     if sleep_or_stop(backoff.next_delay(), &mut stop).await {
@@ -116,6 +136,37 @@ impl KafkaIngest {
             }
         }
         self.close().await;
+    }
+
+    /// Creates the dead-letter topic if it is missing, retrying with
+    /// back-off while the broker cannot be reached or refuses; nothing is
+    /// consumed (and Ingest is NOT_SERVING) until then. False when `stop`
+    /// came first.
+    async fn ensure_dead_letter_topic(&self, stop: &mut watch::Receiver<bool>) -> bool {
+        let topic = &self.config.dead_letter_topic;
+        let mut backoff = Backoff::new(Duration::from_millis(self.config.retry_backoff_max_ms));
+        loop {
+            match self.dead_letters.ensure_topic(&self.config.topic).await {
+                Ok(TopicReady::Existed) => tracing::debug!(%topic, "dead-letter topic exists"),
+                Ok(TopicReady::Created { replication }) => {
+                    tracing::info!(%topic, replication, "dead-letter topic was missing: created");
+                }
+                Err(error) => {
+                    self.state.metrics().client_error();
+                    tracing::error!(
+                        %error, %topic,
+                        "dead-letter topic missing and not created (broker unreachable, or no right to create \
+                         topics): consumption waits for it; create it by hand if the broker keeps refusing"
+                    );
+                    if sleep_or_stop(backoff.next_delay(), stop).await {
+                        return false;
+                    }
+                    continue;
+                }
+            }
+            self.state.set_ready();
+            return true;
+        }
     }
 
     /// The next messages: waits for one, then takes what else arrives

@@ -1,5 +1,6 @@
 //! Kafka ingest's own metrics: messages consumed, committed and
-//! dead-lettered, lag, and whether the consumer is connected or paused.
+//! dead-lettered, lag, whether the consumer is connected or paused, and the
+//! client errors a broker outage produces.
 
 use std::sync::Arc;
 
@@ -24,6 +25,7 @@ pub struct KafkaMetrics {
     lag: Family<PartitionLabel, Gauge>,
     paused: Gauge,
     connected: Gauge,
+    client_errors: Counter,
     assigned: Gauge,
 }
 
@@ -61,6 +63,11 @@ impl KafkaMetrics {
                 "creator_boost_kafka_connected",
                 "Whether the consumer reaches a broker (1) or not (0).",
                 Gauge::default(),
+            ),
+            client_errors: counter(
+                r,
+                "creator_boost_kafka_client_errors",
+                "Errors the Kafka client reported (a broker unreachable, a failed fetch); each is retried.",
             ),
             assigned: register(
                 r,
@@ -111,5 +118,10 @@ impl KafkaMetrics {
     /// Whether the consumer reaches a broker.
     pub fn connected(&self, connected: bool) {
         self.connected.set(i64::from(connected));
+    }
+
+    /// One error reported by the Kafka client (it retries by itself).
+    pub fn client_error(&self) {
+        self.client_errors.inc();
     }
 }

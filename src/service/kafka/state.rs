@@ -1,6 +1,7 @@
 //! What the consumer's callbacks, its loop and the health watcher share:
-//! whether a broker answers, whether consumption is paused for the store,
-//! and the offsets behind the `committed` count. librdkafka calls the
+//! whether the dead-letter topic is there, whether a broker answers,
+//! whether consumption is paused for the store, and the offsets behind the
+//! `committed` count. librdkafka calls the
 //! context from its own threads, hence atomics and a short-held mutex.
 
 use std::collections::HashMap;
@@ -20,13 +21,16 @@ use tonic_health::server::HealthReporter;
 use crate::service::kafka::metrics::KafkaMetrics;
 
 /// Health service name that reports whether the Kafka consumer reaches a
-/// broker and is making progress (not paused for the store).
+/// broker and is making progress (its dead-letter topic there, not paused
+/// for the store).
 pub const INGEST_HEALTH_SERVICE: &str = "creatorboost.v1.Ingest";
 
 /// Shared state of one consumer.
 #[derive(Debug)]
 pub struct IngestState {
     metrics: Arc<KafkaMetrics>,
+    /// The dead-letter topic exists (consumption starts only then).
+    ready: AtomicBool,
     connected: AtomicBool,
     paused: AtomicBool,
     /// Per partition, the offset up to which messages are counted as
@@ -35,11 +39,12 @@ pub struct IngestState {
 }
 
 impl IngestState {
-    /// Not connected, not paused.
+    /// Not ready, not connected, not paused.
     pub fn new(metrics: Arc<KafkaMetrics>) -> IngestState {
         metrics.connected(false);
         IngestState {
             metrics,
+            ready: AtomicBool::new(false),
             connected: AtomicBool::new(false),
             paused: AtomicBool::new(false),
             counted_up_to: Mutex::new(HashMap::new()),
@@ -62,9 +67,16 @@ impl IngestState {
         self.metrics.paused(paused);
     }
 
-    /// Connected and not paused.
+    /// Marks the dead-letter topic as there: consumption starts.
+    pub fn set_ready(&self) {
+        self.ready.store(true, Ordering::Relaxed);
+    }
+
+    /// Ready, connected and not paused.
     pub fn serving(&self) -> bool {
-        self.connected.load(Ordering::Relaxed) && !self.paused.load(Ordering::Relaxed)
+        self.ready.load(Ordering::Relaxed)
+            && self.connected.load(Ordering::Relaxed)
+            && !self.paused.load(Ordering::Relaxed)
     }
 
     /// Notes a consumed message, so that the first commit of its partition
@@ -133,6 +145,7 @@ impl ClientContext for IngestContext {
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
+        self.state.metrics.client_error();
         if error.rdkafka_error_code() == Some(RDKafkaErrorCode::AllBrokersDown) {
             self.state.set_connected(false);
         }
@@ -154,8 +167,9 @@ impl ConsumerContext for IngestContext {
 /// How often the health watcher looks.
 const HEALTH_INTERVAL: Duration = Duration::from_millis(250);
 
-/// Reports [`INGEST_HEALTH_SERVICE`] SERVING while the consumer reaches a
-/// broker and is not paused for the store, NOT_SERVING otherwise.
+/// Reports [`INGEST_HEALTH_SERVICE`] SERVING while the consumer has its
+/// dead-letter topic, reaches a broker and is not paused for the store,
+/// NOT_SERVING otherwise.
 pub async fn report_health(state: Arc<IngestState>, reporter: HealthReporter) {
     let mut last = None;
     let mut ticks = tokio::time::interval(HEALTH_INTERVAL);

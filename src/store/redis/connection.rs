@@ -38,7 +38,7 @@ impl Cluster {
                 operation: Operation::Connect,
                 limit: connect_timeout,
             })?
-            .map_err(StoreError::Redis)
+            .map_err(StoreError::redis)
     }
 
     fn current(&self) -> ClusterConnection {
@@ -67,7 +67,7 @@ impl Connection {
                     .response_timeout(response_timeout)
                     .retries(2)
                     .build()
-                    .map_err(StoreError::Redis)?;
+                    .map_err(StoreError::redis)?;
                 let connection = Cluster::connect(&client, connect_timeout).await?;
                 Ok(Connection::Cluster(Arc::new(Cluster {
                     client,
@@ -76,7 +76,7 @@ impl Connection {
                 })))
             }
             RedisTarget::Server(server) => {
-                let client = ::redis::Client::open(server.clone()).map_err(StoreError::Redis)?;
+                let client = ::redis::Client::open(server.clone()).map_err(StoreError::redis)?;
                 let config = ConnectionManagerConfig::new()
                     .set_connection_timeout(Some(connect_timeout))
                     .set_response_timeout(Some(response_timeout))
@@ -84,7 +84,7 @@ impl Connection {
                     .set_max_delay(Duration::from_millis(500));
                 let connection = ConnectionManager::new_with_config(client, config)
                     .await
-                    .map_err(StoreError::Redis)?;
+                    .map_err(StoreError::redis)?;
                 Ok(Connection::Single(connection))
             }
         }

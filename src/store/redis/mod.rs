@@ -395,7 +395,7 @@ async fn within<T>(
     request: impl Future<Output = Result<T, RedisError>>,
 ) -> Result<T, StoreError> {
     match tokio::time::timeout(limit, request).await {
-        Ok(result) => result.map_err(StoreError::Redis),
+        Ok(result) => result.map_err(StoreError::redis),
         Err(_) => Err(StoreError::Timeout { operation, limit }),
     }
 }

@@ -209,7 +209,7 @@ impl Scripts {
         let failed: Vec<usize> = connection
             .invoke(&self.one_step, &keys, &args)
             .await
-            .map_err(StoreError::Redis)?;
+            .map_err(StoreError::redis)?;
         failed
             .into_iter()
             .map(|unit| {
@@ -246,7 +246,7 @@ impl Scripts {
         let flags: Vec<i64> = connection
             .invoke(&self.write_viewers, &keys, &args)
             .await
-            .map_err(StoreError::Redis)?;
+            .map_err(StoreError::redis)?;
         if flags.len() != writes.len() {
             return Err(StoreError::Corrupt(format!(
                 "{} flags for {} viewers",
@@ -297,7 +297,7 @@ impl Scripts {
         let found: Vec<usize> = connection
             .invoke(&self.apply_deltas, &keys, &args)
             .await
-            .map_err(StoreError::Redis)?;
+            .map_err(StoreError::redis)?;
         found
             .chunks(2)
             .map(|pair| match pair {
@@ -329,7 +329,7 @@ impl Scripts {
         let _: i64 = connection
             .invoke(&self.settle, &keys, &args)
             .await
-            .map_err(StoreError::Redis)?;
+            .map_err(StoreError::redis)?;
         Ok(())
     }
 
@@ -343,7 +343,7 @@ impl Scripts {
         let _: i64 = connection
             .invoke(&self.shorten, markers, &[after_ms.to_string().into_bytes()])
             .await
-            .map_err(StoreError::Redis)?;
+            .map_err(StoreError::redis)?;
         Ok(())
     }
 }

@@ -213,7 +213,7 @@ impl RedisStore {
             .connection
             .query(&::redis::cmd("TIME"))
             .await
-            .map_err(StoreError::Redis)?;
+            .map_err(StoreError::redis)?;
         Ok(seconds * 1000 + micros / 1000)
     }
 
@@ -276,7 +276,7 @@ impl RedisStore {
                 cmd
             })
             .collect();
-        self.connection.query_all(&reads).await.map_err(StoreError::Redis)
+        self.connection.query_all(&reads).await.map_err(StoreError::redis)
     }
 
     /// Writes the planned viewers, one script call per group; returns each

@@ -13,8 +13,17 @@
 //! Before the first batch the dead-letter topic is made sure of (created
 //! when missing); consumption waits for it rather than meet a bad message
 //! it could not set aside.
+//!
+//! Batches are pipelined: up to [`IN_FLIGHT`] batches are being made
+//! durable at once (the embedded store commits them together, Redis takes
+//! them on separate connections) while the next is fetched and decoded.
+//! They are finished — dead letters sent, offsets stored — in the order
+//! they were taken, so an offset is stored only once every message before
+//! it in its partition is durable. Applying a partition's batches out of
+//! order changes nothing: a pair's state, and so every sum, is the same
+//! whatever order its events arrive in, and an event id counts once.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,7 +34,9 @@ use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use tokio::sync::watch;
 
 use crate::config::KafkaConfig;
+use crate::engine::ingest::RawEvent;
 use crate::engine::{Engine, RecordOutcome};
+use crate::error::Error;
 use crate::service::kafka::dead_letter::{DeadLetter, DeadLetters, TopicReady};
 use crate::service::kafka::decode::{Position, decode};
 use crate::service::kafka::metrics::KafkaMetrics;
@@ -34,6 +45,53 @@ use crate::service::kafka::{Backoff, KafkaIngestError};
 
 /// How long a batch waits for more messages once its first one is in.
 const LINGER: Duration = Duration::from_millis(5);
+
+/// Most batches being made durable at once: as many as StreamEvents'
+/// usual writers keep in flight, so that a group commit carries several.
+const IN_FLIGHT: usize = 4;
+
+/// A batch taken from the topic and handed to the engine, not yet finished.
+struct InFlight {
+    messages: Vec<OwnedMessage>,
+    /// The events sent to the engine (kept for a retry), and for each the
+    /// index of its message.
+    events: Vec<RawEvent>,
+    origins: Vec<usize>,
+    /// Messages that did not decode.
+    dead: Vec<DeadLetter>,
+    /// The engine's first attempt.
+    attempt: Attempt,
+}
+
+/// The engine's first attempt at a batch: running, or its result.
+enum Attempt {
+    Running(tokio::task::JoinHandle<Result<RecordOutcome, Error>>),
+    Done(Result<Result<RecordOutcome, Error>, tokio::task::JoinError>),
+}
+
+impl Attempt {
+    fn is_finished(&self) -> bool {
+        match self {
+            Attempt::Running(task) => task.is_finished(),
+            Attempt::Done(_) => true,
+        }
+    }
+
+    async fn result(self) -> Result<Result<RecordOutcome, Error>, tokio::task::JoinError> {
+        match self {
+            Attempt::Running(task) => task.await,
+            Attempt::Done(result) => result,
+        }
+    }
+}
+
+/// What the loop waits for next.
+enum Next {
+    /// A batch's first message.
+    First(Result<OwnedMessage, KafkaError>),
+    OldestDone(Result<Result<RecordOutcome, Error>, tokio::task::JoinError>),
+    Stop,
+}
 
 /// A consumer in its group, the dead-letter producer, and the engine.
 pub struct KafkaIngest {
@@ -102,18 +160,51 @@ impl KafkaIngest {
             return;
         }
         let mut backoff = Backoff::new(Duration::from_millis(self.config.retry_backoff_max_ms));
-        loop {
-            let batch = tokio::select! {
+        let mut in_flight: VecDeque<InFlight> = VecDeque::with_capacity(IN_FLIGHT);
+        'consume: loop {
+            // Finish, in order, what is done, and the oldest when the
+            // pipeline is full.
+            while let Some(front) = in_flight.front()
+                && (front.attempt.is_finished() || in_flight.len() >= IN_FLIGHT)
+            {
+                let Some(front) = in_flight.pop_front() else { break };
+                if !self.finish(front, &mut stop).await {
+                    // Stopped while this batch was not durable: no later
+                    // offset may be stored past it.
+                    in_flight.clear();
+                    break 'consume;
+                }
+            }
+            let oldest = in_flight.front_mut().and_then(|front| match &mut front.attempt {
+                Attempt::Running(task) => Some(task),
+                Attempt::Done(_) => None,
+            });
+            // Only the wait for a batch's first message races the others:
+            // `recv` is cancel-safe, a batch being gathered would not be
+            // (its messages would be lost with it).
+            let next = tokio::select! {
                 biased;
-                () = stopped(&mut stop) => break,
-                batch = self.next_batch() => batch,
+                () = stopped(&mut stop) => Next::Stop,
+                // While the topic is quiet, the oldest batch's offsets are
+                // stored as soon as it is durable (the loop finishes it).
+                done = finished(oldest) => Next::OldestDone(done),
+                first = self.consumer.recv() => Next::First(first.map(|message| message.detach())),
             };
-            match batch {
-                Ok(batch) => {
-                    backoff.reset();
-                    if !self.apply(batch, &mut stop).await {
-                        break;
+            let first = match next {
+                Next::Stop => break,
+                Next::OldestDone(done) => {
+                    if let Some(front) = in_flight.front_mut() {
+                        front.attempt = Attempt::Done(done);
                     }
+                    continue;
+                }
+                Next::First(first) => first,
+            };
+            match first {
+                Ok(first) => {
+                    backoff.reset();
+                    let batch = self.gather(first).await;
+                    in_flight.push_back(self.hand_over(batch));
                 }
                 // An error event librdkafka reports and retries by itself
                 // (a broker unreachable, a failed fetch; the context's
@@ -133,6 +224,14 @@ impl KafkaIngest {
                         break;
                     }
                 }
+            }
+        }
+        // Stopping: what is already durable is finished in order, so its
+        // offsets are committed at close; the first batch that is not ends
+        // it (it and those after it replay for the next owner, deduplicated).
+        while let Some(front) = in_flight.pop_front() {
+            if !self.finish_when_stopping(front).await {
+                break;
             }
         }
         self.close().await;
@@ -169,10 +268,10 @@ impl KafkaIngest {
         }
     }
 
-    /// The next messages: waits for one, then takes what else arrives
-    /// within [`LINGER`], up to `max_batch`.
-    async fn next_batch(&self) -> Result<Vec<OwnedMessage>, KafkaError> {
-        let mut batch = vec![self.consumer.recv().await?.detach()];
+    /// A batch: `first` and what else arrives within [`LINGER`], up to
+    /// `max_batch`. Not to be cancelled once started.
+    async fn gather(&self, first: OwnedMessage) -> Vec<OwnedMessage> {
+        let mut batch = vec![first];
         let deadline = tokio::time::Instant::now() + LINGER;
         while batch.len() < self.config.max_batch {
             match tokio::time::timeout_at(deadline, self.consumer.recv()).await {
@@ -184,17 +283,16 @@ impl KafkaIngest {
                 Err(_) => break,
             }
         }
-        Ok(batch)
+        batch
     }
 
-    /// Applies one batch; false when `stop` came first (nothing of the
-    /// batch is then committed, and it is replayed by the next owner).
-    async fn apply(&mut self, batch: Vec<OwnedMessage>, stop: &mut watch::Receiver<bool>) -> bool {
-        self.state.metrics().consumed(batch.len());
-        let mut events = Vec::with_capacity(batch.len());
-        let mut origins = Vec::with_capacity(batch.len());
+    /// Decodes a batch and hands its events to the engine, without waiting.
+    fn hand_over(&self, messages: Vec<OwnedMessage>) -> InFlight {
+        self.state.metrics().consumed(messages.len());
+        let mut events = Vec::with_capacity(messages.len());
+        let mut origins = Vec::with_capacity(messages.len());
         let mut dead = Vec::new();
-        for (index, message) in batch.iter().enumerate() {
+        for (index, message) in messages.iter().enumerate() {
             self.state.seen(message.partition(), message.offset());
             let position = Position {
                 topic: message.topic(),
@@ -213,18 +311,63 @@ impl KafkaIngest {
                 }),
             }
         }
-        let Some(outcome) = self.record_until_durable(events, stop).await else {
-            return false;
+        let engine = Arc::clone(&self.engine);
+        let sent = events.clone();
+        InFlight {
+            messages,
+            events,
+            origins,
+            dead,
+            attempt: Attempt::Running(tokio::spawn(async move { engine.record(sent).await })),
+        }
+    }
+
+    /// Finishes the oldest batch: waits until it is durable (retrying while
+    /// the store fails), sends its dead letters, stores its offsets. False
+    /// when `stop` came first (nothing of it is then committed, and it is
+    /// replayed by the next owner).
+    async fn finish(&mut self, batch: InFlight, stop: &mut watch::Receiver<bool>) -> bool {
+        let InFlight {
+            messages,
+            events,
+            origins,
+            mut dead,
+            attempt,
+        } = batch;
+        let outcome = match attempt.result().await {
+            Ok(Ok(outcome)) => outcome,
+            first => {
+                if let Ok(Err(error)) = &first {
+                    tracing::debug!(%error, "kafka batch not durable on its first attempt; retrying");
+                }
+                match self.record_until_durable(events, stop).await {
+                    Some(outcome) => outcome,
+                    None => return false,
+                }
+            }
         };
         dead.extend(outcome.rejected.into_iter().map(|(index, reason)| DeadLetter {
             index: origins[index as usize],
             reason: reason.code(),
             detail: reason.to_string(),
         }));
-        if !self.dead_letter_all(&batch, &dead, stop).await {
+        if !self.dead_letter_all(&messages, &dead, stop).await {
             return false;
         }
-        self.store_offsets(&batch);
+        self.store_offsets(&messages);
+        true
+    }
+
+    /// At a stop: finishes `batch` if its first attempt made it durable and
+    /// it has no dead letter to send; false otherwise (no retry now).
+    async fn finish_when_stopping(&mut self, batch: InFlight) -> bool {
+        let Ok(Ok(outcome)) = batch.attempt.result().await else {
+            return false;
+        };
+        if !batch.dead.is_empty() || !outcome.rejected.is_empty() {
+            return false;
+        }
+        self.store_offsets(&batch.messages);
         true
     }
 
@@ -232,7 +375,7 @@ impl KafkaIngest {
     /// paused meanwhile. `None` when `stop` came first.
     async fn record_until_durable(
         &self,
-        events: Vec<crate::engine::ingest::RawEvent>,
+        events: Vec<RawEvent>,
         stop: &mut watch::Receiver<bool>,
     ) -> Option<RecordOutcome> {
         let mut backoff = Backoff::new(Duration::from_millis(self.config.retry_backoff_max_ms));
@@ -379,6 +522,14 @@ fn commit_durable(consumer: &StreamConsumer<IngestContext>, topic: &str, durable
     match consumer.commit(&offsets, CommitMode::Sync) {
         Ok(()) => tracing::info!(partitions = offsets.count(), "kafka offsets committed at shutdown"),
         Err(error) => tracing::warn!(%error, "final kafka commit failed; the next owner replays and dedupes"),
+    }
+}
+
+/// The output of `task` (never resolves without one).
+async fn finished<T>(task: Option<&mut tokio::task::JoinHandle<T>>) -> Result<T, tokio::task::JoinError> {
+    match task {
+        Some(task) => task.await,
+        None => std::future::pending().await,
     }
 }
 

@@ -604,7 +604,7 @@ fn rss_kib(pid: u32) -> u64 {
 
 /// As many relations as a viewer keeps (`ingest.max_relations_per_viewer`).
 const HEAVY_RELATIONS: u64 = 1_000;
-const HEAVY_VIEWERS: u64 = 200;
+const HEAVY_VIEWERS: u64 = 400;
 
 /// The real binary on `data` with `flags`, and a client to it.
 async fn binary_with_client(
@@ -653,12 +653,14 @@ async fn rss_growth_reading_heavy_viewers(data: &std::path::Path, viewers_mb: &s
     (after as f64 - before as f64) / 1024.0
 }
 
-/// The viewer cache is bounded in bytes: 200 viewers of 1,000 relations
-/// (about 26 MiB of records) read twice through an 8 MiB budget grow RSS by
+/// The viewer cache is bounded in bytes: 400 viewers of 1,000 relations
+/// (about 55 MiB of records) read twice through an 8 MiB budget grow RSS by
 /// at most the budget, plus redb's page cache (8 MiB here, filled by the
-/// same reads), plus 4 MiB of slack for the allocator; through a 1 GiB
-/// budget the same reads grow it by the records' size and the page cache,
-/// so the bound is the budget's doing. Each is a fresh
+/// same reads), plus 12 MiB of slack for the allocator (records decoded on
+/// the blocking pool's threads are freed on others, and glibc keeps some in
+/// each thread's arena: 17-24 MiB of growth was seen at 200 viewers);
+/// through a 1 GiB budget the same reads grow it by the records' size and
+/// the page cache, so the bound is the budget's doing. Each is a fresh
 /// process on the same store, so the ingest's memory is in neither.
 async fn heavy_viewers_stay_within_the_viewer_cache_byte_budget() {
     let data = tempfile::tempdir().expect("temp");
@@ -680,16 +682,16 @@ async fn heavy_viewers_stay_within_the_viewer_cache_byte_budget() {
     let bounded = rss_growth_reading_heavy_viewers(data.path(), "8").await;
     let unbounded = rss_growth_reading_heavy_viewers(data.path(), "1024").await;
     eprintln!(
-        "heavy viewers: 200 x 1,000 relations (~26 MiB of records) read twice by a fresh process; RSS growth \
+        "heavy viewers: 400 x 1,000 relations (~55 MiB of records) read twice by a fresh process; RSS growth \
          {bounded:.1} MiB with an 8 MiB viewer budget, {unbounded:.1} MiB with 1 GiB"
     );
     assert!(
-        bounded <= 8.0 + 8.0 + 4.0,
+        bounded <= 8.0 + 8.0 + 12.0,
         "RSS grew {bounded:.1} MiB with an 8 MiB budget"
     );
     assert!(
-        unbounded >= 26.0,
-        "the reads cache ~26 MiB without a tight budget: {unbounded:.1} MiB"
+        unbounded >= 50.0,
+        "the reads cache ~55 MiB without a tight budget: {unbounded:.1} MiB"
     );
 }
 

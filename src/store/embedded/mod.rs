@@ -345,12 +345,19 @@ impl Shared {
         db.ok_or_else(|| self.reopening())
     }
 
+    /// The error for a read or write that finds the file closed. Never
+    /// waits for the failure's lock: the writer holds it for the whole
+    /// reopen (a repair can take long), and readers call this on the runtime.
     fn reopening(&self) -> StoreError {
-        let failure = self.failure.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let cause = match self.failure.try_lock() {
+            Ok(failure) => failure.as_ref().map(|failure| failure.cause.clone()),
+            Err(std::sync::TryLockError::Poisoned(poisoned)) => {
+                poisoned.into_inner().as_ref().map(|failure| failure.cause.clone())
+            }
+            Err(std::sync::TryLockError::WouldBlock) => None,
+        };
         StoreError::Reopening {
-            cause: failure
-                .as_ref()
-                .map_or_else(|| "closed".to_owned(), |failure| failure.cause.clone()),
+            cause: cause.unwrap_or_else(|| "the file is being opened again".to_owned()),
         }
     }
 

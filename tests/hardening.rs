@@ -464,18 +464,43 @@ async fn writes_health_becomes(server: &TestServer, want: ServingStatus, cause: 
     .await
 }
 
+/// A server whose data dir is on `volume`, with a floor of `min_free_mb`.
+async fn spawn_on_volume(volume: &SmallVolume, min_free_mb: u64) -> TestServer {
+    spawn_with(Spawn {
+        config: Some(format!("{TEST_CONFIG}\n[embedded]\nmin_free_mb = {min_free_mb}\n")),
+        data_dir: Some(volume.path.join("data")),
+        ..Spawn::default()
+    })
+    .await
+}
+
+/// Reads answer while writes are refused: creator 9's evidence is what was
+/// acknowledged, and a Rank answers.
+async fn reads_go_on(
+    client: &mut proto::creator_boost_client::CreatorBoostClient<tonic::transport::Channel>,
+    accepted: u64,
+    during: &str,
+) {
+    assert_eq!(creator_score(client, 9).await.evidence, accepted);
+    let rank = client
+        .rank(proto::RankRequest {
+            viewer_id: 1,
+            candidates: vec![candidate(1, 9, 1.0)],
+            ..Default::default()
+        })
+        .await
+        .unwrap_or_else(|status| panic!("rank {during}: {status:?}"))
+        .into_inner();
+    assert_eq!(rank.results.len(), 1);
+}
+
 /// Below the free-space floor writes are refused at once with
 /// RESOURCE_EXHAUSTED (why, and what to do), reads go on, health and a gauge
 /// say so, and writes resume by themselves when space returns, with every
 /// acknowledged event counted once.
 async fn below_the_disk_floor_writes_are_refused_at_once_and_resume_by_themselves() {
     let volume = SmallVolume::mount(40, 24);
-    let server = spawn_with(Spawn {
-        config: Some(format!("{TEST_CONFIG}\n[embedded]\nmin_free_mb = 8\n")),
-        data_dir: Some(volume.path.join("data")),
-        ..Spawn::default()
-    })
-    .await;
+    let server = spawn_on_volume(&volume, 8).await;
     let mut client = server.client().await;
     let (accepted, refused_batch, status) = fill_until_refused(&mut client).await;
     assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
@@ -506,18 +531,7 @@ async fn below_the_disk_floor_writes_are_refused_at_once_and_resume_by_themselve
     );
     let store = health_check(&server.url(), "creatorboost.v1.Store", Duration::from_secs(2)).await;
     assert_eq!(store, Ok(ServingStatus::Serving), "reads are unaffected");
-    // Reads go on.
-    assert_eq!(creator_score(&client, 9).await.evidence, accepted);
-    let rank = client
-        .rank(proto::RankRequest {
-            viewer_id: 1,
-            candidates: vec![candidate(1, 9, 1.0)],
-            ..Default::default()
-        })
-        .await
-        .expect("rank below the floor")
-        .into_inner();
-    assert_eq!(rank.results.len(), 1);
+    reads_go_on(&mut client, accepted, "below the floor").await;
 
     volume.free_space();
     let (recovered_in, resent, duplicates) = resend_until_acknowledged(&mut client, refused_batch).await;
@@ -542,12 +556,7 @@ async fn below_the_disk_floor_writes_are_refused_at_once_and_resume_by_themselve
 /// also after a restart.
 async fn a_full_disk_without_a_floor_reopens_the_store_once_space_returns() {
     let volume = SmallVolume::mount(40, 24);
-    let server = spawn_with(Spawn {
-        config: Some(format!("{TEST_CONFIG}\n[embedded]\nmin_free_mb = 0\n")),
-        data_dir: Some(volume.path.join("data")),
-        ..Spawn::default()
-    })
-    .await;
+    let server = spawn_on_volume(&volume, 0).await;
     let mut client = server.client().await;
     let (accepted, refused_batch, status) = fill_until_refused(&mut client).await;
     assert_eq!(status.code(), Code::Unavailable, "{status:?}");
@@ -558,18 +567,8 @@ async fn a_full_disk_without_a_floor_reopens_the_store_once_space_returns() {
     );
     assert!(accepted > 0);
     writes_health_becomes(&server, ServingStatus::NotServing, "store_io_error").await;
-    // Reads go on from the cache and the file as it was.
-    assert_eq!(creator_score(&client, 9).await.evidence, accepted);
-    let rank = client
-        .rank(proto::RankRequest {
-            viewer_id: 1,
-            candidates: vec![candidate(1, 9, 1.0)],
-            ..Default::default()
-        })
-        .await
-        .expect("rank with a full disk")
-        .into_inner();
-    assert_eq!(rank.results.len(), 1);
+    // From the cache and the file as it was.
+    reads_go_on(&mut client, accepted, "with a full disk").await;
 
     volume.free_space();
     let (recovered_in, resent, duplicates) = resend_until_acknowledged(&mut client, refused_batch).await;
@@ -590,16 +589,6 @@ async fn a_full_disk_without_a_floor_reopens_the_store_once_space_returns() {
          after a restart",
         status.code(),
     );
-}
-
-/// Resident memory of process `pid`, in KiB.
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .expect("VmRSS")
 }
 
 /// As many relations as a viewer keeps (`ingest.max_relations_per_viewer`).
@@ -641,13 +630,13 @@ async fn rss_growth_reading_heavy_viewers(data: &std::path::Path, viewers_mb: &s
         binary_with_client(data, &["--cache-viewers-mb", viewers_mb, "--cache-embedded-mb", "8"]).await;
     // What the first Rank allocates once (the model's buffers) is in the baseline.
     client.rank(heavy_rank(HEAVY_VIEWERS + 1)).await.expect("rank");
-    let before = rss_kib(child.id());
+    let before = rss_kib(child.id()).expect("VmRSS");
     for _pass in 0..2 {
         for viewer in 1..=HEAVY_VIEWERS {
             client.rank(heavy_rank(viewer)).await.expect("rank");
         }
     }
-    let after = rss_kib(child.id());
+    let after = rss_kib(child.id()).expect("VmRSS");
     let _ = child.kill();
     let _ = child.wait();
     (after as f64 - before as f64) / 1024.0

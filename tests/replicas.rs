@@ -784,6 +784,22 @@ async fn ingest_spreads_over_the_masters_of_a_cluster() {
     );
 }
 
+/// A store of the default model on `redis` under `prefix`, with no hooks.
+async fn connect_store(redis: &RedisProcess, prefix: &str) -> RedisStore {
+    RedisStore::connect(RedisSettings {
+        url: redis.url().parse().expect("store URL"),
+        key_prefix: prefix.to_owned(),
+        ingest: IngestParams::default(),
+        dedupe_window_ms: 3_600_000,
+        read_timeout: Duration::from_secs(5),
+        write_timeout: Duration::from_secs(5),
+        on_write: None,
+        invalidation: None,
+    })
+    .await
+    .expect("connect")
+}
+
 /// A batch left half done by a writer in three steps (a cluster's, on the
 /// same keys): its event's pending delta still in the viewer's hash, its
 /// markers set by the steps that finished. A resend through a single
@@ -796,18 +812,7 @@ async fn a_resent_half_done_batch_completes_what_is_missing_and_nothing_twice() 
     let _ports = PORTS.lock().await;
     let redis = RedisProcess::start();
     let prefix = common::redis::unique_prefix();
-    let store = RedisStore::connect(RedisSettings {
-        url: redis.url().parse().expect("store URL"),
-        key_prefix: prefix.clone(),
-        ingest: IngestParams::default(),
-        dedupe_window_ms: 3_600_000,
-        read_timeout: Duration::from_secs(5),
-        write_timeout: Duration::from_secs(5),
-        on_write: None,
-        invalidation: None,
-    })
-    .await
-    .expect("connect");
+    let store = connect_store(&redis, &prefix).await;
     let now_ms = 1_700_000_000_000;
     let follow = Event {
         event_id: "half".to_owned(),
@@ -907,18 +912,7 @@ async fn snapshots_written_before_buyers_were_counted_read_and_grow() {
     let _ports = PORTS.lock().await;
     let redis = RedisProcess::start();
     let prefix = common::redis::unique_prefix();
-    let store = RedisStore::connect(RedisSettings {
-        url: redis.url().parse().expect("store URL"),
-        key_prefix: prefix.clone(),
-        ingest: IngestParams::default(),
-        dedupe_window_ms: 3_600_000,
-        read_timeout: Duration::from_secs(5),
-        write_timeout: Duration::from_secs(5),
-        on_write: None,
-        invalidation: None,
-    })
-    .await
-    .expect("connect");
+    let store = connect_store(&redis, &prefix).await;
     let (creator, now_ms) = (5_151u64, 1_700_000_000_000i64);
     let event = |id: &str, kind, viewer_id, days_ago: i64, amount| Event {
         event_id: id.to_owned(),

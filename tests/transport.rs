@@ -312,12 +312,7 @@ fn a_public_listen_address_with_open_writes_refuses_to_start() {
 
 /// Resident memory of a process, in MB.
 fn rss_mb(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .map_or(0, |kb| kb / 1024)
+    rss_kib(pid).map_or(0, |kb| kb / 1024)
 }
 
 /// 64 connections declare 16 MiB RecordEvents messages and send what they

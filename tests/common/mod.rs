@@ -144,6 +144,15 @@ pub async fn http_get(addr: SocketAddr, path: &str) -> Result<(String, String), 
     Ok((head.lines().next().unwrap_or("").to_owned(), body.to_owned()))
 }
 
+/// Resident memory of process `pid`, in KiB (`VmRSS` of `/proc/PID/status`).
+pub fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+}
+
 /// The `/metrics` text of the endpoint at `addr`.
 pub async fn scrape(addr: SocketAddr) -> String {
     let (status, body) = http_get(addr, "/metrics").await.expect("scrape");

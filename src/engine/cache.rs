@@ -173,7 +173,10 @@ pub struct BucketHit {
 pub struct Caches {
     instance: u64,
     l1_age: Duration,
-    creators: Cache<u32, Timed<Arc<CreatorBucket>>>,
+    /// Keyed by bucket (fewer than 2^16 keys, none chosen by a caller), so
+    /// hashed by [`IdHasher`], not SipHash: a cold Rank looks up and
+    /// inserts a hundred.
+    creators: Cache<u32, Timed<Arc<CreatorBucket>>, BuildHasherDefault<IdHasher>>,
     viewers: Cache<u64, Timed<CachedViewer>>,
     global: RwLock<Option<Timed<Arc<CreatorAggregate>>>>,
     ttl: Duration,
@@ -203,7 +206,7 @@ impl Caches {
                     u32::try_from(bucket.value.creators.len().max(1)).unwrap_or(u32::MAX)
                 })
                 .time_to_live(stale_ttl)
-                .build(),
+                .build_with_hasher(BuildHasherDefault::default()),
             viewers: Cache::builder()
                 .max_capacity(config.viewer_bytes())
                 .weigher(|_, viewer: &Timed<CachedViewer>| viewer_weight(&viewer.value))
@@ -553,10 +556,11 @@ fn next_tick(memo: &[MemoTable]) -> u64 {
         .map_or(0, |latest| latest + 1)
 }
 
-fn insert_unless_raced<K, V>(cache: &Cache<K, V>, current: &AtomicU64, generation: u64, key: K, value: V)
+fn insert_unless_raced<K, V, S>(cache: &Cache<K, V, S>, current: &AtomicU64, generation: u64, key: K, value: V)
 where
     K: std::hash::Hash + Eq + Copy + Send + Sync + 'static,
     V: Clone + Send + Sync + 'static,
+    S: std::hash::BuildHasher + Clone + Send + Sync + 'static,
 {
     if current.load(Ordering::Acquire) != generation {
         return;

@@ -9,7 +9,9 @@
 #
 # Kafka events/s = events applied after the first one / time from the first
 # applied event to the last (joining the group is left out); the broker and
-# the server share the machine's 2 cores. BIN=PATH runs another build.
+# the server share the machine's 2 cores. The broker's own ceiling is shown
+# first: a consumer that only counts (load/bin/kafka_drain.rs) on the
+# server's core. BIN=PATH runs another build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 EVENTS=${EVENTS:-200000}
@@ -21,8 +23,9 @@ command -v redis-server >/dev/null || { echo "redis-server missing: apt-get inst
 
 # shellcheck source=load/lib.sh
 . load/lib.sh
-cargo build --release --locked --example kafka_produce >&2
-produce=target/release/examples/kafka_produce
+cargo build --release --locked --example kafka_produce --example kafka_drain >&2
+produce=$target/release/examples/kafka_produce
+drain=$target/release/examples/kafka_drain
 
 kafka_port=$(free_port)
 mkdir -p "$work/tansu"
@@ -58,6 +61,9 @@ consume() { # label args...
     "$label" "$first" "$EVENTS" "$first_count" >&2
   kill "${pids[-1]}"; wait "${pids[-1]}" 2>/dev/null || true
 }
+
+echo "== the broker's delivery ceiling: a consumer that only counts" >&2
+taskset -c "$SERVER_CORE" "$drain" "127.0.0.1:$kafka_port" events "$EVENTS" >&2
 
 echo "== Kafka ingest (one replica, all 4 partitions)" >&2
 consume "kafka -> embedded" --data-dir "$work/kafka-embedded"

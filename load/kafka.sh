@@ -6,6 +6,7 @@
 #
 #   load/kafka.sh               # 200,000 events
 #   EVENTS=50000 load/kafka.sh  # shorter
+#   KAFKA_ARGS="--kafka-max-batch 1000" load/kafka.sh   # other consumer settings
 #
 # Kafka events/s = events applied after the first one / time from the first
 # applied event to the last (joining the group is left out); the broker and
@@ -47,7 +48,7 @@ consume() { # label args...
   local port metrics_port first accepted
   port=$(free_port); metrics_port=$(free_port)
   serve "$label" "$port" "$bin" serve --listen "127.0.0.1:$port" --metrics-listen "127.0.0.1:$metrics_port" \
-    --kafka-brokers "127.0.0.1:$kafka_port" --kafka-topic events --kafka-group "$label" "$@"
+    --kafka-brokers "127.0.0.1:$kafka_port" --kafka-topic events --kafka-group "$label" ${KAFKA_ARGS:-} "$@"
   # Timed from the first applied event to the last: joining the group
   # (seconds, the broker's doing) is left out.
   accepted=0; first=

@@ -62,10 +62,12 @@ fn messages(events: &[RawEvent]) -> Vec<(Vec<u8>, Vec<u8>)> {
         .collect()
 }
 
+/// Batches of 1,000 (not the default 4,000): the tests stop things
+/// mid-topic, which takes several batches per topic.
 fn kafka_toml(broker: &Broker, topic: &str, group: &str) -> String {
     format!(
         "{TEST_CONFIG}\n[kafka]\nbrokers = \"{}\"\ntopic = \"{topic}\"\ngroup = \"{group}\"\n\
-         session_timeout_ms = 6000\ncommit_interval_ms = 200\nretry_backoff_max_ms = 500\n",
+         session_timeout_ms = 6000\ncommit_interval_ms = 200\nretry_backoff_max_ms = 500\nmax_batch = 1000\n",
         broker.address()
     )
 }
@@ -698,6 +700,8 @@ async fn start_crash_server(
         "events".into(),
         "--kafka-group".into(),
         "crash".into(),
+        "--kafka-max-batch".into(),
+        "1000".into(),
     ];
     let args: Vec<&std::ffi::OsStr> = args.iter().map(|a| a.as_os_str()).collect();
     let (child, _) = start_binary(data, &args).await;

@@ -49,7 +49,7 @@ settings! {
             flag "kafka-dead-letter-topic", env "CREATOR_BOOST_KAFKA_DEAD_LETTER_TOPIC";
         /// Most messages applied to the store in one batch (at most
         /// limits.max_events_per_batch).
-        max_batch: usize = 1_000, flag "kafka-max-batch", env "CREATOR_BOOST_KAFKA_MAX_BATCH";
+        max_batch: usize = 4_000, flag "kafka-max-batch", env "CREATOR_BOOST_KAFKA_MAX_BATCH";
         /// A replica silent for this many milliseconds leaves the group and its
         /// partitions move.
         session_timeout_ms: u64 = 10_000,

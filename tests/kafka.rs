@@ -263,6 +263,19 @@ async fn a_four_partition_topic_scores_as_an_import_of_the_same_events() {
         metric(&rendered, "creator_boost_kafka_committed_total"),
     );
     assert_eq!(accepted, events.len() as f64);
+    // The lag per partition (the alerts' and the dashboard's) is served
+    // while consuming, one series per assigned partition.
+    let lags = eventually("a lag series per partition", Duration::from_secs(10), async || {
+        let rendered = server.metrics.render();
+        let lags: Vec<String> = rendered
+            .lines()
+            .filter(|line| line.starts_with("creator_boost_kafka_lag{partition=\""))
+            .map(str::to_owned)
+            .collect();
+        (lags.len() == 4).then_some(lags)
+    })
+    .await;
+    println!("kafka lag series: {lags:?}");
     server.stop().await;
     assert_same_scores(&scores(Some(&server.data_dir), None).await, &want);
 }

@@ -31,8 +31,9 @@ const END_MS: i64 = 1_793_491_200_000;
 const AS_OF: &str = "2026-11-01T00:00:00Z";
 /// How long a topic may take to be consumed in a debug build.
 const CONSUMED_WITHIN: Duration = Duration::from_secs(180);
-/// Two replicas of one group split the partitions within this, else one
-/// of them leaves and joins again (see the test).
+/// Two replicas of one group split the partitions within this, and a
+/// restarted replica finishes what its killed predecessor left, else it
+/// leaves and joins again, once (see the tests).
 const SPLIT_WITHIN: Duration = Duration::from_secs(45);
 
 fn generated(seed: u64, events: u64) -> Vec<RawEvent> {
@@ -91,8 +92,7 @@ async fn kafka_server(
 
 /// What a stalled consumer is diagnosed from: its connection, partitions,
 /// pause, lag, and what it consumed, applied and had committed.
-fn consumer_state(server: &TestServer) -> String {
-    let rendered = server.metrics.render();
+fn consumer_state(rendered: &str) -> String {
     let lag: f64 = rendered
         .lines()
         .filter(|line| line.starts_with("creator_boost_kafka_lag{"))
@@ -100,13 +100,13 @@ fn consumer_state(server: &TestServer) -> String {
         .sum();
     format!(
         "connected {}, assigned {}, paused {}, lag {lag}, consumed {}, accepted {}, committed {}, client errors {}",
-        metric(&rendered, "creator_boost_kafka_connected"),
-        metric(&rendered, "creator_boost_kafka_assigned_partitions"),
-        metric(&rendered, "creator_boost_kafka_paused"),
-        metric(&rendered, "creator_boost_kafka_consumed_total"),
-        metric(&rendered, "creator_boost_ingest_accepted_total"),
-        metric(&rendered, "creator_boost_kafka_committed_total"),
-        metric(&rendered, "creator_boost_kafka_client_errors_total"),
+        metric(rendered, "creator_boost_kafka_connected"),
+        metric(rendered, "creator_boost_kafka_assigned_partitions"),
+        metric(rendered, "creator_boost_kafka_paused"),
+        metric(rendered, "creator_boost_kafka_consumed_total"),
+        metric(rendered, "creator_boost_ingest_accepted_total"),
+        metric(rendered, "creator_boost_kafka_committed_total"),
+        metric(rendered, "creator_boost_kafka_client_errors_total"),
     )
 }
 
@@ -310,7 +310,25 @@ async fn kill_9_mid_topic_then_restart_loses_nothing_and_counts_nothing_twice() 
     first.kill().expect("kill -9");
     first.wait().expect("reaped");
     let committed_at_kill = broker.committed("crash", "events", 4).await;
-    let (mut second, metrics) = start_crash_server(&data, &config, &broker).await;
+    let (mut second, mut metrics) = start_crash_server(&data, &config, &broker).await;
+    // tansu 0.6.0 now and then leaves the restarted member of a group whose
+    // old member was killed without partitions (see the two-replica test):
+    // if nothing more is committed within SPLIT_WITHIN, the runbook's
+    // answer, a restart, is taken once, and what was seen is printed.
+    let started = std::time::Instant::now();
+    let mut states = Vec::new();
+    while broker.committed("crash", "events", 4).await != ends && started.elapsed() < SPLIT_WITHIN {
+        let state = consumer_state(&scrape(metrics).await);
+        if states.last() != Some(&state) {
+            states.push(state);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    if broker.committed("crash", "events", 4).await == committed_at_kill {
+        println!("kafka kill -9: nothing committed after {SPLIT_WITHIN:?}, restarted once; states seen {states:#?}");
+        stop_binary(&mut second);
+        (second, metrics) = start_crash_server(&data, &config, &broker).await;
+    }
     all_committed(&broker, "crash", "events", &ends).await;
     let rendered = scrape(metrics).await;
     let (accepted, duplicates) = (
@@ -324,12 +342,7 @@ async fn kill_9_mid_topic_then_restart_loses_nothing_and_counts_nothing_twice() 
         metric(&rendered, "creator_boost_kafka_consumed_total"),
     );
     assert!(accepted_at_kill < events.len() as f64, "killed mid-topic");
-    let status = std::process::Command::new("kill")
-        .args(["-TERM", &second.id().to_string()])
-        .status()
-        .expect("kill -TERM");
-    assert!(status.success());
-    assert!(second.wait().expect("server exit").success());
+    stop_binary(&mut second);
     assert_same_scores(&scores(Some(&data), None).await, &want);
 }
 
@@ -634,7 +647,7 @@ async fn broker_stopped_mid_topic_then_restarted_loses_nothing_and_counts_nothin
         if accepted > outage_accepted || accepted >= before.len() as f64 {
             break accepted;
         }
-        let state = consumer_state(&server);
+        let state = consumer_state(&server.metrics.render());
         if states.last() != Some(&state) {
             states.push(state);
         }
@@ -693,6 +706,16 @@ async fn broker_stopped_mid_topic_then_restarted_loses_nothing_and_counts_nothin
     assert_eq!(accepted, events.len() as f64, "every event accepted once");
     server.stop().await;
     assert_same_scores(&scores(Some(&server.data_dir), None).await, &want);
+}
+
+/// Stops the real binary with SIGTERM; it must exit cleanly.
+fn stop_binary(server: &mut std::process::Child) {
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &server.id().to_string()])
+        .status()
+        .expect("kill -TERM");
+    assert!(status.success());
+    assert!(server.wait().expect("server exit").success());
 }
 
 /// The real binary consuming `events` in group `crash`, with metrics on a free port.

@@ -580,18 +580,21 @@ fn check_decay(db: &Database, ingest: &IngestParams) -> Result<(), StoreError> {
 
 fn read_buckets(txn: &ReadTransaction, buckets: &[u32]) -> Result<Vec<CreatorBucket>, StoreError> {
     let table = txn.open_table(CREATORS).map_err(backend)?;
+    // Gathered in one scratch vector, then moved out at their exact
+    // count: a bucket is cached as is (no spare capacity), with one
+    // allocation, and none for an empty bucket.
+    let mut scratch = Vec::new();
     buckets
         .iter()
         .map(|bucket| {
             let low = u128::from(*bucket) << 64;
             let high = low | u128::from(u64::MAX);
-            let mut creators = Vec::new();
             for entry in table.range(low..=high).map_err(backend)? {
                 let (key, value) = entry.map_err(backend)?;
-                creators.push((key.value() as u64, decode_creator(value.value())?));
+                scratch.push((key.value() as u64, decode_creator(value.value())?));
             }
-            // Cached as is: no spare capacity.
-            creators.shrink_to_fit();
+            let mut creators = Vec::with_capacity(scratch.len());
+            creators.append(&mut scratch);
             Ok(CreatorBucket { creators })
         })
         .collect()

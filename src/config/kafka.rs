@@ -47,7 +47,7 @@ settings! {
         /// Where malformed and rejected messages go; empty = `<topic>.dlq`.
         dead_letter_topic: String = String::new(),
             flag "kafka-dead-letter-topic", env "CREATOR_BOOST_KAFKA_DEAD_LETTER_TOPIC";
-        /// Most messages applied to the store in one batch (at most
+        /// Most messages applied to the store in one batch (capped at
         /// limits.max_events_per_batch).
         max_batch: usize = 4_000, flag "kafka-max-batch", env "CREATOR_BOOST_KAFKA_MAX_BATCH";
         /// A replica silent for this many milliseconds leaves the group and its
@@ -111,12 +111,12 @@ pub(super) fn kafka_config(settings: KafkaSettings, limits: &Limits) -> Result<O
             ));
         }
     };
-    if max_batch == 0 || max_batch > limits.max_events_per_batch {
-        return Err(ConfigError::Invalid(format!(
-            "kafka.max_batch must be in 1..={} (limits.max_events_per_batch)",
-            limits.max_events_per_batch
-        )));
+    if max_batch == 0 {
+        return Err(ConfigError::Invalid("kafka.max_batch must be at least 1".into()));
     }
+    // Capped, not refused: a deployment that lowered the batch limit keeps
+    // starting whatever this default becomes.
+    let max_batch = max_batch.min(limits.max_events_per_batch);
     let config = KafkaConfig {
         dead_letter_topic: if dead_letter_topic.is_empty() {
             format!("{topic}.dlq")

@@ -459,6 +459,21 @@ mod tests {
     }
 
     #[test]
+    fn the_kafka_batch_is_capped_by_the_batch_limit() {
+        let kafka = "[kafka]\nbrokers = \"127.0.0.1:9092\"\ntopic = \"events\"\n";
+        let batch = |text: &str| load(text).expect(text).kafka.expect("kafka on").max_batch;
+        assert_eq!(batch(kafka), 4_000);
+        assert_eq!(batch(&format!("{kafka}[limits]\nmax_events_per_batch = 1000\n")), 1_000);
+        assert_eq!(
+            batch(&format!(
+                "{kafka}max_batch = 9000\n[limits]\nmax_events_per_batch = 2000\n"
+            )),
+            2_000
+        );
+        assert!(load(&format!("{kafka}max_batch = 0\n")).is_err());
+    }
+
+    #[test]
     fn variants_override_and_version() {
         let config = load("[model]\nnon_fan_factor = 0.5\n[variants.deep]\nweights.tip = 20.0\n[variants.same]\n")
             .expect("config");

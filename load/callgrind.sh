@@ -30,7 +30,7 @@ instructions() { # rank|cold|ingest N -> total instructions of one server run se
   port=$(free_port)
   rm -rf "$work/data-$name"; cp -r "$work/data" "$work/data-$name"
   valgrind --tool=callgrind --callgrind-out-file="$work/$name.cg" \
-    "$bin" serve --listen "127.0.0.1:$port" --data-dir "$work/data-$name" --worker-threads 1 "${config[@]}" \
+    "$bin" serve --listen "127.0.0.1:$port" --data-dir "$work/data-$name" --worker-threads 1 ${config[@]+"${config[@]}"} \
     > "$work/$name.log" 2>&1 &
   local pid=$!
   for _ in $(seq 600); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done

@@ -1,10 +1,11 @@
 //! Bench helper: the broker's delivery ceiling. Joins a fresh group, reads
 //! a topic from the start and only counts (each message detached, as the
 //! server's consumer does), timed from the first message to the N-th.
+//! Gives up after 60 s without a message (a topic holding fewer than N).
 //!
 //!     kafka_drain BROKERS TOPIC N [KEY=VALUE ...]   # extra librdkafka settings
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{Consumer, StreamConsumer};
@@ -32,7 +33,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut first = None;
     let mut bytes = 0_usize;
     for count in 1..=n {
-        let message = consumer.recv().await?.detach();
+        let message = tokio::time::timeout(Duration::from_secs(60), consumer.recv())
+            .await
+            .map_err(|_| format!("no message for 60 s after {} of {n}", count - 1))??
+            .detach();
         bytes += message.payload().map_or(0, <[u8]>::len);
         let started = *first.get_or_insert_with(Instant::now);
         if count == n {

@@ -190,6 +190,16 @@ async fn all_committed(broker: &Broker, group: &str, topic: &str, ends: &[i64]) 
     }
 }
 
+/// Waits until the Ingest health status is `want` (1 SERVING, 2
+/// NOT_SERVING); returns it.
+async fn ingest_status(server: &TestServer, want: i32, what: &str, within: Duration) -> i32 {
+    eventually(what, within, async || {
+        let status = ingest_health(server).await;
+        (status == want).then_some(status)
+    })
+    .await
+}
+
 async fn ingest_health(server: &TestServer) -> i32 {
     use tonic_health::pb::HealthCheckRequest;
     use tonic_health::pb::health_client::HealthClient;
@@ -253,11 +263,7 @@ async fn a_four_partition_topic_scores_as_an_import_of_the_same_events() {
     all_committed(&broker, "scores", "events", &ends).await;
     let rendered = server.metrics.render();
     let accepted = metric(&rendered, "creator_boost_ingest_accepted_total");
-    let health = eventually("ingest SERVING", Duration::from_secs(10), async || {
-        let status = ingest_health(&server).await;
-        (status == 1).then_some(status)
-    })
-    .await;
+    let health = ingest_status(&server, 1, "ingest SERVING", Duration::from_secs(10)).await;
     println!(
         "kafka 4 partitions: {} events produced, consumed {}, accepted {accepted}, committed {}, ingest health {health}",
         events.len(),
@@ -556,11 +562,7 @@ async fn redis_down_pauses_consumption_without_committing_and_it_resumes() {
         (metric(&server.metrics.render(), "creator_boost_kafka_paused") == 1.0).then_some(())
     })
     .await;
-    let health = eventually("ingest NOT_SERVING", Duration::from_secs(10), async || {
-        let status = ingest_health(&server).await;
-        (status == 2).then_some(status)
-    })
-    .await;
+    let health = ingest_status(&server, 2, "ingest NOT_SERVING", Duration::from_secs(10)).await;
     let mut committed_while_down = Vec::new();
     for _ in 0..5 {
         committed_while_down.push(broker.committed("outage", "events", 4).await);
@@ -621,11 +623,7 @@ async fn broker_stopped_mid_topic_then_restarted_loses_nothing_and_counts_nothin
     )
     .await;
     let seen_down = stopped.elapsed();
-    let health = eventually("ingest NOT_SERVING", Duration::from_secs(10), async || {
-        let status = ingest_health(&server).await;
-        (status == 2).then_some(status)
-    })
-    .await;
+    let health = ingest_status(&server, 2, "ingest NOT_SERVING", Duration::from_secs(10)).await;
     // The figures over three seconds of outage.
     let mut during = Vec::new();
     for _ in 0..6 {
@@ -677,11 +675,7 @@ async fn broker_stopped_mid_topic_then_restarted_loses_nothing_and_counts_nothin
     } else {
         "had applied the whole first part during the outage".to_owned()
     };
-    let health_after = eventually("ingest SERVING again", CONSUMED_WITHIN, async || {
-        let status = ingest_health(&server).await;
-        (status == 1).then_some(status)
-    })
-    .await;
+    let health_after = ingest_status(&server, 1, "ingest SERVING again", CONSUMED_WITHIN).await;
     let committed_on_return = broker.committed("broker-outage", "events", 4).await;
     // Every message here is a valid event of its own: an offset committed
     // past what was applied would show as more committed than accepted.

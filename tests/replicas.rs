@@ -284,23 +284,11 @@ async fn concurrent_writers_through_two_replicas_match_a_single_node_replay(back
     }
     assert_eq!(accepted, replayed, "every event accepted exactly once");
 
-    let store = RedisStore::connect(RedisSettings {
-        url: match &backend {
-            Backend::Redis => common::redis::standalone_url(),
-            _ => common::redis::cluster_url(),
-        }
-        .parse()
-        .expect("store URL"),
-        key_prefix: first.key_prefix.clone(),
-        ingest: ingest.clone(),
-        dedupe_window_ms: 3_600_000,
-        read_timeout: Duration::from_secs(5),
-        write_timeout: Duration::from_secs(5),
-        on_write: None,
-        invalidation: None,
-    })
-    .await
-    .expect("connect");
+    let url = match &backend {
+        Backend::Redis => common::redis::standalone_url(),
+        _ => common::redis::cluster_url(),
+    };
+    let store = connect_store(&url, &first.key_prefix, ingest.clone()).await;
     let stored: BTreeMap<u64, CreatorAggregate> = store.scan_creators().await.expect("scan").into_iter().collect();
     assert_eq!(stored.len(), creators.len());
     for (id, want) in &creators {
@@ -784,12 +772,12 @@ async fn ingest_spreads_over_the_masters_of_a_cluster() {
     );
 }
 
-/// A store of the default model on `redis` under `prefix`, with no hooks.
-async fn connect_store(redis: &RedisProcess, prefix: &str) -> RedisStore {
+/// A Redis store at `url` under `prefix` with `ingest`, and no hooks.
+async fn connect_store(url: &str, prefix: &str, ingest: IngestParams) -> RedisStore {
     RedisStore::connect(RedisSettings {
-        url: redis.url().parse().expect("store URL"),
+        url: url.parse().expect("store URL"),
         key_prefix: prefix.to_owned(),
-        ingest: IngestParams::default(),
+        ingest,
         dedupe_window_ms: 3_600_000,
         read_timeout: Duration::from_secs(5),
         write_timeout: Duration::from_secs(5),
@@ -812,7 +800,7 @@ async fn a_resent_half_done_batch_completes_what_is_missing_and_nothing_twice() 
     let _ports = PORTS.lock().await;
     let redis = RedisProcess::start();
     let prefix = common::redis::unique_prefix();
-    let store = connect_store(&redis, &prefix).await;
+    let store = connect_store(&redis.url(), &prefix, IngestParams::default()).await;
     let now_ms = 1_700_000_000_000;
     let follow = Event {
         event_id: "half".to_owned(),
@@ -912,7 +900,7 @@ async fn snapshots_written_before_buyers_were_counted_read_and_grow() {
     let _ports = PORTS.lock().await;
     let redis = RedisProcess::start();
     let prefix = common::redis::unique_prefix();
-    let store = connect_store(&redis, &prefix).await;
+    let store = connect_store(&redis.url(), &prefix, IngestParams::default()).await;
     let (creator, now_ms) = (5_151u64, 1_700_000_000_000i64);
     let event = |id: &str, kind, viewer_id, days_ago: i64, amount| Event {
         event_id: id.to_owned(),
